@@ -1,0 +1,98 @@
+"""The ``edgeseg`` command line.
+
+Each command lives in its own module exposing ``HELP``, ``add_arguments(parser)`` and
+``run(args) -> int``. Modules are imported only when their command runs, so the
+runtime commands work in a torch-free install. Errors from the library arrive as
+:class:`EdgesegError` and leave as one line on stderr and a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+import traceback
+
+# command -> (module under edgeseg.cli, one-line help). Order is the help order.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "quickstart": ("quickstart_cmd", "train -> export -> video on procedural scenes (or --data), end to end"),
+    "models": ("models_cmd", "list registered models with parameters and GFLOPs"),
+    "train": ("train_cmd", "train a model on a dataset"),
+    "val": ("val_cmd", "mIoU of a checkpoint, ONNX model or engine on a dataset split"),
+    "export": ("export_cmd", "export a checkpoint to ONNX / TensorRT (fp32, fp16, int8)"),
+    "predict": ("predict_cmd", "segment images, folders and videos (every frame)"),
+    "demo": ("demo_cmd", "live camera / stream demo with overlay, FPS and latency"),
+    "bench": ("bench_cmd", "latency and throughput of models and the video pipeline"),
+    "info": ("info_cmd", "metadata, IO and backend availability of a model"),
+}
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2, like every other failure
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from edgeseg import __version__
+
+    parser = _Parser(prog="edgeseg", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"edgeseg {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name, (_module, help_text) in COMMANDS.items():
+        sub.add_parser(name, help=help_text, description=help_text)
+    return parser
+
+
+def _load(name: str):
+    module_name, _ = COMMANDS[name]
+    return importlib.import_module(f"edgeseg.cli.{module_name}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    # Only the chosen command's module is imported (and only it may need torch).
+    command = next((a for a in argv if not a.startswith("-")), None)
+    if command in COMMANDS:
+        sub = parser._subparsers._group_actions[0].choices[command]  # type: ignore[union-attr]
+        sub.add_argument("--verbose", "-v", action="store_true", help="show tracebacks and debug logs")
+        module = _load(command)
+        module.add_arguments(sub)
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return EXIT_USAGE
+    verbose = getattr(args, "verbose", False) or os.environ.get("EDGESEG_VERBOSE") == "1"
+    from edgeseg.runtime.errors import EdgesegError, UsageError
+
+    try:
+        return int(module.run(args) or 0)
+    except UsageError as e:
+        _fail(e, verbose)
+        return EXIT_USAGE
+    except EdgesegError as e:
+        _fail(e, verbose)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("edgeseg: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return EXIT_ERROR
+    except Exception as e:  # a bug or an unforeseen environment problem: still one line
+        if verbose:
+            traceback.print_exc()
+        print(f"edgeseg {args.command}: unexpected {type(e).__name__}: {e} (rerun with --verbose for the traceback)",
+              file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _fail(e: BaseException, verbose: bool) -> None:
+    if verbose:
+        traceback.print_exc()
+    print(f"error: {e}", file=sys.stderr)

@@ -1,0 +1,1 @@
+"""Datasets by layout (CamVid, Cityscapes, image/mask folders, procedural scenes) and augmentations."""

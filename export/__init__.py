@@ -1,0 +1,1 @@
+"""edgeseg.export: checkpoint -> ONNX -> FP16 / INT8 -> TensorRT, with parity and accuracy reports."""

@@ -1,0 +1,67 @@
+"""Atomic writes: an interrupted write never leaves a half-written file under its final name."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
+
+    Use it for writers that insist on a file name (torch.save, onnx.save, cv2.VideoWriter).
+    ``suffix`` defaults to the final suffix so format-sniffing writers still work.
+    """
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    # Hidden name in the same folder (same filesystem, so the rename is atomic).
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=suffix if suffix is not None else final.suffix,
+                               dir=final.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, final)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "w", **kw: Any) -> Iterator[IO]:
+    """``open()`` for writing that lands atomically (``mode`` is ``"w"`` or ``"wb"``)."""
+    with atomic_path(path) as tmp, open(tmp, mode, **kw) as f:
+        yield f
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def write_json(path: str | os.PathLike, data: Any) -> Path:
+    with atomic_open(path, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, sort_keys=False, default=_json_default)
+        f.write("\n")
+    return Path(path)
+
+
+def _json_default(o: Any) -> Any:
+    # numpy scalars and arrays, Paths and tuples-as-keys show up in reports.
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    if isinstance(o, os.PathLike):
+        return os.fspath(o)
+    raise TypeError(f"cannot write {type(o).__name__} as JSON")
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()

@@ -1,0 +1,154 @@
+"""The facts an exported artifact carries about itself.
+
+One schema, written by the export stage into ONNX ``metadata_props`` and into
+the JSON manifest beside a TensorRT engine, read by the runtime. The runtime
+never looks at a training config: if a fact is not here, it is not known.
+
+Conventions
+-----------
+* ``mean``/``std`` are per RGB channel on the [0, 1] pixel scale:
+  ``x = (rgb / 255 - mean) / std``.
+* ``input_layout``:
+    - ``"NCHW_RGB_F32"``: float32 (N, 3, H, W), already normalised (the default);
+    - ``"NHWC_BGR_U8"``: uint8 (N, H, W, 3) BGR frame, normalisation inside the graph
+      (``--fuse-preprocess``).
+* ``output_kind``:
+    - ``"logits"``: float (N, C, H, W);
+    - ``"class_map"``: uint8 (N, H, W) class ids (``--fuse-argmax``).
+* ``input_size`` is the (H, W) the artifact was exported for; with ``dynamic_hw``
+  the graph accepts other sizes and ``input_size`` is the preferred one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+from .errors import ModelFormatError
+
+PREFIX = "edgeseg."
+SCHEMA_VERSION = 1
+
+LAYOUT_FLOAT = "NCHW_RGB_F32"
+LAYOUT_UINT8 = "NHWC_BGR_U8"
+LAYOUTS = (LAYOUT_FLOAT, LAYOUT_UINT8)
+OUTPUT_LOGITS = "logits"
+OUTPUT_CLASS_MAP = "class_map"
+OUTPUT_KINDS = (OUTPUT_LOGITS, OUTPUT_CLASS_MAP)
+PRECISIONS = ("fp32", "fp16", "int8")
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class ModelMeta:
+    classes: tuple[str, ...]
+    palette: tuple[tuple[int, int, int], ...]  # one RGB colour per class
+    mean: tuple[float, float, float] = IMAGENET_MEAN  # RGB, [0, 1] scale
+    std: tuple[float, float, float] = IMAGENET_STD
+    ignore_index: int = 255  # label value that marks "no class" in ground truth
+    input_size: tuple[int, int] | None = None  # (H, W); None: any size
+    dynamic_hw: bool = False
+    dynamic_batch: bool = False
+    batch: int = 1  # fixed batch when not dynamic_batch
+    input_layout: str = LAYOUT_FLOAT
+    output_kind: str = OUTPUT_LOGITS
+    precision: str = "fp32"
+    int8_target: str = ""  # "ort_cpu" (U8S8) or "tensorrt" (S8S8) for int8 artifacts
+    model_name: str = ""
+    source_sha256: str = ""  # hash of the checkpoint (or ONNX) this artifact came from
+    edgeseg_version: str = ""
+    extra: Mapping[str, str] = field(default_factory=dict)  # free-form, e.g. calibration facts
+
+    def __post_init__(self) -> None:
+        if not self.classes:
+            raise ModelFormatError("model metadata has no classes")
+        if len(self.palette) != len(self.classes):
+            raise ModelFormatError(
+                f"model metadata has {len(self.classes)} classes but {len(self.palette)} palette colours"
+            )
+        if self.input_layout not in LAYOUTS:
+            raise ModelFormatError(f"unknown input layout {self.input_layout!r}; expected one of {LAYOUTS}")
+        if self.output_kind not in OUTPUT_KINDS:
+            raise ModelFormatError(f"unknown output kind {self.output_kind!r}; expected one of {OUTPUT_KINDS}")
+        if self.precision not in PRECISIONS:
+            raise ModelFormatError(f"unknown precision {self.precision!r}; expected one of {PRECISIONS}")
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def with_(self, **changes: Any) -> ModelMeta:
+        """A copy with some fields changed (e.g. precision after quantization)."""
+        return replace(self, **changes)
+
+    # -- serialisation --------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["classes"] = list(self.classes)
+        d["palette"] = [list(c) for c in self.palette]
+        d["mean"] = list(self.mean)
+        d["std"] = list(self.std)
+        d["input_size"] = list(self.input_size) if self.input_size else None
+        d["extra"] = dict(self.extra)
+        d["schema_version"] = SCHEMA_VERSION
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], source: str = "model") -> ModelMeta:
+        known = {f.name for f in fields(cls)}
+        try:
+            kw = {k: v for k, v in d.items() if k in known}
+            kw["classes"] = tuple(str(c) for c in kw["classes"])
+            kw["palette"] = tuple(tuple(int(v) for v in c) for c in kw["palette"])
+            for key in ("mean", "std"):
+                if key in kw:
+                    kw[key] = tuple(float(v) for v in kw[key])
+            if kw.get("input_size"):
+                kw["input_size"] = tuple(int(v) for v in kw["input_size"])
+            else:
+                kw["input_size"] = None
+            kw["extra"] = {str(k): str(v) for k, v in (kw.get("extra") or {}).items()}
+            return cls(**kw)
+        except ModelFormatError as e:
+            raise ModelFormatError(f"{source}: {e}") from None
+        except (KeyError, TypeError, ValueError) as e:
+            raise ModelFormatError(f"{source}: edgeseg metadata is incomplete or malformed ({e})") from None
+
+    def to_props(self) -> dict[str, str]:
+        """Flat string key/values for ONNX ``metadata_props`` (all keys ``edgeseg.*``)."""
+        return {PREFIX + k: json.dumps(v) for k, v in self.to_dict().items()}
+
+    @classmethod
+    def from_props(cls, props: Mapping[str, str], source: str = "model") -> ModelMeta:
+        """Inverse of :meth:`to_props`; raises a message that says how to fix a plain ONNX."""
+        ours = {k[len(PREFIX):]: v for k, v in props.items() if k.startswith(PREFIX)}
+        if "classes" not in ours:
+            raise ModelFormatError(
+                f"{source} has no edgeseg metadata; export it with 'edgeseg export', or give the "
+                "classes by hand (Segmenter(..., classes=[...]) / --classes names.txt)"
+            )
+        try:
+            d = {k: json.loads(v) for k, v in ours.items()}
+        except json.JSONDecodeError as e:
+            raise ModelFormatError(f"{source}: edgeseg metadata is not valid JSON ({e})") from None
+        return cls.from_dict(d, source)
+
+
+def default_palette(n: int) -> tuple[tuple[int, int, int], ...]:
+    """Distinct, stable colours for ``n`` classes (for models that come without a palette)."""
+    colours = []
+    for i in range(n):
+        # Bit-interleaving scheme of the PASCAL VOC palette: neighbours get unlike colours.
+        r = g = b = 0
+        c = i + 1
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        colours.append((r, g, b))
+    return tuple(colours)

@@ -1,0 +1,1 @@
+"""Bundled pretrained models, resolvable by short name."""
