@@ -1,0 +1,120 @@
+"""edgeseg train: train a registered model on a dataset."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+HELP = "train a model on a dataset"
+
+
+def _parse_scale(text: str) -> tuple[float, float]:
+    from edgeseg.runtime.errors import UsageError
+
+    try:
+        lo, hi = (float(v) for v in text.replace(",", "-").split("-"))
+    except ValueError:
+        raise UsageError(f"--scale {text!r} is not a range; write MIN-MAX, e.g. 0.5-2.0") from None
+    return lo, hi
+
+
+def _parse_kwargs(items: list[str]) -> dict:
+    from edgeseg.runtime.errors import UsageError
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--model-arg {item!r} must look like NAME=VALUE, e.g. width=0.5")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="unet_lite", help="registered model name (see 'edgeseg models')")
+    p.add_argument("--model-arg", action="append", default=[], metavar="NAME=VALUE",
+                   help="extra model argument, e.g. width=0.5 (repeatable)")
+    p.add_argument("--data", default="synthetic://",
+                   help="dataset folder (CamVid, Cityscapes, images/+masks/) or synthetic://?n=200&size=240x320")
+    p.add_argument("--layout", default="auto", help="dataset layout: auto, camvid, cityscapes, folder, synthetic")
+    p.add_argument("--imgsz", default="360x480", help="training crop HxW (validation runs at native size)")
+    p.add_argument("--scale", default="0.5-2.0", help="random rescale range before cropping")
+    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--optimizer", default="adamw", help="adamw or sgd")
+    p.add_argument("--lr", type=float, default=None, help="base LR (default 2e-3 for adamw, 0.01 for sgd)")
+    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--class-weights", default="sqrt_median", help="none, median or sqrt_median")
+    p.add_argument("--class-weight-cap", type=float, default=5.0)
+    p.add_argument("--ohem", type=float, default=0.0, metavar="FRACTION",
+                   help="train on the hardest FRACTION of pixels (0 = off)")
+    p.add_argument("--no-flip", action="store_true")
+    p.add_argument("--no-photometric", action="store_true")
+    p.add_argument("--time-budget", type=float, default=0.0, metavar="MIN",
+                   help="fit the LR schedule to this many minutes and stop on time")
+    p.add_argument("--out", default=None,
+                   help="output folder for best.pt, last.pt, metrics.csv (default runs/train, or the --resume folder)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--no-amp", action="store_true", help="disable mixed precision on CUDA")
+    p.add_argument("--workers", type=int, default=2, help="data-loading processes")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = all cores)")
+    p.add_argument("--no-cache", action="store_true", help="decode images every time instead of caching in RAM")
+    p.add_argument("--val-every", type=int, default=1, help="epochs between validations")
+    p.add_argument("--val-images", type=int, default=0, help="validate on the first N images only (0 = all)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-steps", type=int, default=0, help="stop after N optimizer steps (smoke runs)")
+    p.add_argument("--resume", default=None, metavar="LAST_PT", help="continue an interrupted run from last.pt")
+    p.add_argument("--json", default=None, metavar="PATH", help="write the result summary as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def config_from_args(args: argparse.Namespace):
+    from pathlib import Path
+
+    from edgeseg.runtime.sizes import parse_hw
+    from edgeseg.train.config import TrainConfig
+
+    out = args.out or (str(Path(args.resume).parent) if args.resume else "runs/train")
+    lr = args.lr if args.lr is not None else (0.01 if args.optimizer == "sgd" else 2e-3)
+    return TrainConfig(
+        model=args.model, model_kwargs=_parse_kwargs(args.model_arg), data=args.data, layout=args.layout,
+        out=out, imgsz=parse_hw(args.imgsz), scale=_parse_scale(args.scale), flip=not args.no_flip,
+        photometric=not args.no_photometric, epochs=args.epochs, batch=args.batch, optimizer=args.optimizer,
+        lr=lr, weight_decay=args.weight_decay, class_weighting=args.class_weights,
+        class_weight_cap=args.class_weight_cap, ohem_fraction=args.ohem, device=args.device,
+        amp=not args.no_amp, workers=args.workers, threads=args.threads, cache=not args.no_cache,
+        seed=args.seed, max_steps=args.max_steps, time_budget_min=args.time_budget, val_every=args.val_every,
+        val_max_images=args.val_images)
+
+
+def run(args: argparse.Namespace) -> int:
+    from edgeseg.models import list_models
+    from edgeseg.runtime.errors import unknown_name
+    from edgeseg.runtime.fileio import write_json
+    from edgeseg.train.trainer import train
+
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s",
+                        stream=sys.stderr)
+    cfg = config_from_args(args)
+    if cfg.model not in list_models():
+        raise unknown_name("model", cfg.model, list_models())
+    result = train(cfg, resume=args.resume, progress=not args.quiet)
+    best = result.best_metrics
+    summary = {
+        "model": cfg.model, "data": cfg.data, "epochs": result.epochs, "steps": result.steps,
+        "images_per_s": round(result.images_per_s, 2), "minutes": round(result.elapsed_s / 60, 2),
+        "best_miou": best.get("miou"), "best_epoch": best.get("epoch"),
+        "best": str(result.best_path), "last": str(result.last_path),
+    }
+    width = max(len(k) for k in summary)
+    for key, value in summary.items():
+        shown = f"{value:.2f}" if isinstance(value, float) else value
+        print(f"{key:<{width}}  {shown}")
+    if args.json:
+        write_json(args.json, {**summary, "best_metrics": best})
+    return 0

@@ -1,0 +1,70 @@
+"""edgeseg val: mIoU of a checkpoint, ONNX model or TensorRT engine on a dataset split."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "mIoU of a checkpoint, ONNX model or engine on a dataset split"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="checkpoint (.pt), ONNX model (.onnx), engine (.engine/.plan) or zoo name")
+    p.add_argument("--data", default=None,
+                   help="dataset folder or synthetic:// URI (default: the checkpoint's own dataset)")
+    p.add_argument("--split", default="val", help="split to score: train, val or test")
+    p.add_argument("--layout", default="auto", help="dataset layout: auto, camvid, cityscapes, folder, synthetic")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--backend", default="auto", help="runtime backend for exported models")
+    p.add_argument("--threads", type=int, default=None, help="inference threads")
+    p.add_argument("--max-images", type=int, default=0, help="score the first N images only (0 = all)")
+    p.add_argument("--json", default=None, metavar="PATH", help="write the metrics as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from edgeseg.data import build_dataset
+    from edgeseg.runtime.errors import UsageError
+    from edgeseg.runtime.fileio import write_json
+
+    model_path = Path(args.model)
+    is_checkpoint = model_path.suffix == ".pt"
+    data = args.data
+    if is_checkpoint:
+        # Only here does val need torch: a runtime-only install scores exported models.
+        import torch
+
+        from edgeseg.train.checkpoint import load_checkpoint
+        from edgeseg.train.evaluate import check_classes, evaluate_model
+        from edgeseg.train.trainer import resolve_device
+
+        ckpt = load_checkpoint(model_path)
+        data = data or ckpt.dataset.get("root")
+        if not data:
+            raise UsageError(f"{model_path} does not record its dataset; pass --data DIR")
+        dataset = build_dataset(data, args.split, layout=args.layout)
+        check_classes(ckpt.classes, dataset.classes, str(model_path), f"{data} ({args.split})")
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        device = resolve_device(args.device)
+        model = ckpt.build_model().to(device)
+        metrics = evaluate_model(model, dataset, mean=ckpt.mean, std=ckpt.std, device=device,
+                                 max_images=args.max_images, progress=not args.quiet)
+        backend = "pytorch"
+    else:
+        from edgeseg.runtime import Segmenter
+        from edgeseg.train.evaluate import check_classes, evaluate_segmenter
+
+        if not data:
+            raise UsageError(f"pass --data DIR: an exported model does not record its dataset ({model_path})")
+        dataset = build_dataset(data, args.split, layout=args.layout)
+        with Segmenter(args.model, backend=args.backend, device=args.device, threads=args.threads) as seg:
+            check_classes(seg.meta.classes, dataset.classes, str(model_path), f"{data} ({args.split})")
+            metrics = evaluate_segmenter(seg, dataset, max_images=args.max_images, progress=not args.quiet)
+            backend = seg.info["backend"]
+    print(f"{args.model} on {data} ({args.split}, {len(dataset)} images, {backend}, void ignored)")
+    print(metrics.table())
+    if args.json:
+        write_json(args.json, {"model": str(args.model), "data": str(data), "split": args.split,
+                               "backend": backend, **metrics.to_dict()})
+    return 0

@@ -1,0 +1,317 @@
+"""The training loop: datasets -> model -> poly-LR optimisation -> per-epoch mIoU -> checkpoints."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import os
+import random
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from edgeseg import __version__
+from edgeseg.models import create_model
+from edgeseg.runtime.errors import CheckpointError, UsageError
+from edgeseg.runtime.progress import Progress
+
+from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from .config import TrainConfig
+from .distributed import DistInfo, all_reduce_mean, barrier, cleanup, init_distributed
+from .evaluate import evaluate_model
+from .losses import SegmentationLoss
+
+log = logging.getLogger("edgeseg.train")
+
+METRICS_FIELDS = ["epoch", "step", "lr", "train_loss", "val_miou", "val_pixel_acc", "images_per_s", "elapsed_min"]
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    out_dir: Path
+    best_path: Path
+    last_path: Path
+    best_metrics: dict[str, Any]
+    epochs: int
+    steps: int
+    images_per_s: float
+    elapsed_s: float
+
+
+class _TrainView(torch.utils.data.Dataset):
+    """Applies the random training transform; each DataLoader worker owns its own generator."""
+
+    def __init__(self, dataset: Any, transform: Any, seed: int) -> None:
+        self.dataset, self.transform, self.seed = dataset, transform, seed
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image, label = self.dataset[i]
+        image, label = self.transform(image, label, self.rng)
+        return (torch.from_numpy(np.ascontiguousarray(image)),  # (H, W, 3) uint8
+                torch.from_numpy(np.ascontiguousarray(label).astype(np.int64)))  # (H, W) int64
+
+
+def _worker_init(worker_id: int) -> None:
+    info = torch.utils.data.get_worker_info()
+    view = info.dataset
+    # Distinct, reproducible streams per worker; torch's per-worker seed differs every epoch.
+    view.rng = np.random.default_rng([view.seed, worker_id, info.seed % (2**32)])
+
+
+def resolve_device(device: str) -> torch.device:
+    if device in ("auto", ""):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise UsageError(f"--device {device!r} is not a device; use cpu, cuda or cuda:N") from None
+
+
+def poly_lr(cfg: TrainConfig, step: int, progress: float) -> float:
+    warm = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps > 0 else 1.0
+    return cfg.lr * warm * max(0.0, 1.0 - progress) ** cfg.poly_power
+
+
+def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    # No weight decay on norms and biases: decaying BN scales hurts small models.
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def build_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    groups = _param_groups(model, cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
+    return torch.optim.AdamW(groups, lr=cfg.lr)
+
+
+def _class_weight_tensor(cfg: TrainConfig, dataset: Any, device: torch.device) -> torch.Tensor | None:
+    if cfg.class_weighting == "none":
+        return None
+    from edgeseg.data import class_frequencies, class_weights
+
+    freqs = class_frequencies(dataset)
+    weights = class_weights(freqs, method=cfg.class_weighting, cap=cfg.class_weight_cap)
+    return torch.as_tensor(np.asarray(weights), dtype=torch.float32, device=device)
+
+
+def _load_datasets(cfg: TrainConfig) -> tuple[Any, Any]:
+    from edgeseg.data import build_dataset, check_dataset
+
+    train_ds = build_dataset(cfg.data, cfg.train_split, layout=cfg.layout, cache=cfg.cache)
+    val_ds = build_dataset(cfg.data, cfg.val_split, layout=cfg.layout, cache=cfg.cache)
+    # Scan every pair up front: a bad label found after an hour of training is an hour lost.
+    check_dataset(train_ds)
+    check_dataset(val_ds)
+    if list(train_ds.classes) != list(val_ds.classes):
+        raise UsageError(f"{cfg.data}: the {cfg.train_split} and {cfg.val_split} splits have different classes")
+    return train_ds, val_ds
+
+
+def _append_metrics(path: Path, row: dict[str, Any]) -> None:
+    new = not path.exists()
+    with open(path, "a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=METRICS_FIELDS)
+        if new:
+            w.writeheader()
+        w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+
+
+def train(cfg: TrainConfig, resume: str | os.PathLike | None = None, progress: bool = True) -> TrainResult:
+    """Train ``cfg.model`` on ``cfg.data``; writes best.pt, last.pt and metrics.csv into ``cfg.out``.
+
+    ``resume`` continues from a last.pt (model, optimizer, step, elapsed time, best metrics);
+    the configuration saved in that checkpoint is used, with only ``out`` taken from ``cfg``.
+    """
+    start_ckpt: Checkpoint | None = None
+    if resume:
+        start_ckpt = load_checkpoint(resume)
+        if "optimizer" not in start_ckpt.resume_state:
+            raise CheckpointError(f"{resume} has no optimizer state (it is a best.pt); resume from last.pt")
+        cfg = replace(TrainConfig.from_dict(start_ckpt.train_config), out=cfg.out,
+                      epochs=max(cfg.epochs, TrainConfig.from_dict(start_ckpt.train_config).epochs))
+
+    dist_info: DistInfo = init_distributed(cfg.device)
+    try:
+        return _train(cfg, start_ckpt, dist_info, progress)
+    finally:
+        cleanup(dist_info)
+
+
+def _train(cfg: TrainConfig, start: Checkpoint | None, dist_info: DistInfo, show_progress: bool) -> TrainResult:
+    device = resolve_device(cfg.device)
+    if dist_info.enabled and device.type == "cuda":
+        device = torch.device("cuda", dist_info.local_rank)
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    seed = cfg.seed + dist_info.rank
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    is_main = dist_info.is_main
+    out = Path(cfg.out)
+    if is_main:
+        out.mkdir(parents=True, exist_ok=True)
+
+    train_ds, val_ds = _load_datasets(cfg)
+    num_classes = len(train_ds.classes)
+    from edgeseg.data import train_transform
+
+    transform = train_transform(crop=cfg.imgsz, scale=cfg.scale, flip=cfg.flip, photometric=cfg.photometric,
+                                ignore_index=train_ds.ignore_index)
+    view = _TrainView(train_ds, transform, seed)
+    if len(view) < cfg.batch * dist_info.world_size:
+        raise UsageError(f"{cfg.data} ({cfg.train_split}) has {len(view)} images, fewer than one batch of "
+                         f"{cfg.batch}; lower --batch")
+    sampler = (torch.utils.data.distributed.DistributedSampler(view, seed=cfg.seed, drop_last=True)
+               if dist_info.enabled else None)
+    loader = torch.utils.data.DataLoader(
+        view, batch_size=cfg.batch, shuffle=sampler is None, sampler=sampler, drop_last=True,
+        num_workers=cfg.workers, worker_init_fn=_worker_init if cfg.workers > 0 else None,
+        persistent_workers=cfg.workers > 0, pin_memory=device.type == "cuda",
+        generator=torch.Generator().manual_seed(cfg.seed))
+
+    model = create_model(cfg.model, num_classes, **cfg.model_kwargs).to(device)
+    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    model = model.to(memory_format=memory_format)
+    optimizer = build_optimizer(cfg, model)
+    use_amp = cfg.amp and device.type == "cuda"
+    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+
+    step, epoch, elapsed_before = 0, 0, 0.0
+    best: dict[str, Any] = {}
+    if start is not None:
+        model.load_state_dict(start.state_dict)
+        optimizer.load_state_dict(start.resume_state["optimizer"])
+        if "scaler" in start.resume_state and scaler.is_enabled():
+            scaler.load_state_dict(start.resume_state["scaler"])
+        step, epoch = start.step, start.epoch
+        elapsed_before = float(start.metrics.get("elapsed_s", 0.0))
+        best = dict(start.best_metrics)
+        if is_main:
+            log.info("resumed from %s at epoch %d, step %d", start.path, epoch, step)
+
+    train_model: torch.nn.Module = model
+    if dist_info.enabled:
+        train_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    criterion = SegmentationLoss(train_ds.ignore_index, _class_weight_tensor(cfg, train_ds, device),
+                                 ohem_fraction=cfg.ohem_fraction, label_smoothing=cfg.label_smoothing).to(device)
+    mean_t = torch.tensor(cfg.mean, device=device).view(1, 3, 1, 1) * 255.0
+    inv_std_t = 1.0 / (torch.tensor(cfg.std, device=device).view(1, 3, 1, 1) * 255.0)
+
+    steps_per_epoch = len(loader)
+    total_steps = cfg.epochs * steps_per_epoch
+    if cfg.max_steps > 0:
+        total_steps = min(total_steps, cfg.max_steps)
+    budget_s = cfg.time_budget_min * 60.0
+    t_start = time.perf_counter() - elapsed_before
+    images_seen, t_images = 0, time.perf_counter()
+
+    def progress_fraction() -> float:
+        frac = step / max(1, total_steps)
+        if budget_s > 0:
+            frac = max(frac, (time.perf_counter() - t_start) / budget_s)
+        return min(1.0, frac)
+
+    def make_ckpt(metrics: dict[str, Any]) -> Checkpoint:
+        return Checkpoint(
+            model_name=cfg.model, model_kwargs=dict(cfg.model_kwargs),
+            state_dict={k: v.detach().cpu() for k, v in model.state_dict().items()},
+            classes=list(train_ds.classes), palette=[list(map(int, c)) for c in train_ds.palette],
+            ignore_index=int(train_ds.ignore_index), mean=list(cfg.mean), std=list(cfg.std),
+            input_size=list(cfg.imgsz), dataset={"layout": str(train_ds.name), "root": str(train_ds.root)},
+            epoch=epoch, step=step, metrics=metrics, best_metrics=best,
+            train_config=cfg.to_dict(), edgeseg_version=__version__,
+            resume_state={"optimizer": optimizer.state_dict(),
+                          **({"scaler": scaler.state_dict()} if scaler.is_enabled() else {})})
+
+    last_path, best_path = out / "last.pt", out / "best.pt"
+    finished = progress_fraction() >= 1.0
+    last_metrics: dict[str, Any] = dict(start.metrics) if start else {}
+    while not finished and epoch < cfg.epochs:
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        train_model.train()
+        loss_sum, loss_n = 0.0, 0
+        lr = cfg.lr
+        with Progress(steps_per_epoch, f"epoch {epoch + 1}/{cfg.epochs}", enabled=show_progress and is_main) as bar:
+            try:
+                for images, labels in loader:
+                    lr = poly_lr(cfg, step, progress_fraction())
+                    for group in optimizer.param_groups:
+                        group["lr"] = lr
+                    images = images.to(device, non_blocking=True)
+                    labels = labels.to(device, non_blocking=True)  # (N, H, W) int64
+                    x = (images.permute(0, 3, 1, 2).float() - mean_t) * inv_std_t  # (N, 3, H, W)
+                    x = x.contiguous(memory_format=memory_format)
+                    with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+                        logits = train_model(x)  # (N, C, H, W)
+                    loss = criterion(logits, labels)
+                    if not torch.isfinite(loss):
+                        raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower --lr")
+                    optimizer.zero_grad(set_to_none=True)
+                    scaler.scale(loss).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
+                    step += 1
+                    images_seen += images.shape[0] * dist_info.world_size
+                    loss_sum += float(loss.detach())
+                    loss_n += 1
+                    elapsed = time.perf_counter() - t_start
+                    bar.update(1, loss=loss_sum / loss_n, lr=lr,
+                               left=f"{(1 - progress_fraction()) * elapsed / max(progress_fraction(), 1e-9) / 60:.0f}min")
+                    if progress_fraction() >= 1.0:
+                        finished = True
+                        break
+            except KeyboardInterrupt:
+                if is_main:
+                    save_checkpoint(make_ckpt({**last_metrics, "elapsed_s": time.perf_counter() - t_start}),
+                                    last_path)
+                    log.warning("interrupted: saved %s; continue with --resume %s", last_path, last_path)
+                raise
+        epoch += 1
+        train_loss = all_reduce_mean(loss_sum / max(1, loss_n), dist_info, device)
+        rate = images_seen / max(1e-9, time.perf_counter() - t_images)
+        elapsed = time.perf_counter() - t_start
+        validate = finished or epoch >= cfg.epochs or epoch % max(1, cfg.val_every) == 0
+        if is_main:
+            row: dict[str, Any] = {"epoch": epoch, "step": step, "lr": lr, "train_loss": train_loss,
+                                   "val_miou": "", "val_pixel_acc": "", "images_per_s": rate,
+                                   "elapsed_min": elapsed / 60}
+            if validate:
+                metrics = evaluate_model(model, val_ds, mean=cfg.mean, std=cfg.std, device=device,
+                                         channels_last=cfg.channels_last, amp=use_amp,
+                                         max_images=cfg.val_max_images)
+                last_metrics = {**metrics.to_dict(), "epoch": epoch, "split": cfg.val_split}
+                row.update(val_miou=metrics.miou, val_pixel_acc=metrics.pixel_accuracy)
+                if not best or metrics.miou > float(best.get("miou", -math.inf)):
+                    best = dict(last_metrics)
+                    save_checkpoint(make_ckpt(last_metrics), best_path, with_resume_state=False)
+                log.info("epoch %d: loss %.4f, val mIoU %.2f (best %.2f), %.1f img/s",
+                         epoch, train_loss, metrics.miou, float(best["miou"]), rate)
+            _append_metrics(out / "metrics.csv", row)
+            save_checkpoint(make_ckpt({**last_metrics, "elapsed_s": elapsed}), last_path)
+        barrier(dist_info)
+
+    if is_main and not best_path.exists():  # e.g. resumed a finished run: still leave a best.pt
+        save_checkpoint(make_ckpt(last_metrics), best_path, with_resume_state=False)
+    return TrainResult(out_dir=out, best_path=best_path, last_path=last_path, best_metrics=best, epochs=epoch,
+                       steps=step, images_per_s=images_seen / max(1e-9, time.perf_counter() - t_images),
+                       elapsed_s=time.perf_counter() - t_start)
