@@ -1,0 +1,32 @@
+# edgeseg developer commands. Python 3.11; everything installs into .venv.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch is pinned: on this project's CPU machines 2.13.0 is a local CPU build; an unpinned
+# torch would pull several GB of CUDA packages. For CUDA elsewhere see README.
+TORCH ?= torch==2.13.0
+
+.PHONY: install quickstart test lint bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/pip install -q "$(TORCH)"
+	$(BIN)/pip install -q -e ".[export,dev]"
+
+quickstart: install
+	$(BIN)/edgeseg quickstart --out runs/quickstart
+
+test: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check .
+
+bench: install
+	$(BIN)/python benchmarks/bench_models.py
+
+clean:
+	rm -rf $(VENV) runs/quickstart .pytest_cache
