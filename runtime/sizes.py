@@ -14,7 +14,7 @@ def parse_hw(value: str | int | tuple[int, int] | list[int], what: str = "--imgs
     elif isinstance(value, str):
         parts = value.lower().replace(",", "x").replace("*", "x").split("x")
         try:
-            nums = [int(p) for p in parts if p.strip()]
+            nums = [int(p) for p in parts]  # "360x" has an empty part: refused, not read as 360x360
         except ValueError:
             nums = []
         if len(nums) == 1:
