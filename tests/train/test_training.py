@@ -1,0 +1,137 @@
+"""The training loop on procedural scenes: it learns, checkpoints round-trip, resume works, bad input is clear."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+import torch
+
+from edgeseg.cli import main
+from edgeseg.runtime.errors import CheckpointError
+from edgeseg.train.checkpoint import load_checkpoint, load_model, save_checkpoint
+from edgeseg.train.config import TrainConfig
+from edgeseg.train.trainer import train
+
+DATA = "synthetic://?n=16&size=64x96&seed=3"
+
+
+def small_config(tmp_path, **kw) -> TrainConfig:
+    base = dict(model="unet_lite", data=DATA, out=str(tmp_path / "run"), imgsz=(64, 96), scale=(0.75, 1.25),
+                epochs=2, batch=4, lr=5e-3, workers=0, warmup_steps=2, threads=2, cache=True)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("train")
+    cfg = small_config(tmp, epochs=6)
+    return cfg, train(cfg, progress=False)
+
+
+def test_short_training_lowers_the_loss_and_writes_outputs(trained):
+    cfg, result = trained
+    rows = list(csv.DictReader(open(result.out_dir / "metrics.csv")))
+    assert len(rows) == 6
+    losses = [float(r["train_loss"]) for r in rows]
+    assert losses[-1] < 0.8 * losses[0], losses
+    assert all(r["val_miou"] for r in rows)
+    assert result.best_path.exists() and result.last_path.exists()
+    assert 0.0 <= result.best_metrics["miou"] <= 100.0
+
+
+def test_checkpoint_loads_with_weights_only_and_carries_its_facts(trained):
+    cfg, result = trained
+    raw = torch.load(result.best_path, weights_only=True)  # must not need pickle of arbitrary objects
+    assert raw["format"] == "edgeseg.checkpoint"
+    model, ckpt = load_model(result.best_path)
+    assert ckpt.model_name == "unet_lite" and ckpt.input_size == [64, 96]
+    assert len(ckpt.classes) == len(ckpt.palette) > 1
+    assert ckpt.best_metrics["miou"] == pytest.approx(result.best_metrics["miou"])
+    assert "optimizer" not in raw  # best.pt is for deployment; last.pt carries the resume state
+    assert "optimizer" in torch.load(result.last_path, weights_only=True)
+    meta = ckpt.meta()
+    assert meta.classes == tuple(ckpt.classes) and len(meta.source_sha256) == 64
+    x = torch.randn(1, 3, 61, 83)
+    assert model(x).shape == (1, len(ckpt.classes), 61, 83)
+
+
+def test_resume_continues_from_last(tmp_path):
+    cfg = small_config(tmp_path, epochs=1)
+    first = train(cfg, progress=False)
+    resumed = train(small_config(tmp_path, epochs=2), resume=first.last_path, progress=False)
+    assert resumed.epochs == 2 and resumed.steps == 2 * first.steps
+    rows = list(csv.DictReader(open(first.out_dir / "metrics.csv")))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+
+
+def test_max_steps_stops_early(tmp_path):
+    result = train(small_config(tmp_path, epochs=50, max_steps=3), progress=False)
+    assert result.steps == 3
+
+
+def test_resume_from_best_is_refused(trained):
+    _, result = trained
+    with pytest.raises(CheckpointError, match="resume from last.pt"):
+        train(TrainConfig(data=DATA), resume=result.best_path, progress=False)
+
+
+def test_non_edgeseg_checkpoints_are_refused_clearly(tmp_path):
+    plain = tmp_path / "plain.pt"
+    torch.save({"weights": torch.zeros(2)}, plain)
+    with pytest.raises(CheckpointError, match="not an edgeseg checkpoint"):
+        load_checkpoint(plain)
+
+    class Evil:
+        pass
+
+    pickled = tmp_path / "evil.pt"
+    torch.save({"format": "edgeseg.checkpoint", "x": Evil()}, pickled)
+    with pytest.raises(CheckpointError, match="weights_only=True"):
+        load_checkpoint(pickled)
+
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"\x00not a zip")
+    with pytest.raises(CheckpointError, match="not a readable torch checkpoint"):
+        load_checkpoint(garbage)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_checkpoint_with_wrong_weights_names_the_model(trained, tmp_path):
+    _, result = trained
+    ckpt = load_checkpoint(result.best_path)
+    ckpt.model_kwargs = {"width": 2.0}  # weights no longer fit
+    broken = save_checkpoint(ckpt, tmp_path / "broken.pt")
+    with pytest.raises(CheckpointError, match="do not fit model 'unet_lite'"):
+        load_model(broken)
+
+
+# -- CLI ---------------------------------------------------------------------------------------
+def test_cli_train_and_val_end_to_end(tmp_path, capsys):
+    out = tmp_path / "cli"
+    code = main(["train", "--model", "unet_lite", "--data", DATA, "--imgsz", "64x96", "--epochs", "1",
+                 "--batch", "4", "--workers", "0", "--out", str(out), "--quiet", "--json", str(tmp_path / "t.json")])
+    assert code == 0
+    assert "best_miou" in capsys.readouterr().out
+    code = main(["val", str(out / "best.pt"), "--split", "val", "--quiet", "--json", str(tmp_path / "v.json")])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "mIoU" in text and "void ignored" in text
+
+
+@pytest.mark.parametrize("argv,expected", [
+    (["train", "--model", "unet_lit", "--data", DATA], "did you mean 'unet_lite'"),
+    (["train", "--data", "/nonexistent/dataset", "--max-steps", "1"], "/nonexistent/dataset"),
+    (["train", "--data", DATA, "--imgsz", "64x", "--max-steps", "1"], "--imgsz"),
+    (["train", "--data", DATA, "--optimizer", "adam"], "unknown optimizer"),
+    (["val", "/nonexistent/best.pt"], "does not exist"),
+])
+def test_cli_bad_input_gives_one_line_and_nonzero_exit(argv, expected, capsys):
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code != 0
+    assert expected in err
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err
