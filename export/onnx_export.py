@@ -1,0 +1,359 @@
+"""PyTorch -> ONNX with edgeseg metadata, optional in-graph pre-processing and argmax.
+
+Exporter choice: ``torch.onnx.export(..., dynamo=True)``. The TorchScript exporter
+(``dynamo=False``) still works in torch 2.13 but is deprecated and slated for removal
+(NOTES.md), and the dynamo graph is cleaner (BatchNorm folded, fewer shape ops). A model
+that ``torch.export`` cannot trace falls back to the TorchScript exporter, and the
+artifact records which one was used (``extra["exporter"]``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+from edgeseg.runtime.errors import CheckpointError, ExportError, ModelFormatError, UsageError
+from edgeseg.runtime.fileio import atomic_path
+from edgeseg.runtime.metadata import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    LAYOUT_FLOAT,
+    LAYOUT_UINT8,
+    OUTPUT_CLASS_MAP,
+    OUTPUT_LOGITS,
+    ModelMeta,
+    default_palette,
+)
+from edgeseg.runtime.sizes import parse_hw
+from torch import nn
+
+from edgeseg import __version__
+
+log = logging.getLogger("edgeseg.export")
+
+INPUT_NAME = "images"
+OUTPUT_NAMES = {OUTPUT_LOGITS: "logits", OUTPUT_CLASS_MAP: "class_map"}
+DEFAULT_OPSET = 18  # the dynamo exporter's native opset; >= 17 as the design asks
+EXPORTERS = ("dynamo", "torchscript")
+
+
+class FusedPreprocess(nn.Module):
+    """uint8 BGR (N, H, W, 3) frame -> normalised float RGB (N, 3, H, W) -> wrapped model.
+
+    Normalisation is folded into one multiply-add: ``(x/255 - mean)/std = x*scale + shift``.
+    """
+
+    def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        self.model = model
+        mean_t = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+        std_t = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+        self.register_buffer("scale", 1.0 / (255.0 * std_t), persistent=False)  # (1, 3, 1, 1)
+        self.register_buffer("shift", -mean_t / std_t, persistent=False)  # (1, 3, 1, 1)
+
+    def forward(self, frame: torch.Tensor) -> torch.Tensor:
+        x = frame.flip(-1)  # (N, H, W, 3) BGR -> RGB
+        x = x.permute(0, 3, 1, 2).float()  # (N, 3, H, W)
+        return self.model(x * self.scale + self.shift)  # (N, C, H, W)
+
+
+class FusedArgmax(nn.Module):
+    """Logits (N, C, H, W) -> uint8 class map (N, H, W)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.model(x)  # (N, C, H, W)
+        return logits.argmax(1).to(torch.uint8)  # (N, H, W)
+
+
+def resolve_model(model_or_checkpoint: Any, *, meta: ModelMeta | None = None,
+                  classes: Sequence[str] | None = None, palette: Sequence[Sequence[int]] | None = None,
+                  mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+                  ignore_index: int = 255) -> tuple[nn.Module, ModelMeta, Any]:
+    """Return ``(model in eval mode, metadata, checkpoint or None)`` for a path, Checkpoint or nn.Module."""
+    from edgeseg.train.checkpoint import Checkpoint, load_checkpoint
+
+    ckpt = None
+    if isinstance(model_or_checkpoint, (str, os.PathLike)):
+        ckpt = load_checkpoint(model_or_checkpoint)
+    elif isinstance(model_or_checkpoint, Checkpoint):
+        ckpt = model_or_checkpoint
+    if ckpt is not None:
+        model = ckpt.build_model()
+        base = meta or ckpt.meta()
+    elif isinstance(model_or_checkpoint, nn.Module):
+        model = model_or_checkpoint
+        if meta is not None:
+            base = meta
+        else:
+            if not classes:
+                raise UsageError("bring-your-own model needs its class names: pass classes=[...] "
+                                 "(and mean/std if it was not trained with ImageNet statistics)")
+            base = ModelMeta(classes=tuple(str(c) for c in classes),
+                             palette=tuple(tuple(int(v) for v in c) for c in palette) if palette
+                             else default_palette(len(classes)),
+                             mean=tuple(float(v) for v in (mean or IMAGENET_MEAN)),
+                             std=tuple(float(v) for v in (std or IMAGENET_STD)),
+                             ignore_index=int(ignore_index), model_name=type(model).__name__,
+                             edgeseg_version=__version__)
+    else:
+        raise CheckpointError(f"cannot export a {type(model_or_checkpoint).__name__}; pass a checkpoint "
+                              "path, an edgeseg Checkpoint or a torch.nn.Module")
+    return model.eval(), base, ckpt
+
+
+def check_imgsz(model: nn.Module, imgsz: tuple[int, int], num_classes: int) -> None:
+    """Raise UsageError when the model cannot run at ``imgsz`` or does not return logits at that size."""
+    h, w = imgsz
+    problem = _shape_problem(model, h, w, num_classes)
+    if problem is None:
+        return
+    if problem.startswith("has "):  # wrong number of classes: no size fixes that
+        raise UsageError(f"model output {problem}")
+    hint = ""
+    for mult in (8, 16, 32, 64):
+        hh, ww = -(-h // mult) * mult, -(-w // mult) * mult
+        if (hh, ww) != (h, w) and _shape_problem(model, hh, ww, num_classes) is None:
+            hint = f"; try --imgsz {hh}x{ww} (sides divisible by {mult})"
+            break
+    raise UsageError(f"--imgsz {h}x{w} is incompatible with the model: {problem}{hint}")
+
+
+def _shape_problem(model: nn.Module, h: int, w: int, num_classes: int) -> str | None:
+    x = torch.zeros(1, 3, h, w)  # (1, 3, H, W)
+    try:
+        with torch.inference_mode():
+            y = model(x)  # (1, C, H, W)
+    except RuntimeError as e:
+        return f"forward pass failed ({str(e).strip().splitlines()[0][:160]})"
+    if not isinstance(y, torch.Tensor) or y.ndim != 4:
+        return f"forward returned {type(y).__name__} instead of a (N, C, H, W) logits tensor"
+    if y.shape[1] != num_classes:
+        return f"has {y.shape[1]} channels but the metadata lists {num_classes} classes"
+    if tuple(y.shape[2:]) != (h, w):
+        return f"output is {y.shape[2]}x{y.shape[3]}, not the input size {h}x{w}"
+    return None
+
+
+def torch_to_onnx(model_or_checkpoint: Any, out: str | os.PathLike, *, imgsz: Any,
+                  dynamic: bool = False, batch: int = 1, opset: int = DEFAULT_OPSET,
+                  fuse_preprocess: bool = False, fuse_argmax: bool = False,
+                  meta: ModelMeta | None = None, classes: Sequence[str] | None = None,
+                  palette: Sequence[Sequence[int]] | None = None, mean: Sequence[float] | None = None,
+                  std: Sequence[float] | None = None, ignore_index: int = 255,
+                  simplify: bool = True, exporter: str = "dynamo") -> Path:
+    """Export a checkpoint (path or Checkpoint) or any fully convolutional ``nn.Module`` to ONNX.
+
+    ``dynamic=True`` makes batch, height and width dynamic (``imgsz`` is then the preferred size).
+    The file carries ``ModelMeta`` in ``metadata_props`` and is written atomically.
+    """
+    if opset < 17:
+        raise UsageError(f"--opset {opset} is too old; edgeseg exports opset 17 or newer")
+    if exporter not in EXPORTERS:
+        from edgeseg.runtime.errors import unknown_name
+        raise unknown_name("exporter", exporter, EXPORTERS)
+    if batch < 1:
+        raise UsageError(f"--batch {batch} must be >= 1")
+    imgsz = parse_hw(imgsz)
+    model, base, _ = resolve_model(model_or_checkpoint, meta=meta, classes=classes, palette=palette,
+                                   mean=mean, std=std, ignore_index=ignore_index)
+    if fuse_argmax and base.num_classes > 256:
+        raise UsageError(f"--fuse-argmax writes a uint8 class map, which holds at most 256 classes, "
+                         f"not {base.num_classes}")
+    check_imgsz(model, imgsz, base.num_classes)
+
+    net: nn.Module = model
+    if fuse_preprocess:
+        net = FusedPreprocess(net, base.mean, base.std)
+    if fuse_argmax:
+        net = FusedArgmax(net)
+    net.eval()
+    h, w = imgsz
+    if fuse_preprocess:
+        example = torch.randint(0, 256, (batch, h, w, 3), dtype=torch.uint8)  # (N, H, W, 3)
+        dyn_axes = {0: "batch", 1: "height", 2: "width"}
+    else:
+        example = torch.randn(batch, 3, h, w)  # (N, 3, H, W)
+        dyn_axes = {0: "batch", 2: "height", 3: "width"}
+    output_kind = OUTPUT_CLASS_MAP if fuse_argmax else OUTPUT_LOGITS
+    out_name = OUTPUT_NAMES[output_kind]
+
+    proto, used = _export(net, example, opset, dynamic, dyn_axes, out_name, exporter)
+    new_meta = base.with_(
+        input_size=imgsz, dynamic_hw=dynamic, dynamic_batch=dynamic, batch=batch,
+        input_layout=LAYOUT_UINT8 if fuse_preprocess else LAYOUT_FLOAT, output_kind=output_kind,
+        precision="fp32", int8_target="", edgeseg_version=__version__,
+        extra={**dict(base.extra), "exporter": used, "opset": str(opset)},
+    )
+    if simplify:
+        proto, note = simplify_onnx(proto, example.numpy())
+        new_meta = new_meta.with_(extra={**dict(new_meta.extra), "simplified": note})
+    set_meta(proto, new_meta)
+    try:
+        onnx.checker.check_model(proto, full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
+        raise ExportError(f"exported ONNX for {out} fails onnx.checker: {str(e).splitlines()[0]}") from None
+    return save_onnx(proto, out)
+
+
+def _export(net: nn.Module, example: torch.Tensor, opset: int, dynamic: bool, dyn_axes: dict[int, str],
+            out_name: str, exporter: str) -> tuple[onnx.ModelProto, str]:
+    if exporter == "dynamo":
+        try:
+            return _export_dynamo(net, example, opset, dynamic, dyn_axes, out_name), "dynamo"
+        except Exception as e:  # torch.export raises many types; fall back once, say why
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            log.warning("dynamo exporter failed (%s); falling back to the TorchScript exporter", first)
+    return _export_torchscript(net, example, opset, dynamic, dyn_axes, out_name), "torchscript"
+
+
+@contextlib.contextmanager
+def _quiet() -> Any:
+    """Silence exporter chatter (progress prints, deprecation warnings, torchvision notices)."""
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, lvl in zip(loggers, levels, strict=True):
+            lg.setLevel(lvl)
+
+
+def _export_dynamo(net: nn.Module, example: torch.Tensor, opset: int, dynamic: bool,
+                   dyn_axes: dict[int, str], out_name: str) -> onnx.ModelProto:
+    shapes = None
+    if dynamic:
+        dims = {i: torch.export.Dim(name, min=1 if i == 0 else 8) for i, name in dyn_axes.items()}
+        shapes = (dims,)
+    with _quiet(), torch.inference_mode(False), torch.no_grad():
+        prog = torch.onnx.export(net, (example,), dynamo=True, opset_version=opset, verbose=False,
+                                 input_names=[INPUT_NAME], output_names=[out_name], dynamic_shapes=shapes,
+                                 external_data=False, optimize=True)
+    proto = prog.model_proto
+    if proto.opset_import and min(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")) < 17:
+        raise ExportError(f"dynamo exporter produced opset < 17 although {opset} was asked")
+    return proto
+
+
+def _export_torchscript(net: nn.Module, example: torch.Tensor, opset: int, dynamic: bool,
+                        dyn_axes: dict[int, str], out_name: str) -> onnx.ModelProto:
+    axes = None
+    if dynamic:
+        out_axes = {0: "batch", 1: "height", 2: "width"} if out_name == "class_map" else \
+            {0: "batch", 2: "height", 3: "width"}
+        axes = {INPUT_NAME: dyn_axes, out_name: out_axes}
+    buf = io.BytesIO()
+    try:
+        with _quiet(), torch.no_grad():
+            torch.onnx.export(net, (example,), buf, dynamo=False, opset_version=opset,
+                              input_names=[INPUT_NAME], output_names=[out_name], dynamic_axes=axes,
+                              do_constant_folding=True)
+    except Exception as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise ExportError(f"neither ONNX exporter could trace the model ({first}); make sure forward "
+                          "takes one (N, 3, H, W) tensor and returns one logits tensor") from None
+    return onnx.load_from_string(buf.getvalue())
+
+
+def simplify_onnx(proto: onnx.ModelProto, example: np.ndarray) -> tuple[onnx.ModelProto, str]:
+    """Simplify with onnxslim, keeping the result only if ONNX Runtime gives the same outputs.
+
+    Returns ``(model, note)``; ``note`` says what happened (``"onnxslim"`` or why it was skipped).
+    """
+    try:
+        import onnxslim
+    except ImportError:
+        return proto, "skipped: onnxslim not installed"
+    try:
+        with _quiet():
+            slim = onnxslim.slim(onnx.ModelProto.FromString(proto.SerializeToString()))
+    except Exception as e:  # a simplifier bug must not break the export
+        return proto, f"skipped: onnxslim failed ({type(e).__name__})"
+    if slim is None:
+        return proto, "skipped: onnxslim returned nothing"
+    try:
+        before = run_onnx(proto, example)
+        after = run_onnx(slim, example)
+    except Exception as e:
+        return proto, f"skipped: simplified model does not run ({type(e).__name__})"
+    if before.dtype != after.dtype or before.shape != after.shape:
+        return proto, "skipped: onnxslim changed the output type or shape"
+    if before.dtype.kind in "iu":
+        same = np.array_equal(before, after)
+    else:
+        same = bool(np.allclose(before, after, rtol=1e-4, atol=1e-4))
+    if not same:
+        return proto, "skipped: onnxslim changed the results"
+    return slim, "onnxslim"
+
+
+def run_onnx(proto_or_path: onnx.ModelProto | str | os.PathLike, x: np.ndarray) -> np.ndarray:
+    """One ONNX Runtime CPU run (single output) of a model held in memory or on disk."""
+    import onnxruntime as ort
+
+    src = proto_or_path.SerializeToString() if isinstance(proto_or_path, onnx.ModelProto) else str(proto_or_path)
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"])
+    return sess.run(None, {sess.get_inputs()[0].name: x})[0]
+
+
+# -- metadata and files ---------------------------------------------------------------------------
+
+def set_meta(proto: onnx.ModelProto, meta: ModelMeta) -> None:
+    """Replace all ``edgeseg.*`` metadata_props with ``meta`` (other keys are kept)."""
+    keep = [(p.key, p.value) for p in proto.metadata_props if not p.key.startswith("edgeseg.")]
+    del proto.metadata_props[:]
+    for k, v in keep + list(meta.to_props().items()):
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = k, v
+    proto.producer_name = "edgeseg"
+    proto.producer_version = __version__
+
+
+def get_meta(proto: onnx.ModelProto, source: str = "model") -> ModelMeta:
+    return ModelMeta.from_props({p.key: p.value for p in proto.metadata_props}, source)
+
+
+def load_onnx(path: str | os.PathLike) -> onnx.ModelProto:
+    """Load an ONNX file; a missing or corrupt file raises ModelFormatError with the path."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFormatError(f"ONNX model {path} does not exist")
+    try:
+        proto = onnx.load(str(path))
+    except Exception as e:  # protobuf DecodeError and friends
+        raise ModelFormatError(f"{path} is not a readable ONNX model ({type(e).__name__}); "
+                               "re-export it with 'edgeseg export'") from None
+    if not proto.graph.node:
+        raise ModelFormatError(f"{path} is not a valid ONNX model (empty graph); re-export it with 'edgeseg export'")
+    return proto
+
+
+def read_meta(path: str | os.PathLike) -> ModelMeta:
+    return get_meta(load_onnx(path), str(path))
+
+
+def save_onnx(proto: onnx.ModelProto, out: str | os.PathLike) -> Path:
+    """Write atomically: temp file beside ``out``, renamed only when complete."""
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        onnx.save(proto, str(tmp))
+    log.info("wrote %s (%.1f MB)", out, out.stat().st_size / 1e6)
+    return out
