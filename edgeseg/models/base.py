@@ -1,0 +1,31 @@
+"""The shape every edgeseg model has: encoder -> decoder -> head, any H x W in, logits at H x W out."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .blocks import pad_to_multiple
+
+
+class SegmentationModel(nn.Module):
+    """Pads the input to a multiple of the total stride, runs encoder/decoder/head, crops back.
+
+    Padding (rather than resizing) keeps every pixel's logits computed at the input's own scale,
+    and makes all skip connections line up exactly, for any H x W (360x480, 375x500, 361x479, ...).
+    """
+
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, head: nn.Module, pad_multiple: int) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.decoder = decoder
+        self.head = head
+        self.pad_multiple = int(pad_multiple)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2], x.shape[-1]
+        x = pad_to_multiple(x, self.pad_multiple)  # (N, 3, H', W'), H' and W' multiples of the stride
+        features = self.encoder(x)  # list, finest first
+        out = self.decoder(features)
+        out = self.head(out)  # (N, num_classes, H', W')
+        return out[:, :, :h, :w]  # (N, num_classes, H, W)
