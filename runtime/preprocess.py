@@ -1,0 +1,127 @@
+"""Frame -> model input, and model output -> class map, with buffers reused across frames.
+
+Pre-processing follows the metadata convention ``x = (rgb / 255 - mean) / std`` in NCHW
+float32, folded into one multiply-add per channel (``x = u8 * scale + bias``). Models with
+fused pre-processing (``NHWC_BGR_U8``) get the resized BGR frame as it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+from .errors import UsageError
+from .metadata import LAYOUT_UINT8, ModelMeta
+
+
+def check_frame(frame: np.ndarray) -> np.ndarray:
+    """Accept a uint8 (H, W, 3) BGR frame; refuse anything else with a line saying what came."""
+    if not isinstance(frame, np.ndarray):
+        raise UsageError(f"frame must be a numpy uint8 array (H, W, 3) in BGR order, got {type(frame).__name__}")
+    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+        raise UsageError(f"frame must be uint8 (H, W, 3) BGR, got {frame.dtype} {frame.shape}; "
+                         "convert with cv2.cvtColor (gray/BGRA -> BGR) and .astype(np.uint8)")
+    if frame.shape[0] < 1 or frame.shape[1] < 1:
+        raise UsageError(f"frame is empty ({frame.shape})")
+    return frame
+
+
+class Preprocessor:
+    """Turns BGR frames into a batch laid out as ``meta.input_layout`` says, at ``size`` (H, W).
+
+    The returned batch is a buffer owned by this object and overwritten by the next call.
+    """
+
+    def __init__(self, meta: ModelMeta, size: tuple[int, int], batch: int = 1) -> None:
+        self.size = (int(size[0]), int(size[1]))
+        self.fused = meta.input_layout == LAYOUT_UINT8
+        h, w = self.size
+        mean = np.asarray(meta.mean, np.float64)  # RGB
+        std = np.asarray(meta.std, np.float64)
+        # (u8 / 255 - mean) / std == u8 * scale + bias, per RGB channel.
+        self.scale = (1.0 / (255.0 * std)).tolist()
+        self.bias = (-mean / std).tolist()
+        self._resized = np.empty((h, w, 3), np.uint8)  # (H, W, 3) BGR, reused
+        self._planes = [np.empty((h, w), np.uint8) for _ in range(3)]  # B, G, R planes
+        self._batch: np.ndarray = np.empty(0)
+        self.reserve(batch)
+
+    def reserve(self, n: int) -> np.ndarray:
+        """The batch buffer sized for ``n`` frames (reallocated only when ``n`` changes)."""
+        h, w = self.size
+        shape = (n, h, w, 3) if self.fused else (n, 3, h, w)
+        if self._batch.shape != shape:
+            self._batch = np.empty(shape, np.uint8 if self.fused else np.float32)
+        return self._batch
+
+    def __call__(self, frames: Sequence[np.ndarray]) -> np.ndarray:
+        """``frames``: uint8 (H_i, W_i, 3) BGR each -> (N, 3, h, w) float32 or (N, h, w, 3) uint8."""
+        batch = self.reserve(len(frames))
+        for i, frame in enumerate(frames):
+            self.one(frame, i)
+        return batch
+
+    def one(self, frame: np.ndarray, index: int = 0) -> None:
+        """Write one frame into slot ``index`` of the batch buffer."""
+        h, w = self.size
+        if self.fused:
+            dst = self._batch[index]  # (h, w, 3) uint8 view
+            if frame.shape[:2] == (h, w):
+                np.copyto(dst, frame)
+            else:
+                cv2.resize(frame, (w, h), dst=dst, interpolation=cv2.INTER_LINEAR)
+            return
+        if frame.shape[:2] == (h, w):
+            resized = frame
+        else:
+            resized = cv2.resize(frame, (w, h), dst=self._resized, interpolation=cv2.INTER_LINEAR)
+        cv2.split(resized, self._planes)  # contiguous B, G, R planes (h, w) uint8
+        out = self._batch[index]  # (3, h, w) float32 view, RGB order
+        for c in range(3):
+            # RGB channel c comes from BGR plane 2 - c; addWeighted with beta=0 is u8 * scale + bias
+            # written straight into the float32 plane (one pass, no temporaries).
+            src = self._planes[2 - c]
+            cv2.addWeighted(src, self.scale[c], src, 0.0, self.bias[c], dst=out[c], dtype=cv2.CV_32F)
+
+
+class Postprocessor:
+    """Model output -> low-resolution uint8 class map, with the scratch buffers reused."""
+
+    def __init__(self) -> None:
+        self._best: np.ndarray = np.empty(0, np.float32)
+        self._mask: np.ndarray = np.empty(0, bool)
+
+    def argmax(self, logits: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """(C, h, w) float logits -> (h, w) uint8 ids (first maximum wins, as np.argmax).
+
+        A running max over the channel planes touches each logit once in memory order, which is
+        several times faster than ``np.argmax(axis=0)`` (that one walks the strided channel axis).
+        """
+        c, h, w = logits.shape
+        if c > 256:
+            raise UsageError(f"model has {c} classes; class maps are uint8, so at most 256 are supported")
+        if out is None or out.shape != (h, w):
+            out = np.zeros((h, w), np.uint8)
+        else:
+            out.fill(0)
+        if self._best.shape != (h, w):
+            self._best = np.empty((h, w), np.float32)
+            self._mask = np.empty((h, w), bool)
+        best, mask = self._best, self._mask
+        np.copyto(best, logits[0], casting="same_kind")
+        for k in range(1, c):
+            np.greater(logits[k], best, out=mask)  # strictly greater: ties keep the lower id
+            out[mask] = k
+            np.maximum(best, logits[k], out=best)
+        return out
+
+
+def resize_nearest(class_map: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
+    """(h, w) uint8 -> (H, W) uint8, nearest neighbour on pixel centres (a fresh array)."""
+    h, w = size_hw
+    if class_map.shape == (h, w):
+        return class_map.copy()
+    # INTER_NEAREST_EXACT samples at pixel centres; plain INTER_NEAREST shifts by half a pixel.
+    return cv2.resize(class_map, (w, h), interpolation=cv2.INTER_NEAREST_EXACT)

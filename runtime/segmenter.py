@@ -1,0 +1,288 @@
+"""The embedding API: ``Segmenter(model)(frame_bgr) -> Result``.
+
+A Segmenter picks a backend from the artifact (``.onnx`` -> ONNX Runtime, ``.engine``/``.plan``
+-> TensorRT, ``.pt`` -> PyTorch reference), reads every fact it needs from the artifact's
+metadata, and does the pre- and post-processing around the backend with reused buffers.
+
+    with Segmenter("camvid-unet-lite.int8") as seg:
+        res = seg(frame)                  # frame: uint8 (H, W, 3) BGR, any size
+        res.class_map                     # (H, W) uint8 class ids at frame size
+        cv2.imshow("seg", res.overlay(0.5))
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import zoo
+from .backends.base import Backend
+from .errors import BackendUnavailableError, ModelFormatError, UsageError, unknown_name
+from .metadata import LAYOUT_UINT8, OUTPUT_CLASS_MAP, ModelMeta
+from .preprocess import Postprocessor, Preprocessor, check_frame, resize_nearest
+from .sizes import format_hw, parse_hw
+from .visualize import colorize, overlay, palette_lut
+
+BACKENDS = ("auto", "onnxruntime", "tensorrt", "pytorch")
+SUFFIX_BACKEND = {".onnx": "onnxruntime", ".engine": "tensorrt", ".plan": "tensorrt", ".pt": "pytorch"}
+
+
+class Result:
+    """One segmented frame. ``class_map`` is owned by the result (later calls never overwrite it)."""
+
+    __slots__ = ("frame", "class_map", "timings", "classes", "palette", "_lut", "_color")
+
+    def __init__(self, frame: np.ndarray, class_map: np.ndarray, timings: dict[str, float],
+                 classes: tuple[str, ...], palette: tuple[tuple[int, int, int], ...], lut: np.ndarray) -> None:
+        self.frame = frame  # (H, W, 3) uint8 BGR, the input as given (not copied)
+        self.class_map = class_map  # (H, W) uint8 class ids
+        self.timings = timings  # preprocess_ms, infer_ms, postprocess_ms
+        self.classes = classes
+        self.palette = palette  # RGB
+        self._lut = lut
+        self._color: np.ndarray | None = None
+
+    def colorize(self) -> np.ndarray:
+        """(H, W, 3) uint8 BGR colour mask (computed once, then cached)."""
+        if self._color is None:
+            self._color = colorize(self.class_map, self._lut)
+        return self._color
+
+    def overlay(self, alpha: float = 0.5, ignore: Iterable[int | str] = ()) -> np.ndarray:
+        """(H, W, 3) uint8 BGR frame with the mask blended in; ``ignore``: class ids or names left clear."""
+        return overlay(self.frame, self.class_map, self._lut, alpha, ignore=self.class_ids(ignore),
+                       color=self.colorize())
+
+    def class_ids(self, names_or_ids: Iterable[int | str]) -> list[int]:
+        """Class names or ids -> ids (unknown names get close-match suggestions)."""
+        ids = []
+        for v in names_or_ids:
+            if isinstance(v, str) and not v.isdigit():
+                if v not in self.classes:
+                    raise unknown_name("class", v, self.classes)
+                ids.append(self.classes.index(v))
+            else:
+                ids.append(int(v))
+        return ids
+
+    def fractions(self) -> dict[str, float]:
+        """Share of the frame's pixels per class present (e.g. for logs and tests)."""
+        counts = np.bincount(self.class_map.ravel(), minlength=len(self.classes))
+        total = max(1, self.class_map.size)
+        return {self.classes[i] if i < len(self.classes) else str(i): float(n) / total
+                for i, n in enumerate(counts) if n}
+
+    def __repr__(self) -> str:
+        t = ", ".join(f"{k}={v:.2f}" for k, v in self.timings.items())
+        return f"Result(class_map={self.class_map.shape}, {t})"
+
+
+def resolve_model(model: str | Path) -> Path:
+    """A model path, or a zoo short name (``camvid-unet-lite``) -> an existing file path."""
+    p = Path(model).expanduser()
+    if p.is_file():
+        return p
+    if p.is_dir():
+        raise ModelFormatError(f"model {p} is a folder; give the .onnx, .engine/.plan or .pt file inside it")
+    text = str(model)
+    looks_like_path = p.suffix.lower() in SUFFIX_BACKEND or "/" in text or "\\" in text
+    if looks_like_path:
+        raise ModelFormatError(f"model file {p} does not exist")
+    return zoo.resolve(text)
+
+
+def _backend_for(path: Path, backend: str) -> str:
+    if backend not in BACKENDS:
+        raise unknown_name("backend", backend, BACKENDS)
+    by_suffix = SUFFIX_BACKEND.get(path.suffix.lower())
+    if backend == "auto":
+        if by_suffix is None:
+            raise ModelFormatError(f"cannot tell the model type of {path} from its suffix; expected "
+                                   ".onnx (ONNX Runtime), .engine/.plan (TensorRT) or .pt (edgeseg checkpoint)")
+        return by_suffix
+    if by_suffix == "onnxruntime" and backend == "tensorrt":
+        return "onnxruntime-tensorrt"  # an ONNX file on TensorRT: ONNX Runtime's TensorRT provider
+    if by_suffix is not None and by_suffix != backend:
+        raise UsageError(f"backend {backend!r} cannot run {path.name} (a {path.suffix} file runs on "
+                         f"{by_suffix}); drop --backend or convert the model with 'edgeseg export'")
+    return backend
+
+
+def create_backend(path: Path, backend: str = "auto", device: str = "cpu", **opts: Any) -> Backend:
+    """Construct the backend for ``path``; optional packages are imported only here."""
+    kind = _backend_for(path, backend)
+    if kind.startswith("onnxruntime"):
+        from .backends.ort import OnnxRuntimeBackend
+
+        if kind == "onnxruntime-tensorrt" and not opts.get("providers"):
+            opts["providers"] = ["tensorrt", "cuda"]
+        return OnnxRuntimeBackend(path, device, **opts)
+    if kind == "tensorrt":
+        try:
+            from .backends.trt import TensorRTBackend
+        except ImportError as e:  # tensorrt / cuda-python missing, or the module itself absent
+            raise BackendUnavailableError(
+                f"TensorRT is not available here ({e}); running {path.name} needs an NVIDIA GPU and "
+                "'pip install edgeseg[trt]' (tensorrt, cuda-python)") from None
+        return TensorRTBackend(path, device)
+    from .backends.pytorch import PyTorchBackend
+
+    return PyTorchBackend(path, device, threads=opts.get("threads"))
+
+
+class Segmenter:
+    """Semantic segmentation of BGR frames with any edgeseg artifact.
+
+    Args:
+        model: a ``.onnx``, ``.engine``/``.plan`` or ``.pt`` path, or a zoo short name
+            (see :func:`edgeseg.runtime.zoo.list_models`).
+        backend: ``"auto"`` (by suffix), ``"onnxruntime"``, ``"tensorrt"`` or ``"pytorch"``.
+        device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        threads: intra-op threads of the backend (None: the library's default).
+        imgsz: inference size (H, W) or ``"HxW"`` for models with dynamic height/width.
+        classes, palette, mean, std: for an ONNX model without edgeseg metadata (or to override it).
+        providers: ONNX Runtime providers by name (``["tensorrt", "cuda"]``); default from ``device``.
+    """
+
+    def __init__(self, model: str | Path, backend: str = "auto", device: str = "cpu", *,
+                 threads: int | None = None, imgsz: str | int | tuple[int, int] | None = None,
+                 classes: Sequence[str] | None = None, palette: Sequence[Sequence[int]] | None = None,
+                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+                 providers: Sequence[str] | None = None) -> None:
+        self.path = resolve_model(model)
+        opts: dict[str, Any] = {"threads": threads}
+        if providers:
+            opts["providers"] = list(providers)
+        if classes is not None:
+            opts.update(classes=list(classes), palette=palette, mean=mean, std=std)
+        elif palette is not None or mean is not None or std is not None:
+            raise UsageError("palette/mean/std by hand need classes too (Segmenter(..., classes=[...]))")
+        self.backend = create_backend(self.path, backend, device, **opts)
+        self.meta: ModelMeta = self.backend.meta
+        self.fused_input = self.meta.input_layout == LAYOUT_UINT8
+        self.input_size = self._input_size(imgsz)
+        n = self.backend.input_shape[0]
+        self.fixed_batch: int | None = n if isinstance(n, int) else None  # None: any batch size
+        self._pre = Preprocessor(self.meta, self.input_size, self.fixed_batch or 1)
+        self._post = Postprocessor()
+        self._lowres = np.empty(self.input_size, np.uint8)  # (h, w) argmax buffer, reused
+        self._lut = palette_lut(self.meta.palette)
+        self.classes = self.meta.classes
+        self.palette = self.meta.palette
+
+    def _input_size(self, imgsz: str | int | tuple[int, int] | None) -> tuple[int, int]:
+        shape = self.backend.input_shape
+        h, w = (shape[1], shape[2]) if self.fused_input else (shape[2], shape[3])
+        asked = parse_hw(imgsz, "imgsz") if imgsz is not None else None
+        if isinstance(h, int) and isinstance(w, int):
+            if asked is not None and asked != (h, w):
+                raise UsageError(f"{self.path.name} has a fixed input size {h}x{w}, so imgsz "
+                                 f"{format_hw(asked)} cannot be used; drop imgsz or export with --dynamic")
+            return h, w
+        size = asked or self.meta.input_size
+        if size is None:
+            raise UsageError(f"{self.path.name} accepts any input size and names no preferred one; "
+                             "pass imgsz (e.g. imgsz='360x480')")
+        return int(size[0]), int(size[1])
+
+    # -- inference -------------------------------------------------------------------------------
+    def __call__(self, frame: np.ndarray) -> Result:
+        """Segment one uint8 (H, W, 3) BGR frame."""
+        return self.batch([frame])[0]
+
+    def batch(self, frames: Sequence[np.ndarray]) -> list[Result]:
+        """Segment several frames (e.g. one per camera) with as few inferences as the model allows.
+
+        Timings per result: its own pre- and post-processing, and its share of the batch's
+        inference time (batch time / frames in the batch).
+        """
+        frames = [check_frame(f) for f in frames]
+        if not frames:
+            return []
+        step = self.fixed_batch or len(frames)
+        results: list[Result] = []
+        for start in range(0, len(frames), step):
+            results.extend(self._run_chunk(frames[start:start + step]))
+        return results
+
+    def _run_chunk(self, frames: list[np.ndarray]) -> list[Result]:
+        n = len(frames)
+        slots = self.fixed_batch or n
+        pre_ms = []
+        batch = self._pre.reserve(slots)  # (N, 3, h, w) float32 or (N, h, w, 3) uint8
+        for i, frame in enumerate(frames):
+            t = time.perf_counter()
+            self._pre.one(frame, i)
+            pre_ms.append((time.perf_counter() - t) * 1e3)
+        for i in range(n, slots):
+            batch[i] = batch[n - 1]  # a fixed-batch model gets the last frame repeated as padding
+        t = time.perf_counter()
+        out = self.backend.infer(batch)  # (N, C, h, w) logits or (N, h, w) class ids
+        infer_ms = (time.perf_counter() - t) * 1e3 / n
+        results = []
+        for i, frame in enumerate(frames):
+            t = time.perf_counter()
+            class_map = resize_nearest(self._lowres_map(out, i), frame.shape[:2])  # (H, W) uint8
+            post_ms = (time.perf_counter() - t) * 1e3
+            timings = {"preprocess_ms": pre_ms[i], "infer_ms": infer_ms, "postprocess_ms": post_ms}
+            results.append(Result(frame, class_map, timings, self.meta.classes, self.meta.palette, self._lut))
+        return results
+
+    def _lowres_map(self, out: np.ndarray, i: int) -> np.ndarray:
+        """Model output for batch item ``i`` -> (h, w) uint8 class ids at model resolution."""
+        if self.meta.output_kind == OUTPUT_CLASS_MAP:
+            ids = out[i]  # (h, w) uint8 (or int64 from a plain ArgMax)
+            if ids.dtype != np.uint8:
+                np.copyto(self._lowres_for(ids.shape), ids, casting="unsafe")
+                return self._lowres
+            return ids
+        # argmax on the low-resolution logits, then resize the uint8 map: C times less data to resize
+        return self._post.argmax(out[i], out=self._lowres_for(out.shape[2:]))
+
+    def _lowres_for(self, hw: tuple[int, ...]) -> np.ndarray:
+        if self._lowres.shape != tuple(hw):
+            self._lowres = np.empty(hw, np.uint8)
+        return self._lowres
+
+    # -- facts and lifetime ----------------------------------------------------------------------
+    @property
+    def info(self) -> dict[str, Any]:
+        """Classes, palette, sizes, precision, backend and providers, as one plain dict."""
+        d = {
+            "model": str(self.path),
+            "classes": list(self.meta.classes),
+            "palette": [list(c) for c in self.meta.palette],
+            "input_size": list(self.input_size),
+            "dynamic_hw": self.meta.dynamic_hw,
+            "batch": self.fixed_batch or "dynamic",
+            "precision": self.meta.precision,
+            "int8_target": self.meta.int8_target,
+            "layout": self.meta.input_layout,
+            "output_kind": self.meta.output_kind,
+            "mean": list(self.meta.mean),
+            "std": list(self.meta.std),
+        }
+        described = self.backend.describe()
+        d["backend"] = described.get("backend", self.backend.name)
+        d["device"] = described.get("device", self.backend.device)
+        d["providers"] = described.get("providers", [])
+        d["backend_details"] = described
+        return d
+
+    def close(self) -> None:
+        """Release the backend (sessions, device memory); safe to call twice."""
+        self.backend.close()
+
+    def __enter__(self) -> Segmenter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (f"Segmenter({self.path.name}, backend={self.backend.name}, {format_hw(self.input_size)}, "
+                f"{self.meta.precision}, {len(self.meta.classes)} classes)")
