@@ -1,1 +1,37 @@
-"""Bundled pretrained models, resolvable by short name."""
+"""Bundled pretrained models, resolvable by short name.
+
+A short name is a bundled file's name without ``.onnx``: ``camvid-unet-lite`` is
+``camvid-unet-lite.onnx`` (FP32), ``camvid-unet-lite.int8`` its INT8 twin. The files ship
+as package data beside this module, so ``Segmenter("camvid-unet-lite")`` works after a
+plain ``pip install edgeseg`` without downloads.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import ModelFormatError, unknown_name
+
+ZOO_DIR = Path(__file__).resolve().parent
+SUFFIX = ".onnx"
+
+
+def list_models(root: Path | None = None) -> list[str]:
+    """Short names of the bundled models, sorted."""
+    folder = root or ZOO_DIR
+    return sorted(p.name[: -len(SUFFIX)] for p in folder.glob(f"*{SUFFIX}") if p.is_file())
+
+
+def resolve(name: str, root: Path | None = None) -> Path:
+    """Short name -> bundled file path; unknown names raise a UsageError with close matches."""
+    folder = root or ZOO_DIR
+    key = name[: -len(SUFFIX)] if name.endswith(SUFFIX) else name
+    path = folder / f"{key}{SUFFIX}"
+    if path.is_file():
+        return path
+    names = list_models(folder)
+    if not names:
+        raise ModelFormatError(f"model {name!r} is neither an existing file nor a bundled model "
+                               f"(no bundled models in {folder}); give the path to a .onnx, .engine or .pt file")
+    err = unknown_name("model", name, names)
+    raise type(err)(f"{err}; or give the path to a .onnx, .engine or .pt file") from None
