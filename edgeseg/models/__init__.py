@@ -4,7 +4,7 @@
 Importing the model modules below registers them.
 """
 
-from . import unet  # noqa: F401  (registers unet, unet_lite)
+from . import fcn, unet  # noqa: F401  (importing registers fcn32s..fcn8s_lite, unet, unet_lite)
 from .registry import create_model, list_models, model_description, register_model
 
 __all__ = ["create_model", "list_models", "model_description", "register_model"]

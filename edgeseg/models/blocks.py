@@ -7,8 +7,6 @@ so that the exported ONNX graph holds only ops that ONNX Runtime and TensorRT fu
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -101,13 +99,6 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
     return F.pad(x, (0, pad_w, 0, pad_h))  # (N, C, ceil(H/m)*m, ceil(W/m)*m)
 
 
-def center_crop_like(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
-    """Crop ``x`` to ``ref``'s H x W around the centre (FCN's Crop layer with a centred offset)."""
-    dh = (x.shape[-2] - ref.shape[-2]) // 2
-    dw = (x.shape[-1] - ref.shape[-1]) // 2
-    return x[..., dh:dh + ref.shape[-2], dw:dw + ref.shape[-1]]
-
-
 def init_weights(module: nn.Module) -> None:
     """He-normal convs (ReLU nets), unit BatchNorm; leaves ``BilinearUp`` weights as they are."""
     for m in module.modules():
@@ -120,7 +111,3 @@ def init_weights(module: nn.Module) -> None:
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
-
-
-def round_up(value: int, multiple: int) -> int:
-    return int(math.ceil(value / multiple) * multiple)
