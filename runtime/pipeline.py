@@ -1,0 +1,462 @@
+"""Capture -> inference -> render -> sinks, overlapped in threads, with latency statistics.
+
+    with open_source("video.mp4") as src:
+        stats = run_pipeline(seg, src, sinks=[open_sink("out.mp4")], render="overlay")
+    print(stats.to_dict())
+
+Three threads work at once: a capture thread reads the source, an inference thread runs the
+segmenter, and the calling thread renders and writes (so a window and signal handlers live in
+the main thread). Between them sit small queues:
+
+* live sources ("latest frame wins"): the capture->inference queue holds one frame and a newer
+  frame replaces an unread one (the replaced frame is counted in ``drops``), so a model slower
+  than the camera never builds a backlog and lag stays constant;
+* files, folders and clips: blocking queues; every frame is processed, in order, none dropped.
+
+Statistics (per-stage latency, capture-to-render latency, FPS, drops, reconnects) go into a
+:class:`PipelineStats`. Latencies are kept in fixed log-spaced histograms (1 % resolution), so
+memory stays flat however long the run.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import EdgesegError, SourceError, UsageError
+from .sinks import Sink
+from .sources import Frame, FrameStatus, Source
+from .visualize import colorize, draw_legend, draw_text_panel, overlay, palette_lut
+
+RENDERS = ("overlay", "mask", "side", None)
+STAGES = ("capture", "preprocess", "infer", "postprocess", "render", "write")
+POLL_S = 0.1  # how often blocked threads look at the stop flag
+
+
+class LatencyHistogram:
+    """Milliseconds in log-spaced bins (1 % wide, 0.01 ms to ~100 s): constant memory, 1 % percentiles."""
+
+    LO_MS = 0.01
+    RATIO = 1.01
+    BINS = int(math.log(1e7) / math.log(1.01)) + 2
+
+    def __init__(self) -> None:
+        self.counts = np.zeros(self.BINS, np.int64)  # (BINS,)
+        self.n = 0
+        self.total = 0.0
+        self.max = 0.0
+        self._log_ratio = math.log(self.RATIO)
+
+    def add(self, ms: float) -> None:
+        i = int(math.log(ms / self.LO_MS) / self._log_ratio) if ms > self.LO_MS else 0
+        self.counts[min(i, self.BINS - 1)] += 1
+        self.n += 1
+        self.total += ms
+        if ms > self.max:
+            self.max = ms
+
+    def copy(self) -> LatencyHistogram:
+        h = LatencyHistogram()
+        h.counts[:] = self.counts
+        h.n, h.total, h.max = self.n, self.total, self.max
+        return h
+
+    def since(self, earlier: LatencyHistogram) -> LatencyHistogram:
+        """The samples added after ``earlier`` was copied (for consecutive windows); max is approximate."""
+        h = LatencyHistogram()
+        np.subtract(self.counts, earlier.counts, out=h.counts)
+        h.n, h.total = self.n - earlier.n, self.total - earlier.total
+        nz = np.flatnonzero(h.counts)
+        h.max = self.LO_MS * self.RATIO ** (nz[-1] + 1) if len(nz) else 0.0
+        return h
+
+    def percentile(self, q: float) -> float:
+        if self.n == 0:
+            return float("nan")
+        cum = np.cumsum(self.counts)  # (BINS,)
+        i = int(np.searchsorted(cum, q / 100.0 * self.n, side="left"))
+        return min(self.LO_MS * self.RATIO ** (i + 0.5), self.max) if i else self.LO_MS
+
+    def summary(self) -> dict[str, float]:
+        if self.n == 0:
+            return {"p50": None, "p90": None, "p99": None, "mean": None, "max": None, "n": 0}
+        return {"p50": round(self.percentile(50), 3), "p90": round(self.percentile(90), 3),
+                "p99": round(self.percentile(99), 3), "mean": round(self.total / self.n, 3),
+                "max": round(self.max, 3), "n": self.n}
+
+
+@dataclass
+class PipelineStats:
+    frames: int = 0  # frames rendered and handed to every sink
+    drops: int = 0  # live frames skipped because a newer one arrived first
+    reconnects: int = 0
+    corrupt: int = 0  # undecodable frames skipped by the source
+    timeouts: int = 0  # live reads that got nothing within the source timeout
+    duration_s: float = 0.0
+    stopped_by: str = ""  # eos | max_frames | stop | sink | interrupt | error
+    error: str = ""
+    latency: dict[str, LatencyHistogram] = field(default_factory=lambda: {s: LatencyHistogram() for s in STAGES})
+    capture_to_render: LatencyHistogram = field(default_factory=LatencyHistogram)
+    source: dict[str, Any] = field(default_factory=dict)
+    sinks: list[dict[str, Any]] = field(default_factory=list)
+    started: float = field(default_factory=time.perf_counter)
+    _recent: deque = field(default_factory=lambda: deque(maxlen=32), repr=False)  # last render times
+
+    @property
+    def fps(self) -> float:
+        elapsed = self.duration_s or (time.perf_counter() - self.started)
+        return self.frames / elapsed if elapsed > 0 else 0.0
+
+    @property
+    def recent_fps(self) -> float:
+        """Frame rate over the last (up to) 32 frames: what the HUD shows."""
+        if len(self._recent) < 2:
+            return 0.0
+        span = self._recent[-1] - self._recent[0]
+        return (len(self._recent) - 1) / span if span > 0 else 0.0
+
+    def status_line(self) -> str:
+        c2r = self.capture_to_render
+        infer = self.latency["infer"]
+        parts = [f"{self.recent_fps or self.fps:.1f} fps",
+                 f"infer {infer.percentile(50):.1f} ms" if infer.n else "infer -",
+                 f"latency p50 {c2r.percentile(50):.0f} p99 {c2r.percentile(99):.0f} ms" if c2r.n else "latency -"]
+        if self.drops:
+            parts.append(f"drops {self.drops}")
+        if self.reconnects:
+            parts.append(f"reconnects {self.reconnects}")
+        if self.corrupt:
+            parts.append(f"corrupt {self.corrupt}")
+        return " | ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        def trio(h: LatencyHistogram) -> dict[str, float | None]:
+            return h.summary()
+
+        return {
+            "fps": round(self.fps, 3),
+            "frames": self.frames,
+            "drops": self.drops,
+            "reconnects": self.reconnects,
+            "corrupt": self.corrupt,
+            "timeouts": self.timeouts,
+            "duration_s": round(self.duration_s or (time.perf_counter() - self.started), 3),
+            "latency_ms": {s: trio(h) for s, h in self.latency.items()},
+            "capture_to_render_ms": trio(self.capture_to_render),
+            "stopped_by": self.stopped_by,
+            "error": self.error,
+            "source": self.source,
+            "sinks": self.sinks,
+        }
+
+
+class StreamError(SourceError):
+    """The source failed mid-run (after its reconnect attempts); ``stats`` holds the run so far."""
+
+    def __init__(self, message: str, stats: PipelineStats) -> None:
+        super().__init__(message)
+        self.stats = stats
+
+
+class _LatestSlot:
+    """A queue of one where ``put`` replaces an unread item (returned, so it can be released).
+
+    ``finish(end)`` queues an end marker behind whatever frame is still waiting.
+    """
+
+    def __init__(self) -> None:
+        self._item: Any = None
+        self._has = False
+        self._end: Any = None
+        self._cond = threading.Condition()
+
+    def put(self, item: Any) -> Any:
+        with self._cond:
+            old = self._item if self._has else None
+            self._item, self._has = item, True
+            self._cond.notify()
+            return old
+
+    def finish(self, end: Any) -> None:
+        with self._cond:
+            self._end = end
+            self._cond.notify()
+
+    def get(self, timeout: float) -> Any:
+        with self._cond:
+            if not self._has and self._end is None and not self._cond.wait_for(
+                    lambda: self._has or self._end is not None, timeout):
+                raise queue.Empty
+            if self._has:
+                item, self._item, self._has = self._item, None, False
+                return item
+            end, self._end = self._end, None
+            return end
+
+
+@dataclass
+class _End:
+    """End-of-run marker travelling down the queues behind the last frame."""
+
+    reason: str
+    message: str = ""
+    exc: BaseException | None = None
+
+
+class _Renderer:
+    """Draws the output image into buffers it owns and reuses frame after frame."""
+
+    def __init__(self, mode: str | None, palette: Sequence[Sequence[int]], classes: Sequence[str], alpha: float,
+                 ignore: Sequence[int], hud: bool) -> None:
+        self.mode, self.alpha, self.ignore, self.hud = mode, alpha, list(ignore), hud
+        self.classes, self.palette = list(classes), [tuple(c) for c in palette]
+        self.legend_ids = [i for i in range(len(self.classes)) if i not in set(self.ignore)]
+        self.lut = palette_lut(palette)  # (256, 1, 3) BGR, built once
+        self._color: np.ndarray | None = None  # (H, W, 3) colour mask
+        self._canvas: np.ndarray | None = None  # (H, W, 3) or (H, 2W, 3) output
+
+    def _buf(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        buf = getattr(self, name)
+        if buf is None or buf.shape != shape:
+            buf = np.empty(shape, np.uint8)
+            setattr(self, name, buf)
+        return buf
+
+    def __call__(self, image: np.ndarray, class_map: np.ndarray, stats: PipelineStats) -> np.ndarray:
+        h, w = class_map.shape
+        if self.mode is None:
+            out = image  # the frame as captured (e.g. to record the raw stream next to stats)
+            if self.hud:
+                out = self._buf("_canvas", image.shape)
+                np.copyto(out, image)  # never draw on the source's buffer
+        else:
+            color = colorize(class_map, self.lut, out=self._buf("_color", (h, w, 3)))  # (H, W, 3)
+            if self.mode == "mask":
+                out = color
+            elif self.mode == "overlay":
+                out = overlay(image, class_map, self.lut, self.alpha, self.ignore, color=color,
+                              out=self._buf("_canvas", (h, w, 3)))
+            else:  # side: frame | colour mask, in one (H, 2W, 3) buffer
+                out = self._buf("_canvas", (h, 2 * w, 3))
+                out[:, :w] = image
+                out[:, w:] = color
+        if self.hud:
+            c2r = stats.capture_to_render
+            lines = [f"{stats.recent_fps:.1f} FPS",
+                     f"infer {stats.latency['infer'].percentile(50):.1f} ms" if stats.latency["infer"].n else "infer -",
+                     f"latency {c2r.percentile(50):.0f} ms (p99 {c2r.percentile(99):.0f})" if c2r.n else "latency -"]
+            if stats.drops:
+                lines.append(f"dropped {stats.drops}")
+            draw_text_panel(out, lines)
+            legend_x = max(8, out.shape[1] - 130)
+            draw_legend(out, self.classes, self.palette, self.legend_ids, origin=(legend_x, 8), scale=0.4)
+        return out
+
+
+def run_pipeline(segmenter: Any, source: Source, sinks: Iterable[Sink] = (), render: str | None = "overlay",
+                 alpha: float = 0.5, max_frames: int | None = None, latest_frame_wins: bool | None = None,
+                 on_progress: Callable[[PipelineStats], None] | None = None, *, ignore: Sequence[int] = (),
+                 hud: bool = False, stop: threading.Event | None = None) -> PipelineStats:
+    """Segment ``source`` frame by frame into ``sinks``; returns the run's statistics.
+
+    ``render``: ``"overlay"`` (mask blended at ``alpha``), ``"mask"``, ``"side"`` (frame | mask) or
+    None (frames pass through unchanged). ``latest_frame_wins``: None picks it from
+    ``source.is_live``. ``ignore``: class ids left unpainted. ``hud``: draw FPS, latency and a
+    legend on the frame. ``stop``: set it (e.g. from a signal handler) to end the run cleanly.
+    ``on_progress(stats)`` runs in the calling thread after every frame.
+
+    The sinks are closed (files finalised) when this returns or raises. A source that fails
+    mid-run raises :class:`StreamError` (with ``.stats``) after the outputs are closed.
+    """
+    if render not in RENDERS:
+        raise UsageError(f"unknown render mode {render!r}; choose one of overlay, mask, side or None")
+    if not 0.0 <= alpha <= 1.0:
+        raise UsageError(f"alpha {alpha} must be between 0 and 1")
+    if max_frames is not None and max_frames < 1:
+        raise UsageError(f"max_frames must be at least 1, got {max_frames}")
+    sinks = list(sinks)
+    meta = segmenter.meta
+    renderer = _Renderer(render, meta.palette, meta.classes, alpha, ignore, hud)
+    latest = source.is_live if latest_frame_wins is None else latest_frame_wins
+    stop = stop or threading.Event()
+    halt = threading.Event()  # internal: set when the run must end for any reason
+    stats = PipelineStats(source=source.describe())
+    q_in: Any = _LatestSlot() if latest else queue.Queue(maxsize=4)
+    q_out: queue.Queue = queue.Queue(maxsize=1 if latest else 2)
+    slot_drops = 0
+    base_drops, base_reconnects, base_corrupt = source.drops, source.reconnects, source.corrupt
+
+    def put_blocking(q: queue.Queue, item: Any) -> bool:
+        while not halt.is_set():
+            try:
+                q.put(item, timeout=POLL_S)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def capture() -> None:
+        nonlocal slot_drops
+        read = 0
+        try:
+            while not halt.is_set():
+                if max_frames is not None and read >= max_frames and not latest:
+                    end: Any = _End("max_frames")
+                    break
+                frame = source.read()
+                if frame.status is FrameStatus.OK:
+                    read += 1
+                    if latest:
+                        old = q_in.put(frame)
+                        if old is not None:
+                            slot_drops += 1  # the model is busy: the newest frame replaces it
+                            old.release()
+                    elif not put_blocking(q_in, frame):
+                        frame.release()
+                        return
+                elif frame.status is FrameStatus.TIMEOUT:
+                    stats.timeouts += 1
+                elif frame.status is FrameStatus.EOS:
+                    end = _End("eos", frame.message)
+                    break
+                else:
+                    end = _End("error", frame.message)
+                    break
+            else:
+                return
+        except BaseException as e:  # noqa: BLE001 - handed to the main thread and re-raised there
+            end = _End("error", str(e), e)
+        if latest:
+            q_in.finish(end)
+        else:
+            put_blocking(q_in, end)
+
+    def infer() -> None:
+        while not halt.is_set():
+            try:
+                item = q_in.get(timeout=POLL_S)
+            except queue.Empty:
+                continue
+            if isinstance(item, _End):
+                put_blocking(q_out, item)
+                return
+            try:
+                res = segmenter(item.image)
+            except BaseException as e:  # noqa: BLE001 - handed to the main thread and re-raised there
+                item.release()
+                put_blocking(q_out, _End("error", str(e), e))
+                return
+            if not put_blocking(q_out, (item, res)):
+                item.release()
+                return
+
+    threads = [threading.Thread(target=capture, name="pipeline-capture", daemon=True),
+               threading.Thread(target=infer, name="pipeline-infer", daemon=True)]
+    end: _End | None = None
+    failure: BaseException | None = None
+    lat = stats.latency
+    try:
+        for t in threads:
+            t.start()
+        while True:
+            if stop.is_set():
+                end = _End("stop")
+                break
+            try:
+                item = q_out.get(timeout=POLL_S)
+            except queue.Empty:
+                continue
+            if isinstance(item, _End):
+                end = item
+                break
+            frame, res = item
+            t0 = time.perf_counter()
+            image = renderer(frame.image, res.class_map, stats)  # (H, W, 3) uint8 BGR
+            t1 = time.perf_counter()
+            for sink in sinks:
+                try:
+                    sink.write(image, frame)
+                except EdgesegError as e:
+                    raise SourceError(f"output {sink.name} failed: {e}") from None
+                except OSError as e:
+                    raise SourceError(f"output {sink.name} failed: {e.strerror or e}") from None
+            t2 = time.perf_counter()
+            timings = res.timings
+            lat["capture"].add(frame.capture_ms)
+            lat["preprocess"].add(timings["preprocess_ms"])
+            lat["infer"].add(timings["infer_ms"])
+            lat["postprocess"].add(timings["postprocess_ms"])
+            lat["render"].add((t1 - t0) * 1e3)
+            lat["write"].add((t2 - t1) * 1e3)
+            stats.capture_to_render.add((t2 - frame.timestamp) * 1e3)
+            stats.frames += 1
+            stats._recent.append(t2)
+            stats.drops = source.drops - base_drops + slot_drops
+            stats.reconnects = source.reconnects - base_reconnects
+            stats.corrupt = source.corrupt - base_corrupt
+            frame.release()
+            if on_progress is not None:
+                on_progress(stats)
+            if max_frames is not None and stats.frames >= max_frames:
+                end = _End("max_frames")
+                break
+            if any(s.stop_requested for s in sinks):
+                end = _End("sink")
+                break
+    except KeyboardInterrupt as e:
+        stats.stopped_by = "interrupt"
+        failure = e
+        raise
+    except BaseException as e:
+        failure = e
+        raise
+    finally:
+        halt.set()
+        for t in threads:
+            t.join(timeout=10.0)
+        _drain(q_in)
+        _drain(q_out)
+        stats.duration_s = time.perf_counter() - stats.started
+        stats.drops = source.drops - base_drops + slot_drops
+        stats.reconnects = source.reconnects - base_reconnects
+        stats.corrupt = source.corrupt - base_corrupt
+        close_errors = []
+        for sink in sinks:
+            try:
+                sink.close()
+            except Exception as e:  # noqa: BLE001 - close every sink, report the first failure
+                close_errors.append(f"{sink.name}: {e}")
+            stats.sinks.append(sink.describe())
+        if end is not None:
+            stats.stopped_by = end.reason
+            stats.error = end.message if end.reason == "error" else ""
+        elif failure is not None and not stats.stopped_by:
+            stats.stopped_by, stats.error = "error", str(failure)
+        if close_errors and failure is None and (end is None or end.exc is None):
+            # Only when nothing else went wrong: the first failure is the one worth reporting.
+            raise SourceError(f"could not finish output {close_errors[0]}")
+    if end is not None and end.reason == "error":
+        if end.exc is not None and not isinstance(end.exc, SourceError):
+            raise end.exc
+        raise StreamError(end.message or "the source failed", stats)
+    return stats
+
+
+def _drain(q: Any) -> None:
+    """Release frames left in a queue so their buffers go back to the source's pool."""
+    while True:
+        try:
+            item = q.get(timeout=0) if isinstance(q, _LatestSlot) else q.get_nowait()
+        except queue.Empty:
+            return
+        frame = item[0] if isinstance(item, tuple) else item
+        if isinstance(frame, Frame):
+            frame.release()

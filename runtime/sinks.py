@@ -1,0 +1,296 @@
+"""Where rendered frames go: a window, a video file, an image folder, an MJPEG stream.
+
+``open_sink(spec)`` picks by the spec's form:
+
+==========================================  ================================================
+``"window"`` (or ``"window:Title"``)        ``cv2.imshow`` (needs an OpenCV build with a GUI)
+``"out.mp4"`` (``.avi .mkv .mov``)          a video file, finalised on :meth:`Sink.close`
+``"out/"`` or an existing folder            numbered images, or the input file names
+``"out.png"`` (an image suffix)             a single image
+``"http://127.0.0.1:8080"``                 an MJPEG server (loopback unless a host is given)
+==========================================  ================================================
+
+Files are written under a hidden temporary name and renamed into place when complete, so an
+interrupted run leaves either a finished, playable file or none, never a truncated one under
+the final name. Call ``close()`` in a ``finally`` (the pipeline and the CLI do).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .errors import SourceError, UsageError
+from .mjpeg import MjpegServer, parse_address
+from .sources import IMAGE_SUFFIXES, Frame
+
+log = logging.getLogger(__name__)
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".m4v")
+# Codecs to try per container, best first; OpenCV's FFmpeg wheels always have mp4v and MJPG.
+FOURCCS = {".mp4": ("mp4v", "avc1"), ".m4v": ("mp4v",), ".mov": ("mp4v", "avc1"),
+           ".mkv": ("mp4v", "XVID", "MJPG"), ".avi": ("MJPG", "XVID", "mp4v")}
+DEFAULT_FPS = 25.0  # for video made from images, which have no rate of their own
+
+
+class Sink:
+    name: str = "sink"
+    #: set by a sink whose user asked to stop (a window's q / Esc key); the pipeline checks it.
+    stop_requested: bool = False
+
+    def write(self, image: np.ndarray, frame: Frame | None = None) -> None:
+        """Take one rendered BGR image (H, W, 3) uint8; ``frame`` is its source frame (names, index)."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Finish the output (flush, finalise, rename); safe to call twice."""
+
+    def describe(self) -> dict:
+        return {"sink": self.name}
+
+    def __enter__(self) -> Sink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def gui_problem() -> str | None:
+    """Why no window can be opened here (one line), or None when it can."""
+    info = cv2.getBuildInformation()
+    gui_line = next((ln for ln in info.splitlines() if ln.strip().startswith("GUI:")), "GUI: NONE")
+    if gui_line.split(":", 1)[1].strip().upper() in ("NONE", "NO", ""):
+        return ("cannot open a window: this OpenCV build has no GUI (opencv-python-headless); use "
+                "--save out.mp4 or --serve 127.0.0.1:8080 instead, or install opencv-python")
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return ("cannot open a window: no display (DISPLAY is not set, e.g. over ssh); use "
+                "--serve 127.0.0.1:8080 and open it in a browser, or --save out.mp4")
+    return None
+
+
+class WindowSink(Sink):
+    def __init__(self, title: str = "edgeseg") -> None:
+        problem = gui_problem()  # checked up front: imshow would fail only at the first frame
+        if problem:
+            raise SourceError(problem)
+        self.title = title
+        self.name = f"window:{title}"
+        self._open = False
+
+    def write(self, image: np.ndarray, frame: Frame | None = None) -> None:
+        if not self._open:
+            cv2.namedWindow(self.title, cv2.WINDOW_NORMAL)
+            self._open = True
+        cv2.imshow(self.title, image)
+        key = cv2.waitKey(1) & 0xFF
+        if key in (ord("q"), 27):  # q or Esc
+            self.stop_requested = True
+        # Closing the window with the mouse is a stop request too.
+        elif cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) < 1:
+            self.stop_requested = True
+
+    def close(self) -> None:
+        if self._open:
+            self._open = False
+            cv2.destroyWindow(self.title)
+            cv2.waitKey(1)
+
+
+class VideoSink(Sink):
+    """``cv2.VideoWriter`` into a hidden temp file, renamed onto ``path`` by :meth:`close`.
+
+    The writer opens on the first frame (its size fixes the video's size; later frames of
+    another size are resized). ``close()`` releases the writer, which writes the container
+    index, and only then renames: the final name always holds a playable file.
+    """
+
+    def __init__(self, path: str | os.PathLike, fps: float | None = None) -> None:
+        self.path = Path(path)
+        suffix = self.path.suffix.lower()
+        if suffix not in VIDEO_SUFFIXES:
+            raise UsageError(f"video output {self.path} needs one of the suffixes {', '.join(VIDEO_SUFFIXES)}")
+        if self.path.is_dir():
+            raise UsageError(f"video output {self.path} is an existing folder; give a file name like out.mp4")
+        self.fps = float(fps) if fps and fps > 0 else DEFAULT_FPS
+        self.name = f"video:{self.path}"
+        self.frames = 0
+        self.fourcc = ""
+        self._writer: cv2.VideoWriter | None = None
+        self._tmp: Path | None = None
+        self._size: tuple[int, int] | None = None  # (W, H)
+        self._resized: np.ndarray | None = None
+        self._closed = False
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise SourceError(f"cannot create the folder for {self.path}: {e.strerror or e}") from None
+
+    def _open(self, w: int, h: int) -> None:
+        suffix = self.path.suffix.lower()
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=suffix, dir=self.path.parent)
+        os.close(fd)
+        self._tmp = Path(tmp)
+        for code in FOURCCS[suffix]:
+            writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*code), self.fps, (w, h))
+            if writer.isOpened():
+                self._writer, self.fourcc, self._size = writer, code, (w, h)
+                return
+            writer.release()
+        self._tmp.unlink(missing_ok=True)
+        raise SourceError(f"cannot write {self.path}: this OpenCV build has no encoder for {suffix} "
+                          f"(tried {', '.join(FOURCCS[suffix])}); try --save out.avi")
+
+    def write(self, image: np.ndarray, frame: Frame | None = None) -> None:
+        if self._closed:
+            raise SourceError(f"video {self.path} is already closed")
+        h, w = image.shape[:2]
+        if self._writer is None:
+            self._open(w, h)
+        if (w, h) != self._size:
+            ww, hh = self._size  # type: ignore[misc]
+            if self._resized is None:
+                self._resized = np.empty((hh, ww, 3), np.uint8)  # (H0, W0, 3), reused
+            image = cv2.resize(image, (ww, hh), dst=self._resized, interpolation=cv2.INTER_AREA)
+        self._writer.write(image)  # type: ignore[union-attr]
+        self.frames += 1
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._writer is None:
+            return  # nothing was written: leave no file at all
+        self._writer.release()  # writes the index (moov atom): the file is playable from here on
+        self._writer = None
+        if self._tmp is not None and self._tmp.exists():
+            os.replace(self._tmp, self.path)
+
+    def describe(self) -> dict:
+        return {"sink": "video", "path": str(self.path), "frames": self.frames, "fourcc": self.fourcc,
+                "fps": self.fps}
+
+
+class ImageFolderSink(Sink):
+    """Numbered images (``000000.jpg``…) or, for image inputs, the input's file names."""
+
+    def __init__(self, folder: str | os.PathLike, ext: str = ".jpg", keep_names: bool = True,
+                 quality: int = 95) -> None:
+        self.folder = Path(folder)
+        if self.folder.exists() and not self.folder.is_dir():
+            raise UsageError(f"image output {self.folder} exists and is not a folder")
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise SourceError(f"cannot create output folder {self.folder}: {e.strerror or e}") from None
+        ext = ext if ext.startswith(".") else "." + ext
+        if ext.lower() not in IMAGE_SUFFIXES:
+            raise UsageError(f"image format {ext} is not one of {', '.join(IMAGE_SUFFIXES)}")
+        self.ext, self.keep_names = ext, keep_names
+        self.name = f"images:{self.folder}"
+        self.frames = 0
+        self._params = [int(cv2.IMWRITE_JPEG_QUALITY), quality] if ext.lower() in (".jpg", ".jpeg") else []
+
+    def write(self, image: np.ndarray, frame: Frame | None = None) -> None:
+        if self.keep_names and frame is not None and frame.name:
+            name = frame.name
+        else:
+            name = f"{frame.index if frame is not None and frame.index >= 0 else self.frames:06d}{self.ext}"
+        write_image(self.folder / name, image, self._params)
+        self.frames += 1
+
+    def describe(self) -> dict:
+        return {"sink": "images", "path": str(self.folder), "frames": self.frames}
+
+
+class ImageFileSink(Sink):
+    """One image file (for a single-image input)."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.name = f"image:{self.path}"
+        self.frames = 0
+
+    def write(self, image: np.ndarray, frame: Frame | None = None) -> None:
+        if self.frames:
+            raise UsageError(f"output {self.path} is a single image but the source has more than one frame; "
+                             "save to a folder (out/) or a video (out.mp4) instead")
+        write_image(self.path, image)
+        self.frames += 1
+
+    def describe(self) -> dict:
+        return {"sink": "image", "path": str(self.path), "frames": self.frames}
+
+
+def write_image(path: Path, image: np.ndarray, params: list[int] | None = None) -> None:
+    """Encode by suffix and write atomically (temp name + rename)."""
+    ok, buf = cv2.imencode(path.suffix, image, params or [])  # (n,) uint8
+    if not ok:
+        raise SourceError(f"cannot encode {path.name} as {path.suffix}; use .png or .jpg")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.part")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(buf.data)
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise SourceError(f"cannot write {path}: {e.strerror or e}") from None
+
+
+class MjpegSink(Sink):
+    """Serve the rendered frames as MJPEG (see :mod:`edgeseg.runtime.mjpeg`)."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 8080, quality: int = 80) -> None:
+        self.server = MjpegServer(host, port, quality)
+        self.name = f"mjpeg:{self.server.url}"
+        self.frames = 0
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def write(self, image: np.ndarray, frame: Frame | None = None) -> None:
+        self.server.publish(image)
+        self.frames += 1
+
+    def close(self) -> None:
+        self.server.stop()
+
+    def describe(self) -> dict:
+        return {"sink": "mjpeg", "url": self.server.url, "frames": self.frames}
+
+
+def open_sink(spec: str | os.PathLike, *, fps: float | None = None, keep_names: bool = True) -> Sink:
+    """Open a sink by its spec (see the module docstring). ``fps`` is the video file's frame rate."""
+    text = os.fspath(spec).strip()
+    if not text:
+        raise UsageError("empty output; give window, a video file (.mp4), a folder (out/) or http://127.0.0.1:8080")
+    if any(ord(c) < 32 for c in text):
+        raise UsageError(f"output {text!r} contains control characters")
+    low = text.lower()
+    if low == "window" or low.startswith("window:"):
+        return WindowSink(text.split(":", 1)[1] if ":" in text else "edgeseg")
+    if low.startswith(("http://", "mjpeg://")):
+        host, port = parse_address(text)
+        return MjpegSink(host, port)
+    if "://" in text:
+        raise UsageError(f"unsupported output {text!r}; use window, a video file (.mp4 .avi .mkv .mov), "
+                         "an image folder (out/), an image file (.png .jpg) or http://127.0.0.1:8080")
+    path = Path(os.path.expanduser(text))
+    suffix = path.suffix.lower()
+    if text.endswith(("/", os.sep)) or path.is_dir():
+        return ImageFolderSink(path, keep_names=keep_names)
+    if suffix in VIDEO_SUFFIXES:
+        return VideoSink(path, fps)
+    if suffix in IMAGE_SUFFIXES:
+        return ImageFileSink(path)
+    if suffix:
+        raise UsageError(f"output {text!r} has an unknown suffix {suffix}; use a video ({', '.join(VIDEO_SUFFIXES)}), "
+                         f"an image ({', '.join(IMAGE_SUFFIXES)}) or a folder ending in /")
+    return ImageFolderSink(path, keep_names=keep_names)

@@ -1,0 +1,611 @@
+"""Video sources by URI: cameras, files, image folders, network streams, GStreamer, synthetic scenes.
+
+``open_source(uri)`` understands (after jetson-utils' ``videoSource``):
+
+=====================================  ==========================================================
+``0``, ``v4l2:///dev/video0``          a V4L2 camera (live)
+``csi://0``                            a Jetson CSI camera through GStreamer (live)
+``video.mp4``, ``file:///x/video.mp4``  a video file, every frame in order
+``frames/``, ``'frames/*.png'``, ``a.jpg``  images of a folder / glob (sorted) / one image
+``rtsp://…``, ``http(s)://…``           a network stream through OpenCV's FFmpeg (live; MJPEG works)
+``videotestsrc ! … ! appsink``          a GStreamer pipeline, when OpenCV was built with GStreamer
+``synthetic://?size=360x480&fps=30&frames=300&realtime=1``  procedural driving scenes
+=====================================  ==========================================================
+
+``src.read()`` returns a :class:`Frame` whose ``status`` tells a frame (``OK``) from the end of
+a file (``EOS``), a live source with nothing new in time (``TIMEOUT``) and a source that is gone
+for good (``ERROR``, with a message). Live sources decode in their own thread and keep only the
+newest frame (older unread ones are dropped and counted) so a slow reader never sees stale
+video; they reconnect with exponential backoff and count the reconnects. Frames that fail to
+decode are skipped and counted in ``src.corrupt``.
+
+Frame buffers come from a small pool: call ``frame.release()`` when done with a frame to let
+the next one be decoded into the same memory (the pipeline does); frames never released are
+simply garbage-collected.
+"""
+
+from __future__ import annotations
+
+import enum
+import glob
+import os
+import re
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import cv2
+import numpy as np
+
+from .errors import SourceError, UsageError
+from .sizes import parse_hw
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+SCHEMES = ("file", "v4l2", "csi", "rtsp", "rtsps", "http", "https", "synthetic")
+DEFAULT_TIMEOUT = 5.0  # seconds without a frame before a live read() answers TIMEOUT
+DEFAULT_RECONNECTS = 5  # attempts per outage; backoff 0.5, 1, 2, 4, 8 s (~15 s in all)
+BACKOFF = (0.5, 8.0)  # first delay and cap, in seconds
+MAX_BAD_READS = 5  # consecutive undecodable frames in a file before it counts as ended
+
+
+class FrameStatus(enum.Enum):
+    OK = "ok"
+    EOS = "eos"  # end of stream: the file or clip is over (not an error)
+    TIMEOUT = "timeout"  # a live source produced nothing new within the timeout; try again
+    ERROR = "error"  # the source is gone for good (message says why)
+
+
+class _BufferPool:
+    """Recycles frame buffers so the steady state decodes into memory it already owns."""
+
+    def __init__(self, keep: int = 8) -> None:
+        self._free: list[np.ndarray] = []
+        self._keep = keep
+        self._lock = threading.Lock()
+
+    def get(self, shape: tuple[int, ...]) -> np.ndarray:
+        with self._lock:
+            while self._free:
+                buf = self._free.pop()
+                if buf.shape == shape:
+                    return buf
+        return np.empty(shape, np.uint8)
+
+    def put(self, buf: np.ndarray) -> None:
+        with self._lock:
+            if len(self._free) < self._keep:
+                self._free.append(buf)
+
+
+@dataclass(slots=True)
+class Frame:
+    status: FrameStatus
+    image: np.ndarray | None = None  # (H, W, 3) uint8 BGR
+    timestamp: float = 0.0  # time.perf_counter() when the frame was captured
+    index: int = -1  # 0-based position in the source (counts skipped/dropped frames too)
+    name: str = ""  # input file name for image sources ("" otherwise)
+    capture_ms: float = 0.0  # time spent reading and decoding this frame
+    message: str = ""  # why, for EOS / TIMEOUT / ERROR
+    _pool: _BufferPool | None = field(default=None, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.status is FrameStatus.OK
+
+    def release(self) -> None:
+        """Hand the image buffer back for reuse; the frame must not be used afterwards."""
+        if self._pool is not None and self.image is not None:
+            self._pool.put(self.image)
+        self.image, self._pool = None, None
+
+
+class Source:
+    """Base class. Subclasses implement :meth:`_read` (and :meth:`_close`)."""
+
+    is_live: bool = False
+
+    def __init__(self, uri: str, size: tuple[int, int] | None = None) -> None:
+        self.uri = uri
+        self.out_size = size  # (H, W) every frame is resized to, or None
+        self.fps: float | None = None  # nominal frame rate; None where there is none (images)
+        self.size: tuple[int, int] | None = size  # (H, W) of the frames, once known
+        self.frame_count: int | None = None  # frames in one pass, when known (files)
+        self.reconnects = 0
+        self.corrupt = 0  # frames that failed to decode and were skipped
+        self.drops = 0  # live frames replaced by a newer one before anyone read them
+        self._index = 0
+        self._pool = _BufferPool()
+        self._closed = False
+
+    def read(self, timeout: float | None = None) -> Frame:
+        """The next frame (files) or the newest unread frame (live sources)."""
+        if self._closed:
+            return Frame(FrameStatus.ERROR, message=f"source {self.uri} is closed")
+        return self._read(timeout)
+
+    def _read(self, timeout: float | None) -> Frame:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._close()
+
+    def _close(self) -> None:
+        pass
+
+    def __enter__(self) -> Source:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __iter__(self):
+        """OK frames until EOS; raises :class:`SourceError` on ERROR (live TIMEOUTs are waited out)."""
+        while True:
+            frame = self.read()
+            if frame.status is FrameStatus.OK:
+                yield frame
+            elif frame.status is FrameStatus.EOS:
+                return
+            elif frame.status is FrameStatus.ERROR:
+                raise SourceError(frame.message)
+
+    def describe(self) -> dict:
+        return {"uri": self.uri, "kind": type(self).__name__.lstrip("_"), "live": self.is_live,
+                "fps": self.fps, "size": list(self.size) if self.size else None,
+                "frames": self.frame_count}
+
+    def _finish(self, decoded: np.ndarray, t0: float, name: str = "") -> Frame:
+        """Wrap a decoded image (resizing it into a pooled buffer when ``size`` was asked)."""
+        if self.out_size is not None and decoded.shape[:2] != self.out_size:
+            h, w = self.out_size
+            out = self._pool.get((h, w, 3))
+            cv2.resize(decoded, (w, h), dst=out, interpolation=cv2.INTER_AREA)  # (h, w, 3) uint8
+            if decoded.base is None:
+                self._pool.put(decoded)  # the decode buffer is free again
+            decoded = out
+        elif self.size is None:
+            self.size = decoded.shape[:2]
+        t1 = time.perf_counter()
+        frame = Frame(FrameStatus.OK, decoded, t1, self._index, name, (t1 - t0) * 1e3, _pool=self._pool)
+        self._index += 1
+        return frame
+
+
+# -- files ------------------------------------------------------------------------------------------
+class _VideoFileSource(Source):
+    def __init__(self, path: Path, loop: bool = False, size: tuple[int, int] | None = None) -> None:
+        super().__init__(str(path), size)
+        self.path, self.loop = path, loop
+        self._cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+        if not self._cap.isOpened():
+            raise SourceError(f"cannot decode video file {path}: not a video, or a codec this OpenCV/FFmpeg "
+                              "build does not read; convert it (e.g. ffmpeg -i in -c:v libx264 out.mp4)")
+        fps = self._cap.get(cv2.CAP_PROP_FPS)
+        self.fps = fps if 0 < fps < 1000 else 25.0
+        n = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        self.frame_count = n if n > 0 else None
+        w, h = int(self._cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(self._cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        self._shape = (h, w, 3)
+        if size is None and h > 0 and w > 0:
+            self.size = (h, w)
+        self._pos = 0  # frames consumed (decoded or skipped) in the current pass
+
+    def _read(self, timeout: float | None) -> Frame:
+        bad = 0
+        while True:
+            t0 = time.perf_counter()
+            buf = self._pool.get(self._shape)
+            ok, img = self._cap.read(buf)  # decodes in place when buf has the frame's shape
+            if ok and img is not None and img.ndim == 3:
+                if bad:
+                    self.corrupt += bad
+                self._pos += 1
+                if img is not buf:
+                    self._shape = img.shape  # first frame told us the real size
+                return self._finish(img, t0)
+            self._pool.put(buf)
+            # A failed read before the known end is an undecodable frame: skip it, count it.
+            if self.frame_count is not None and self._pos + bad < self.frame_count - 1 and bad < MAX_BAD_READS:
+                bad += 1
+                continue
+            if self.loop and self._pos > 0:
+                self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+                self._pos, bad = 0, 0
+                continue
+            return Frame(FrameStatus.EOS, index=self._index, message=f"end of {self.path.name}")
+
+    def _close(self) -> None:
+        self._cap.release()
+
+
+class _ImageListSource(Source):
+    def __init__(self, uri: str, files: list[Path], loop: bool = False,
+                 size: tuple[int, int] | None = None) -> None:
+        super().__init__(uri, size)
+        self.files, self.loop = files, loop
+        self.frame_count = len(files)
+        self._pos = 0
+
+    def _read(self, timeout: float | None) -> Frame:
+        while True:
+            if self._pos >= len(self.files):
+                if not self.loop or self.corrupt >= len(self.files):
+                    return Frame(FrameStatus.EOS, index=self._index, message=f"end of {self.uri}")
+                self._pos = 0
+            path = self.files[self._pos]
+            self._pos += 1
+            t0 = time.perf_counter()
+            img = cv2.imread(str(path), cv2.IMREAD_COLOR)  # (H, W, 3) uint8 BGR, or None
+            if img is None:
+                self.corrupt += 1  # unreadable image: skip it, keep going
+                self._index += 1
+                continue
+            return self._finish(img, t0, path.name)
+
+
+# -- live sources -------------------------------------------------------------------------------------
+class _LiveSource(Source):
+    """A capture thread reads continuously; ``read()`` hands out the newest frame.
+
+    ``opener()`` returns an object with OpenCV's ``read(buf) -> (ok, img)`` and ``release()``
+    (a ``cv2.VideoCapture`` or the synthetic clip player); it raises :class:`SourceError` when
+    the device or stream cannot be opened.
+    """
+
+    is_live = True
+
+    def __init__(self, uri: str, opener, timeout: float = DEFAULT_TIMEOUT, reconnect: int = DEFAULT_RECONNECTS,
+                 size: tuple[int, int] | None = None, backoff: tuple[float, float] = BACKOFF,
+                 eos_when_ended: bool = False) -> None:
+        super().__init__(uri, size)
+        self.timeout, self.max_reconnects, self.backoff = timeout, reconnect, backoff
+        self._opener = opener
+        self._eos_when_ended = eos_when_ended  # finite clips end with EOS rather than reconnecting
+        self._cap = opener()  # first open is synchronous: a bad URL fails here, with its message
+        fps = self._cap.get(cv2.CAP_PROP_FPS)
+        self.fps = fps if 0 < fps < 1000 else None
+        self._cond = threading.Condition()
+        self._latest: Frame | None = None
+        self._end: Frame | None = None  # EOS / ERROR once the thread has stopped for good
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"capture:{uri[:40]}", daemon=True)
+        self._thread.start()
+
+    def _publish(self, frame: Frame) -> None:
+        with self._cond:
+            if self._latest is not None:
+                self.drops += 1  # nobody read it in time: the newer frame wins
+                self._latest.release()
+            self._latest = frame
+            self._cond.notify_all()
+
+    def _run(self) -> None:
+        shape: tuple[int, ...] | None = None
+        failed = 0
+        while not self._stop.is_set():
+            t0 = time.perf_counter()
+            buf = self._pool.get(shape) if shape else None
+            try:
+                ok, img = self._cap.read(buf) if buf is not None else self._cap.read()
+            except cv2.error:
+                ok, img = False, None
+            if ok and img is not None and img.ndim == 3 and img.shape[2] == 3:
+                if failed:
+                    self.corrupt += failed  # the stream kept going: those were bad frames
+                    failed = 0
+                shape = img.shape
+                self._publish(self._finish(img, t0))
+                continue
+            if buf is not None:
+                self._pool.put(buf)
+            failed += 1
+            if failed < 2:
+                continue  # one bad frame is not an outage; a second failure in a row is
+            self._cap.release()
+            if self._eos_when_ended:
+                self._stop_with(Frame(FrameStatus.EOS, index=self._index, message=f"end of {self.uri}"))
+                return
+            if not self._reconnect():
+                return
+            failed, shape = 0, None
+
+    def _reconnect(self) -> bool:
+        delay, last = self.backoff[0], "the stream ended"
+        for _attempt in range(self.max_reconnects):
+            if self._stop.wait(delay):
+                return False
+            try:
+                self._cap = self._opener()
+            except SourceError as e:
+                last = str(e)
+                delay = min(delay * 2, self.backoff[1])
+                continue
+            self.reconnects += 1
+            return True
+        if self.max_reconnects == 0:
+            self._stop_with(Frame(FrameStatus.EOS, index=self._index, message=f"stream {self.uri} ended"))
+        else:
+            self._stop_with(Frame(FrameStatus.ERROR, index=self._index,
+                                  message=f"stream {self.uri} stopped and did not come back after "
+                                          f"{self.max_reconnects} reconnect attempts ({last})"))
+        return False
+
+    def _stop_with(self, frame: Frame) -> None:
+        with self._cond:
+            self._end = frame
+            self._cond.notify_all()
+
+    def _read(self, timeout: float | None) -> Frame:
+        timeout = self.timeout if timeout is None else timeout
+        with self._cond:
+            if self._latest is None and self._end is None:
+                self._cond.wait_for(lambda: self._latest is not None or self._end is not None or self._closed,
+                                    timeout)
+            if self._latest is not None:
+                frame, self._latest = self._latest, None
+                return frame
+            if self._end is not None:
+                return self._end
+        if self._closed:
+            return Frame(FrameStatus.ERROR, message=f"source {self.uri} is closed")
+        return Frame(FrameStatus.TIMEOUT, index=self._index,
+                     message=f"no frame from {self.uri} within {timeout:g} s")
+
+    def _close(self) -> None:
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        self._thread.join(timeout=max(2.0, self.timeout + 1.0))  # a blocked read ends at its timeout
+        self._cap.release()
+        if self._latest is not None:
+            self._latest.release()
+            self._latest = None
+
+
+def _ffmpeg_opener(url: str, timeout: float, size: tuple[int, int] | None):
+    ms = int(timeout * 1000)
+    params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms]
+    shown = _redact(url)
+
+    def open_() -> cv2.VideoCapture:
+        cap = cv2.VideoCapture(url, cv2.CAP_FFMPEG, params)
+        if not cap.isOpened():
+            cap.release()
+            raise SourceError(f"cannot open stream {shown}: no answer or not a video stream; check the URL "
+                              "and that the camera/server is running")
+        return cap
+
+    return open_
+
+
+def _camera_opener(target: int | str, size: tuple[int, int] | None, fps: float | None = None):
+    api = cv2.CAP_V4L2 if sys.platform.startswith("linux") else cv2.CAP_ANY
+
+    def open_() -> cv2.VideoCapture:
+        cap = cv2.VideoCapture(target, api)
+        if not cap.isOpened():
+            cap.release()
+            raise SourceError(f"cannot open camera {target}: it exists but refused to start (busy or not a "
+                              "capture device?); close other programs using it or try another index")
+        if size is not None:
+            cap.set(cv2.CAP_PROP_FRAME_HEIGHT, size[0])
+            cap.set(cv2.CAP_PROP_FRAME_WIDTH, size[1])
+        cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # keep the driver queue short: fresh frames, low lag
+        return cap
+
+    return open_
+
+
+def _gstreamer_opener(pipeline: str):
+    if not has_gstreamer():
+        raise SourceError("GStreamer pipelines need OpenCV built with GStreamer, and this one has none "
+                          "(cv2.getBuildInformation() shows 'GStreamer: NO'); use a file, a camera index "
+                          "or an rtsp:// / http:// URL, or install an OpenCV build with GStreamer")
+
+    def open_() -> cv2.VideoCapture:
+        cap = cv2.VideoCapture(pipeline, cv2.CAP_GSTREAMER)
+        if not cap.isOpened():
+            cap.release()
+            raise SourceError(f"GStreamer could not start the pipeline {pipeline!r}; test it with "
+                              "gst-launch-1.0 and make sure it ends in 'appsink'")
+        return cap
+
+    return open_
+
+
+def has_gstreamer() -> bool:
+    info = cv2.getBuildInformation()
+    m = re.search(r"GStreamer:\s*(\S+)", info)
+    return bool(m and m.group(1).upper() not in ("NO", "NONE"))
+
+
+def _redact(url: str) -> str:
+    # user:password@ in a camera URL must not end up in logs or error messages.
+    return re.sub(r"//[^/@]*@", "//***@", url)
+
+
+# -- synthetic --------------------------------------------------------------------------------------
+class _SyntheticClip:
+    """A ``cv2.VideoCapture``-like player of the procedural driving clip (optionally paced)."""
+
+    def __init__(self, size: tuple[int, int], fps: float, frames: int | None, seed: int, realtime: bool,
+                 loop: bool) -> None:
+        from . import synthetic  # torch-free procedural scenes; imported only when asked for
+
+        self.size, self.fps, self.frames, self.realtime, self.loop = size, fps, frames, realtime, loop
+        self._clip = synthetic.SceneClip(size=size, seed=seed, fps=fps)
+        self._n = 0
+        self._t_next = time.perf_counter()
+
+    def get(self, prop: int) -> float:
+        return self.fps if prop == cv2.CAP_PROP_FPS else 0.0
+
+    def read(self, buf: np.ndarray | None = None) -> tuple[bool, np.ndarray | None]:
+        if self.frames is not None and self._n >= self.frames:
+            if not self.loop:
+                return False, None
+            self._n = 0
+        if self.realtime:  # like a camera: a frame every 1/fps seconds, never faster
+            delay = self._t_next - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            self._t_next = max(self._t_next + 1.0 / self.fps, time.perf_counter() - 1.0 / self.fps)
+        image = self._clip.frame(self._n)  # (H, W, 3) uint8 BGR
+        self._n += 1
+        if buf is not None and buf.shape == image.shape:
+            np.copyto(buf, image)
+            return True, buf
+        return True, image
+
+    def release(self) -> None:
+        pass
+
+
+class _SyntheticSource(Source):
+    def __init__(self, uri: str, clip: _SyntheticClip, size: tuple[int, int] | None) -> None:
+        super().__init__(uri, size)
+        self._clip = clip
+        self.fps = clip.fps
+        self.frame_count = clip.frames
+        if size is None:
+            self.size = clip.size
+
+    def _read(self, timeout: float | None) -> Frame:
+        t0 = time.perf_counter()
+        buf = self._pool.get((*self._clip.size, 3))
+        ok, img = self._clip.read(buf)
+        if not ok:
+            self._pool.put(buf)
+            return Frame(FrameStatus.EOS, index=self._index, message=f"end of {self.uri}")
+        return self._finish(img, t0)
+
+
+def _parse_synthetic(uri: str, parts, loop: bool, size: tuple[int, int] | None, timeout: float) -> Source:
+    q = {k.lower(): v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+    known = {"size", "fps", "frames", "seed", "realtime"}
+    unknown = sorted(set(q) - known)
+    if unknown:
+        raise UsageError(f"unknown synthetic:// option {unknown[0]!r}; use {', '.join(sorted(known))} "
+                         "(e.g. synthetic://?size=360x480&fps=30&frames=300&realtime=1)")
+    clip_size = parse_hw(q.get("size", "360x480"), "synthetic:// size")
+    try:
+        fps = float(q.get("fps", 30))
+        frames = int(q["frames"]) if q.get("frames") else 300
+        seed = int(q.get("seed", 0))
+    except ValueError as e:
+        raise UsageError(f"bad synthetic:// option in {uri!r}: {e}") from None
+    if not 0 < fps <= 1000 or frames < 0:
+        raise UsageError(f"synthetic:// needs 0 < fps <= 1000 and frames >= 0 (0 = endless), got {uri!r}")
+    realtime = q.get("realtime", "0").lower() in ("1", "true", "yes", "")
+    if realtime:
+        def opener() -> _SyntheticClip:
+            return _SyntheticClip(clip_size, fps, frames or None, seed, True, loop)
+        return _LiveSource(uri, opener, timeout=timeout, reconnect=0, size=size, eos_when_ended=True)
+    return _SyntheticSource(uri, _SyntheticClip(clip_size, fps, frames or None, seed, False, loop), size)
+
+
+# -- URI dispatch -------------------------------------------------------------------------------------
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def _open_path(text: str, loop: bool, size: tuple[int, int] | None) -> Source:
+    if any(c in text for c in "*?["):
+        files = sorted(Path(p) for p in glob.glob(os.path.expanduser(text), recursive=True)
+                       if Path(p).suffix.lower() in IMAGE_SUFFIXES and Path(p).is_file())
+        if not files:
+            raise SourceError(f"no images match {text!r} (looked for {', '.join(IMAGE_SUFFIXES)}); check the pattern")
+        return _ImageListSource(text, files, loop, size)
+    path = Path(os.path.expanduser(text))
+    if path.is_dir():
+        files = _image_files(path)
+        if not files:
+            raise SourceError(f"folder {path} has no images ({', '.join(IMAGE_SUFFIXES)}); point --source at "
+                              "a video, an image folder or a glob like 'frames/*.png'")
+        return _ImageListSource(str(path), files, loop, size)
+    if not path.exists():
+        raise SourceError(f"source {path} does not exist; give a video file, an image folder, a glob, a camera "
+                          f"index or a URL ({', '.join(s + '://' for s in SCHEMES)})")
+    if not path.is_file():
+        raise SourceError(f"source {path} is not a regular file or folder")
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return _ImageListSource(str(path), [path], loop, size)
+    return _VideoFileSource(path, loop, size)
+
+
+def _open_camera(index: int, size: tuple[int, int] | None, timeout: float, reconnect: int) -> Source:
+    dev = Path(f"/dev/video{index}")
+    if sys.platform.startswith("linux") and not dev.exists():
+        raise SourceError(f"no camera {index}: {dev} does not exist; plug one in, check 'ls /dev/video*', "
+                          "or give a video file / stream URL as the source")
+    return _LiveSource(str(index), _camera_opener(index, size), timeout, reconnect, size)
+
+
+def open_source(uri: str | int | os.PathLike, *, timeout: float = DEFAULT_TIMEOUT,
+                reconnect: int | bool = True, loop: bool = False,
+                size: tuple[int, int] | str | None = None) -> Source:
+    """Open a video source by URI (see the module docstring for the forms).
+
+    ``timeout``: seconds a live ``read()`` waits before answering TIMEOUT (also the network
+    open/read timeout). ``reconnect``: attempts per outage for live sources (``True`` = 5,
+    ``False`` = 0). ``loop``: restart files, folders and clips at the end. ``size``: resize every
+    frame to (H, W).
+    """
+    if timeout <= 0:
+        raise UsageError(f"source timeout must be positive, got {timeout}")
+    reconnects = DEFAULT_RECONNECTS if reconnect is True else int(reconnect or 0)
+    if reconnects < 0:
+        raise UsageError(f"reconnect attempts must be >= 0, got {reconnect}")
+    out_size = parse_hw(size, "source size") if size is not None else None
+    if isinstance(uri, int):
+        return _open_camera(uri, out_size, timeout, reconnects)
+    text = os.fspath(uri).strip()
+    if not text:
+        raise UsageError("empty source; give a video file, image folder, camera index or stream URL")
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise UsageError(f"source {text!r} contains control characters")
+    if text.isdigit():
+        return _open_camera(int(text), out_size, timeout, reconnects)
+    if "!" in text and "://" not in text.split("!", 1)[0]:
+        return _LiveSource(text, _gstreamer_opener(text), timeout, reconnects, out_size)
+    if "://" not in text:
+        return _open_path(text, loop, out_size)
+
+    parts = urlsplit(text)
+    scheme = parts.scheme.lower()
+    if scheme not in SCHEMES:
+        raise UsageError(f"unsupported source scheme {scheme + '://'!r} in {_redact(text)!r}; supported: "
+                         f"{', '.join(s + '://' for s in SCHEMES)}, a camera index, a file, folder or glob")
+    if scheme == "file":
+        if parts.netloc not in ("", "localhost"):
+            raise UsageError(f"file:// URI {text!r} names host {parts.netloc!r}; only local files are read")
+        return _open_path(unquote(parts.path), loop, out_size)
+    if scheme == "v4l2":
+        dev_path = unquote(parts.netloc + parts.path)
+        m = re.fullmatch(r"/dev/video(\d+)", dev_path)
+        if not m:
+            raise UsageError(f"v4l2 source {text!r} must name a device like v4l2:///dev/video0")
+        if not Path(dev_path).exists():
+            raise SourceError(f"no camera at {dev_path}; check 'ls /dev/video*' or use another source")
+        return _LiveSource(text, _camera_opener(dev_path, out_size), timeout, reconnects, out_size)
+    if scheme == "csi":
+        sensor = (parts.netloc or parts.path.strip("/")) or "0"
+        if not sensor.isdigit():
+            raise UsageError(f"csi source {text!r} must name a sensor id like csi://0")
+        h, w = out_size or (720, 1280)
+        pipeline = (f"nvarguscamerasrc sensor-id={int(sensor)} ! video/x-raw(memory:NVMM), width={w}, "
+                    f"height={h}, framerate=30/1 ! nvvidconv ! video/x-raw, format=BGRx ! videoconvert ! "
+                    "video/x-raw, format=BGR ! appsink drop=1 max-buffers=1")
+        return _LiveSource(text, _gstreamer_opener(pipeline), timeout, reconnects, out_size)
+    if scheme == "synthetic":
+        return _parse_synthetic(text, parts, loop, out_size, timeout)
+    # rtsp / rtsps / http / https: network streams through FFmpeg.
+    if not parts.hostname:
+        raise UsageError(f"stream URL {_redact(text)!r} has no host; write e.g. rtsp://192.168.1.10:554/stream")
+    opener = _ffmpeg_opener(text, timeout, out_size)
+    return _LiveSource(_redact(text), opener, timeout, reconnects, out_size)
