@@ -128,7 +128,8 @@ def create_backend(path: Path, backend: str = "auto", device: str = "cpu", **opt
             raise BackendUnavailableError(
                 f"TensorRT is not available here ({e}); running {path.name} needs an NVIDIA GPU and "
                 "'pip install edgeseg[trt]' (tensorrt, cuda-python)") from None
-        return TensorRTBackend(path, device)
+        # An engine only runs on a GPU: the Segmenter's default device "cpu" means "the first GPU" here.
+        return TensorRTBackend(path, "cuda:0" if device == "cpu" else device, **opts)
     from .backends.pytorch import PyTorchBackend
 
     return PyTorchBackend(path, device, threads=opts.get("threads"))
