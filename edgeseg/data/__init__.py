@@ -6,7 +6,10 @@ Torch-free: every dataset returns ``(image RGB uint8 (H, W, 3), label uint8 (H, 
 
 from .base import SegDataset, check_dataset, read_image, read_label
 from .build import LAYOUTS, build_dataset, detect_layout, register_layout
-from .camvid import CAMVID_CLASSES, CAMVID_IGNORE, CAMVID_PALETTE, CamVidDataset
+from .camvid import CAMVID_CLASSES, CAMVID_IGNORE, CAMVID_PALETTE, CamVidDataset, parse_classes_txt
+from .cityscapes import CITYSCAPES_CLASSES, CITYSCAPES_IGNORE, CITYSCAPES_PALETTE, CityscapesDataset
+from .folder import FolderDataset, load_class_file
+from .stats import WEIGHT_METHODS, ClassStats, class_frequencies, class_stats, class_weights
 from .synthetic import SyntheticDataset, parse_synthetic_uri
 from .transforms import (
     Compose,
@@ -22,9 +25,11 @@ from .transforms import (
 )
 
 __all__ = [
-    "CAMVID_CLASSES", "CAMVID_IGNORE", "CAMVID_PALETTE", "LAYOUTS",
-    "CamVidDataset", "Compose", "HorizontalFlip", "Identity", "PhotometricJitter", "RandomCrop",
+    "CAMVID_CLASSES", "CAMVID_IGNORE", "CAMVID_PALETTE", "CITYSCAPES_CLASSES", "CITYSCAPES_IGNORE",
+    "CITYSCAPES_PALETTE", "LAYOUTS", "WEIGHT_METHODS",
+    "CamVidDataset", "CityscapesDataset", "ClassStats", "FolderDataset", "Compose", "HorizontalFlip", "Identity", "PhotometricJitter", "RandomCrop",
     "RandomScale", "Resize", "SegDataset", "SyntheticDataset", "Transform",
-    "build_dataset", "check_dataset", "detect_layout", "eval_transform", "parse_synthetic_uri",
+    "build_dataset", "check_dataset", "class_frequencies", "class_stats", "class_weights", "detect_layout", "eval_transform", "load_class_file", "parse_classes_txt",
+    "parse_synthetic_uri",
     "read_image", "read_label", "register_layout", "train_transform",
 ]

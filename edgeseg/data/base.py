@@ -43,8 +43,11 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)  # (H, W, 3) uint8 RGB
 
 
-def read_label(path: str | os.PathLike) -> np.ndarray:
-    """Decode a label file as stored: (H, W) for id masks, (H, W, 3) RGB for colour masks."""
+def read_label(path: str | os.PathLike, keep_colour: bool = False) -> np.ndarray:
+    """Decode a label file as stored: (H, W) for id masks, (H, W, 3) RGB for colour masks.
+
+    A grey mask saved as RGB becomes (H, W) unless ``keep_colour`` (palettes may hold greys).
+    """
     path = Path(path)
     lab = _imread(path, cv2.IMREAD_UNCHANGED)
     if lab is None:
@@ -61,7 +64,8 @@ def read_label(path: str | os.PathLike) -> np.ndarray:
             lab = lab[:, :, :3]  # drop alpha
         if lab.shape[2] == 1:
             lab = lab[:, :, 0]
-        elif np.array_equal(lab[:, :, 0], lab[:, :, 1]) and np.array_equal(lab[:, :, 1], lab[:, :, 2]):
+        elif not keep_colour and np.array_equal(lab[:, :, 0], lab[:, :, 1]) and np.array_equal(
+                lab[:, :, 1], lab[:, :, 2]):
             lab = lab[:, :, 0]  # grey saved as RGB: the ids are the grey value
         else:
             lab = cv2.cvtColor(lab, cv2.COLOR_BGR2RGB)  # (H, W, 3) uint8 RGB colour mask
@@ -217,13 +221,25 @@ class SegDataset:
         """The raw sample ``index``: decoded, converted to class ids, validated."""
         img_path, lab_path = self.files[index]
         image = read_image(img_path)  # (H, W, 3) uint8 RGB
-        label = self.convert_label(read_label(lab_path), lab_path)  # (H, W) uint8
+        label = self.convert_label(self.read_raw_label(lab_path), lab_path)  # (H, W) uint8
         if image.shape[:2] != label.shape[:2]:
             raise DatasetError(f"image {img_path} is {image.shape[1]}x{image.shape[0]} but its label "
                                f"{lab_path} is {label.shape[1]}x{label.shape[0]} (WxH); "
                                "they must be the same size")
         self.validate_label(label, lab_path)
         return image, label
+
+    def load_label(self, index: int) -> np.ndarray:
+        """Only the label of sample ``index`` (class statistics need no image decoding)."""
+        if self._cache is not None:
+            return self._cache[index][1]
+        lab_path = self.files[index][1]
+        label = self.convert_label(self.read_raw_label(lab_path), lab_path)  # (H, W) uint8
+        self.validate_label(label, lab_path)
+        return label
+
+    def read_raw_label(self, path: Any) -> np.ndarray:
+        return read_label(path)
 
     def convert_label(self, raw: np.ndarray, path: Path) -> np.ndarray:
         """Stored label -> (H, W) uint8 class ids (identity for id masks)."""

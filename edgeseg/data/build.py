@@ -9,10 +9,14 @@ from edgeseg.runtime.errors import DatasetError, unknown_name
 
 from .base import SegDataset, Transform
 from .camvid import CamVidDataset
+from .cityscapes import CityscapesDataset
+from .folder import FolderDataset
 from .synthetic import SCHEME, SyntheticDataset
 
 LAYOUTS: dict[str, type[SegDataset]] = {
     "camvid": CamVidDataset,
+    "cityscapes": CityscapesDataset,
+    "folder": FolderDataset,
     "synthetic": SyntheticDataset,
 }
 

@@ -74,6 +74,11 @@ class SyntheticDataset(SegDataset):
         bgr, label = self.generator.scene(index)  # (H, W, 3) uint8 BGR, (H, W) uint8
         return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), label
 
+    def load_label(self, index: int) -> np.ndarray:
+        if self.cached:
+            return super().load_label(index)
+        return self.generator.scene(index)[1]  # (H, W) uint8
+
     def preload(self, threads: int = 1) -> None:
         # Scene generation is Python-heavy (GIL-bound): threads would not help.
         super().preload(threads=1)
