@@ -1,0 +1,52 @@
+"""Zoo: short names resolve to bundled files; unknown names get suggestions."""
+
+from __future__ import annotations
+
+import pytest
+from edgeseg.runtime import Segmenter, zoo
+from edgeseg.runtime.errors import ModelFormatError, UsageError
+
+
+@pytest.fixture
+def fake_zoo(tmp_path, tiny_onnx):
+    for name in ("camvid-unet-lite.onnx", "camvid-unet-lite.int8.onnx", "cityscapes-fcn8s-lite.onnx"):
+        (tmp_path / name).write_bytes(tiny_onnx.read_bytes())
+    (tmp_path / "README.md").write_text("not a model")
+    return tmp_path
+
+
+def test_list_and_resolve(fake_zoo):
+    assert zoo.list_models(fake_zoo) == ["camvid-unet-lite", "camvid-unet-lite.int8", "cityscapes-fcn8s-lite"]
+    assert zoo.resolve("camvid-unet-lite", fake_zoo) == fake_zoo / "camvid-unet-lite.onnx"
+    assert zoo.resolve("camvid-unet-lite.int8.onnx", fake_zoo) == fake_zoo / "camvid-unet-lite.int8.onnx"
+
+
+def test_unknown_name_suggests_close_matches(fake_zoo):
+    with pytest.raises(UsageError, match="unknown model 'camvid-unet'; did you mean 'camvid-unet-lite'"):
+        zoo.resolve("camvid-unet", fake_zoo)
+    with pytest.raises(UsageError, match="choose one of: camvid-unet-lite, .*path to a .onnx"):
+        zoo.resolve("zzz", fake_zoo)
+
+
+def test_empty_zoo_says_to_give_a_path(tmp_path):
+    with pytest.raises(ModelFormatError, match="neither an existing file nor a bundled model"):
+        zoo.resolve("camvid-unet-lite", tmp_path)
+
+
+def test_segmenter_resolves_short_names(fake_zoo, monkeypatch):
+    monkeypatch.setattr(zoo, "ZOO_DIR", fake_zoo)
+    seg = Segmenter("camvid-unet-lite.int8")
+    assert seg.path == fake_zoo / "camvid-unet-lite.int8.onnx"
+    with pytest.raises(UsageError, match="did you mean"):
+        Segmenter("camvid-unet-lit")
+    with pytest.raises(ModelFormatError, match="does not exist"):
+        Segmenter("models/camvid-unet-lite.onnx")  # looks like a path: no zoo lookup
+
+
+def test_bundled_models_load_when_present():
+    names = zoo.list_models()
+    if not names:
+        pytest.skip("no bundled models in runtime/zoo yet")
+    for name in names:
+        seg = Segmenter(name)
+        assert seg.classes, name
