@@ -1,0 +1,53 @@
+"""Tiny dataset trees written into tmp_path by the data tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+H, W = 12, 16
+
+
+def image(seed: int = 0, h: int = H, w: int = W) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)  # (h, w, 3) uint8
+
+
+def label(values: list[int], h: int = H, w: int = W) -> np.ndarray:
+    """Vertical stripes of the given ids: a label with known per-class pixel counts."""
+    lab = np.zeros((h, w), np.uint8)
+    cols = np.array_split(np.arange(w), len(values))
+    for v, c in zip(values, cols, strict=True):
+        lab[:, c] = v
+    return lab  # (h, w) uint8
+
+
+def write(path: Path, array: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if array.ndim == 3:
+        array = cv2.cvtColor(array, cv2.COLOR_RGB2BGR)
+    assert cv2.imwrite(str(path), array)
+    return path
+
+
+def camvid_tree(root: Path, splits: dict[str, int] | None = None, classes_txt: bool = False) -> Path:
+    for split, n in (splits or {"train": 3, "val": 2}).items():
+        for i in range(n):
+            write(root / split / f"f{i:03d}.png", image(i))
+            write(root / f"{split}annot" / f"f{i:03d}.png", label([3, 0, 8, 11]))
+    if classes_txt:
+        (root / "classes.txt").write_text("# id name r,g,b\n0 Sky 1,2,3\n1 Road 4,5,6\n2 Car 7,8,9\n"
+                                          "3 Unlabelled/void 0,0,0\n")
+    return root
+
+
+def cityscapes_tree(root: Path, split: str = "train", cities: tuple[str, ...] = ("aachen", "bremen")) -> Path:
+    for ci, city in enumerate(cities):
+        for j in range(2):
+            stem = f"{city}_{ci:06d}_{j:06d}"
+            write(root / "leftImg8bit" / split / city / f"{stem}_leftImg8bit.png", image(ci * 10 + j))
+            # 7 road -> 0, 26 car -> 13, 1 ego vehicle -> 255, 23 sky -> 10
+            write(root / "gtFine" / split / city / f"{stem}_gtFine_labelIds.png", label([7, 26, 1, 23]))
+            write(root / "gtFine" / split / city / f"{stem}_gtFine_color.png", image(99))
+    return root
