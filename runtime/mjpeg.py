@@ -51,8 +51,8 @@ def parse_address(addr: str | int, default_host: str = "127.0.0.1") -> tuple[str
             text = text[len(prefix):]
     text = text.split("/", 1)[0]
     host, sep, port_text = text.rpartition(":")
-    if not sep:
-        host, port_text = "", text
+    if not sep:  # one part: a port ("8080") or a host ("localhost")
+        host, port_text = ("", text) if text.isdigit() else (text, "")
     host = host.strip("[]") or default_host
     try:
         port = int(port_text) if port_text else DEFAULT_PORT
@@ -83,7 +83,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _snapshot(self) -> None:
         owner = self.server.owner
-        jpeg = owner.wait_frame(0, timeout=2.0)[1]
+        jpeg = owner.wait_frame(0, timeout=0.5)[1]  # a first frame may be on its way
         if jpeg is None:
             self.send_error(HTTPStatus.SERVICE_UNAVAILABLE, "no frame yet")
             return

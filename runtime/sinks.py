@@ -194,14 +194,14 @@ class ImageFolderSink(Sink):
         self.ext, self.keep_names = ext, keep_names
         self.name = f"images:{self.folder}"
         self.frames = 0
-        self._params = [int(cv2.IMWRITE_JPEG_QUALITY), quality] if ext.lower() in (".jpg", ".jpeg") else []
+        self.quality = quality
 
     def write(self, image: np.ndarray, frame: Frame | None = None) -> None:
         if self.keep_names and frame is not None and frame.name:
             name = frame.name
         else:
             name = f"{frame.index if frame is not None and frame.index >= 0 else self.frames:06d}{self.ext}"
-        write_image(self.folder / name, image, self._params)
+        write_image(self.folder / name, image, self.quality)
         self.frames += 1
 
     def describe(self) -> dict:
@@ -227,9 +227,10 @@ class ImageFileSink(Sink):
         return {"sink": "image", "path": str(self.path), "frames": self.frames}
 
 
-def write_image(path: Path, image: np.ndarray, params: list[int] | None = None) -> None:
-    """Encode by suffix and write atomically (temp name + rename)."""
-    ok, buf = cv2.imencode(path.suffix, image, params or [])  # (n,) uint8
+def write_image(path: Path, image: np.ndarray, quality: int = 95) -> None:
+    """Encode by suffix (JPEG at ``quality``) and write atomically (temp name + rename)."""
+    params = [int(cv2.IMWRITE_JPEG_QUALITY), quality] if path.suffix.lower() in (".jpg", ".jpeg") else []
+    ok, buf = cv2.imencode(path.suffix, image, params)  # (n,) uint8
     if not ok:
         raise SourceError(f"cannot encode {path.name} as {path.suffix}; use .png or .jpg")
     path.parent.mkdir(parents=True, exist_ok=True)

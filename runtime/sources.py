@@ -285,9 +285,18 @@ class _LiveSource(Source):
             self._cond.notify_all()
 
     def _run(self) -> None:
+        try:
+            self._capture_loop()
+        finally:
+            self._cap.release()  # the thread owns the capture: never released under a blocked read
+
+    def _capture_loop(self) -> None:
         shape: tuple[int, ...] | None = None
         failed = 0
+        pace = getattr(self._cap, "pace", None)  # a paced clip waits here, outside the capture time
         while not self._stop.is_set():
+            if pace is not None:
+                pace()
             t0 = time.perf_counter()
             buf = self._pool.get(shape) if shape else None
             try:
@@ -360,8 +369,9 @@ class _LiveSource(Source):
         self._stop.set()
         with self._cond:
             self._cond.notify_all()
-        self._thread.join(timeout=max(2.0, self.timeout + 1.0))  # a blocked read ends at its timeout
-        self._cap.release()
+        # A read blocked on a silent stream returns at its own timeout; don't make the caller wait for
+        # it: the thread releases the capture itself when it gets there.
+        self._thread.join(timeout=1.0)
         if self._latest is not None:
             self._latest.release()
             self._latest = None
@@ -438,24 +448,28 @@ class _SyntheticClip:
         from . import synthetic  # torch-free procedural scenes; imported only when asked for
 
         self.size, self.fps, self.frames, self.realtime, self.loop = size, fps, frames, realtime, loop
-        self._clip = synthetic.SceneClip(size=size, seed=seed, fps=fps)
+        self._gen = synthetic.SceneGenerator(size, seed=seed, fps=fps)
         self._n = 0
         self._t_next = time.perf_counter()
 
     def get(self, prop: int) -> float:
         return self.fps if prop == cv2.CAP_PROP_FPS else 0.0
 
+    def pace(self) -> None:
+        """Like a camera: wait until the next frame is due (a frame every 1/fps s, never faster)."""
+        if not self.realtime:
+            return
+        delay = self._t_next - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        self._t_next = max(self._t_next + 1.0 / self.fps, time.perf_counter() - 1.0 / self.fps)
+
     def read(self, buf: np.ndarray | None = None) -> tuple[bool, np.ndarray | None]:
         if self.frames is not None and self._n >= self.frames:
             if not self.loop:
                 return False, None
             self._n = 0
-        if self.realtime:  # like a camera: a frame every 1/fps seconds, never faster
-            delay = self._t_next - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-            self._t_next = max(self._t_next + 1.0 / self.fps, time.perf_counter() - 1.0 / self.fps)
-        image = self._clip.frame(self._n)  # (H, W, 3) uint8 BGR
+        image, _label = self._gen.clip_frame(self._n)  # (H, W, 3) uint8 BGR, (H, W) uint8
         self._n += 1
         if buf is not None and buf.shape == image.shape:
             np.copyto(buf, image)
@@ -538,41 +552,46 @@ def _open_path(text: str, loop: bool, size: tuple[int, int] | None) -> Source:
     return _VideoFileSource(path, loop, size)
 
 
-def _open_camera(index: int, size: tuple[int, int] | None, timeout: float, reconnect: int) -> Source:
+def _open_camera(index: int, size: tuple[int, int] | None, timeout: float, reconnect: int,
+                 backoff: tuple[float, float]) -> Source:
     dev = Path(f"/dev/video{index}")
     if sys.platform.startswith("linux") and not dev.exists():
         raise SourceError(f"no camera {index}: {dev} does not exist; plug one in, check 'ls /dev/video*', "
                           "or give a video file / stream URL as the source")
-    return _LiveSource(str(index), _camera_opener(index, size), timeout, reconnect, size)
+    return _LiveSource(str(index), _camera_opener(index, size), timeout, reconnect, size, backoff)
 
 
 def open_source(uri: str | int | os.PathLike, *, timeout: float = DEFAULT_TIMEOUT,
                 reconnect: int | bool = True, loop: bool = False,
-                size: tuple[int, int] | str | None = None) -> Source:
+                size: tuple[int, int] | str | None = None,
+                backoff: tuple[float, float] = BACKOFF) -> Source:
     """Open a video source by URI (see the module docstring for the forms).
 
     ``timeout``: seconds a live ``read()`` waits before answering TIMEOUT (also the network
     open/read timeout). ``reconnect``: attempts per outage for live sources (``True`` = 5,
     ``False`` = 0). ``loop``: restart files, folders and clips at the end. ``size``: resize every
-    frame to (H, W).
+    frame to (H, W). ``backoff``: first delay and cap (seconds) between reconnect attempts,
+    doubling per failed attempt.
     """
     if timeout <= 0:
         raise UsageError(f"source timeout must be positive, got {timeout}")
+    if not 0 < backoff[0] <= backoff[1]:
+        raise UsageError(f"reconnect backoff {backoff} must be (first delay, cap) with 0 < first <= cap")
     reconnects = DEFAULT_RECONNECTS if reconnect is True else int(reconnect or 0)
     if reconnects < 0:
         raise UsageError(f"reconnect attempts must be >= 0, got {reconnect}")
     out_size = parse_hw(size, "source size") if size is not None else None
     if isinstance(uri, int):
-        return _open_camera(uri, out_size, timeout, reconnects)
+        return _open_camera(uri, out_size, timeout, reconnects, backoff)
     text = os.fspath(uri).strip()
     if not text:
         raise UsageError("empty source; give a video file, image folder, camera index or stream URL")
     if any(ord(c) < 32 or ord(c) == 127 for c in text):
         raise UsageError(f"source {text!r} contains control characters")
     if text.isdigit():
-        return _open_camera(int(text), out_size, timeout, reconnects)
+        return _open_camera(int(text), out_size, timeout, reconnects, backoff)
     if "!" in text and "://" not in text.split("!", 1)[0]:
-        return _LiveSource(text, _gstreamer_opener(text), timeout, reconnects, out_size)
+        return _LiveSource(text, _gstreamer_opener(text), timeout, reconnects, out_size, backoff)
     if "://" not in text:
         return _open_path(text, loop, out_size)
 
@@ -592,7 +611,7 @@ def open_source(uri: str | int | os.PathLike, *, timeout: float = DEFAULT_TIMEOU
             raise UsageError(f"v4l2 source {text!r} must name a device like v4l2:///dev/video0")
         if not Path(dev_path).exists():
             raise SourceError(f"no camera at {dev_path}; check 'ls /dev/video*' or use another source")
-        return _LiveSource(text, _camera_opener(dev_path, out_size), timeout, reconnects, out_size)
+        return _LiveSource(text, _camera_opener(dev_path, out_size), timeout, reconnects, out_size, backoff)
     if scheme == "csi":
         sensor = (parts.netloc or parts.path.strip("/")) or "0"
         if not sensor.isdigit():
@@ -601,11 +620,11 @@ def open_source(uri: str | int | os.PathLike, *, timeout: float = DEFAULT_TIMEOU
         pipeline = (f"nvarguscamerasrc sensor-id={int(sensor)} ! video/x-raw(memory:NVMM), width={w}, "
                     f"height={h}, framerate=30/1 ! nvvidconv ! video/x-raw, format=BGRx ! videoconvert ! "
                     "video/x-raw, format=BGR ! appsink drop=1 max-buffers=1")
-        return _LiveSource(text, _gstreamer_opener(pipeline), timeout, reconnects, out_size)
+        return _LiveSource(text, _gstreamer_opener(pipeline), timeout, reconnects, out_size, backoff)
     if scheme == "synthetic":
         return _parse_synthetic(text, parts, loop, out_size, timeout)
     # rtsp / rtsps / http / https: network streams through FFmpeg.
     if not parts.hostname:
         raise UsageError(f"stream URL {_redact(text)!r} has no host; write e.g. rtsp://192.168.1.10:554/stream")
     opener = _ffmpeg_opener(text, timeout, out_size)
-    return _LiveSource(_redact(text), opener, timeout, reconnects, out_size)
+    return _LiveSource(_redact(text), opener, timeout, reconnects, out_size, backoff)

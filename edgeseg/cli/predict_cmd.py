@@ -1,0 +1,202 @@
+"""edgeseg predict: segment images, folders and videos, every frame, into images or a video.
+
+    edgeseg predict model.onnx --source clip.mp4 --save out.mp4
+    edgeseg predict camvid-unet-lite --source frames/ --save masks/ --visualize mask
+
+Images in give images out with the same names; a video in gives a video out. Ctrl-C or
+SIGTERM stops at the next frame and still leaves a finished, playable video.
+
+The helpers at the bottom (model options, signal handling, the summary) are shared with
+``edgeseg demo``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+HELP = "segment images, folders and videos (every frame)"
+DEFAULT_MODEL = "camvid-unet-lite"
+DEFAULT_SAVE_DIR = Path("runs") / "predict"
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", nargs="?", default=DEFAULT_MODEL,
+                        help=f"a .onnx / .engine / .pt file or a bundled model name (default: {DEFAULT_MODEL})")
+    parser.add_argument("--imgsz", default=None, help="inference size HxW for dynamic-size models, e.g. 360x480")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    parser.add_argument("--backend", default="auto", help="auto (by file suffix), onnxruntime, tensorrt or pytorch")
+    parser.add_argument("--threads", type=int, default=None, help="inference threads (default: the backend's)")
+    parser.add_argument("--alpha", type=float, default=0.5, help="mask opacity for --visualize overlay (0-1)")
+    parser.add_argument("--json", metavar="OUT", default=None, help="write the run's statistics to this JSON file")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_model_arguments(parser)
+    parser.add_argument("--source", required=True,
+                        help="a video file, an image, an image folder or a glob ('frames/*.png'), or synthetic://")
+    parser.add_argument("--save", metavar="PATH", default=None,
+                        help="out.mp4 (video), out/ (folder: images keep their names, a video becomes "
+                             f"out/<name>.mp4) or out.png; default: {DEFAULT_SAVE_DIR}/")
+    parser.add_argument("--visualize", choices=("overlay", "mask", "side"), default="overlay",
+                        help="overlay (mask blended over the frame), mask (colour mask) or side (frame | mask)")
+    parser.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
+
+
+def run(args: argparse.Namespace) -> int:
+    from edgeseg.runtime.errors import UsageError
+    from edgeseg.runtime.pipeline import run_pipeline
+    from edgeseg.runtime.sources import open_source
+
+    check_alpha(args.alpha)
+    with open_source(args.source) as source:
+        if source.is_live:
+            raise UsageError(f"predict reads files, folders and clips, and {args.source!r} is a live source; "
+                             "use 'edgeseg demo --source ...' for cameras and streams")
+        seg = load_segmenter(args)
+        stop = threading.Event()
+        try:
+            sink = _output_sink(source, args.save)
+            total = source.frame_count
+            if args.max_frames is not None:
+                total = min(args.max_frames, total or args.max_frames)
+            with _progress(total, "predict") as progress, stop_on_signals(stop) as caught:
+                stats = run_pipeline(seg, source, [sink], render=args.visualize, alpha=args.alpha,
+                                     max_frames=args.max_frames, stop=stop,
+                                     on_progress=lambda s: progress.update(1, **status_fields(s)))
+            finish_report(stats, seg, args)
+        finally:
+            seg.close()
+    print_summary(stats, sys.stdout)
+    if caught:
+        print(f"edgeseg: stopped by {caught[0]}; outputs so far are complete", file=sys.stderr)
+        return 128 + int(caught[1])
+    return 0
+
+
+def _output_sink(source: Any, save: str | None):
+    """The sink for ``--save`` given what the source is (images keep names; video stays video)."""
+    from edgeseg.runtime.sinks import VIDEO_SUFFIXES, ImageFolderSink, VideoSink, open_sink
+    from edgeseg.runtime.sources import IMAGE_SUFFIXES
+
+    files = getattr(source, "files", None)  # image sources list their input files
+    image_input = files is not None
+    stem = Path(source.uri).stem if not source.uri.endswith("://") else "synthetic"
+    if source.uri.startswith("synthetic://"):
+        stem = "synthetic"
+    if save is None:
+        if image_input:
+            if len(files) == 1:
+                return open_sink(DEFAULT_SAVE_DIR / files[0].name)
+            return ImageFolderSink(DEFAULT_SAVE_DIR / (Path(source.uri).name.strip("*?[]") or "images"))
+        return VideoSink(DEFAULT_SAVE_DIR / f"{stem}.mp4", source.fps)
+    path = Path(save)
+    suffix = path.suffix.lower()
+    if suffix in VIDEO_SUFFIXES:
+        return VideoSink(path, source.fps)
+    if suffix in IMAGE_SUFFIXES:
+        return open_sink(path)
+    if image_input:
+        return ImageFolderSink(path, keep_names=True)
+    return VideoSink(path / f"{stem}.mp4", source.fps)
+
+
+# -- shared with demo ------------------------------------------------------------------------------
+def check_alpha(alpha: float) -> None:
+    from edgeseg.runtime.errors import UsageError
+
+    if not 0.0 <= alpha <= 1.0:
+        raise UsageError(f"--alpha {alpha} must be between 0 and 1")
+
+
+def load_segmenter(args: argparse.Namespace):
+    from edgeseg.runtime import Segmenter
+
+    if args.threads is not None and args.threads < 1:
+        from edgeseg.runtime.errors import UsageError
+
+        raise UsageError(f"--threads {args.threads} must be at least 1")
+    return Segmenter(args.model, backend=args.backend, device=args.device, threads=args.threads, imgsz=args.imgsz)
+
+
+def _progress(total: int | None, desc: str):
+    from edgeseg.runtime.progress import Progress
+
+    return Progress(total, desc)
+
+
+def status_fields(stats: Any) -> dict[str, Any]:
+    """The live status line's fields (the pipeline's statistics, rounded for reading)."""
+    fields: dict[str, Any] = {"fps": round(stats.recent_fps or stats.fps, 1)}
+    infer = stats.latency["infer"]
+    if infer.n:
+        fields["infer_ms"] = round(infer.percentile(50), 1)
+    if stats.capture_to_render.n:
+        fields["lat_p99_ms"] = round(stats.capture_to_render.percentile(99), 1)
+    if stats.drops:
+        fields["drops"] = stats.drops
+    if stats.reconnects:
+        fields["reconnects"] = stats.reconnects
+    if stats.corrupt:
+        fields["corrupt"] = stats.corrupt
+    return fields
+
+
+@contextlib.contextmanager
+def stop_on_signals(stop: threading.Event) -> Iterator[list]:
+    """SIGINT/SIGTERM set ``stop`` (the run ends at the next frame and outputs are finalised).
+
+    A second signal raises KeyboardInterrupt for a user who does not want to wait. Yields a
+    list that holds ``[signal name, number]`` once a signal arrived.
+    """
+    caught: list = []
+    if threading.current_thread() is not threading.main_thread():
+        yield caught  # signal handlers can only be installed from the main thread
+        return
+
+    def handler(signum: int, _frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        caught[:] = [signal.Signals(signum).name, signum]
+        stop.set()
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield caught
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def finish_report(stats: Any, seg: Any, args: argparse.Namespace, extra: dict | None = None) -> dict:
+    """The run's JSON report (written when ``--json`` was given)."""
+    from edgeseg.runtime.fileio import write_json
+
+    info = seg.info
+    report = {"command": args.command, "model": info.get("model"), "backend": info.get("backend"),
+              "precision": info.get("precision"), "input_size": info.get("input_size"), **(extra or {}),
+              **stats.to_dict()}
+    if getattr(args, "json", None):
+        write_json(args.json, report)
+    return report
+
+
+def print_summary(stats: Any, stream: Any) -> None:
+    d = stats.to_dict()
+    lines = [f"{d['frames']} frames in {d['duration_s']:.1f} s: {d['fps']:.1f} FPS end to end "
+             f"(drops {d['drops']}, reconnects {d['reconnects']}, corrupt {d['corrupt']})",
+             f"{'stage':<18}{'p50':>9}{'p90':>9}{'p99':>9}  ms"]
+    rows = [*d["latency_ms"].items(), ("capture->render", d["capture_to_render_ms"])]
+    for name, s in rows:
+        if s["n"]:
+            lines.append(f"{name:<18}{s['p50']:>9.2f}{s['p90']:>9.2f}{s['p99']:>9.2f}")
+    for sink in d["sinks"]:
+        where = sink.get("path") or sink.get("url") or sink.get("sink")
+        lines.append(f"output: {where} ({sink.get('frames', 0)} frames)")
+    print("\n".join(lines), file=stream)

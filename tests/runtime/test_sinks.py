@@ -1,0 +1,113 @@
+"""Sinks: atomic, playable video files; image folders; window on headless; bad specs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from edgeseg.runtime.errors import SourceError, UsageError
+from edgeseg.runtime.sinks import (
+    ImageFileSink,
+    ImageFolderSink,
+    MjpegSink,
+    VideoSink,
+    WindowSink,
+    gui_problem,
+    open_sink,
+)
+from edgeseg.runtime.sources import Frame, FrameStatus
+
+
+def count_frames(path: Path) -> int:
+    cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    assert cap.isOpened(), f"{path} is not a playable video"
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    cap.release()
+    return n
+
+
+def test_video_sink_writes_under_temp_name_until_closed(tmp_path: Path) -> None:
+    out = tmp_path / "sub" / "out.mp4"
+    sink = open_sink(out, fps=10)
+    assert isinstance(sink, VideoSink)
+    for i in range(7):
+        sink.write(np.full((40, 56, 3), 30 * i, np.uint8))
+    assert not out.exists()  # still being written: only a hidden temp file
+    hidden = [p for p in out.parent.iterdir() if p.name.startswith(".out.")]
+    assert len(hidden) == 1
+    sink.close()
+    sink.close()  # twice is fine
+    assert out.exists() and not any(p.name.startswith(".out.") for p in out.parent.iterdir())
+    assert count_frames(out) == 7
+    assert sink.describe()["frames"] == 7 and sink.fourcc == "mp4v"
+
+
+def test_video_sink_resizes_odd_frames_and_avi(tmp_path: Path) -> None:
+    sink = open_sink(tmp_path / "o.avi", fps=5)
+    sink.write(np.zeros((32, 48, 3), np.uint8))
+    sink.write(np.zeros((64, 96, 3), np.uint8))  # another size: scaled to the first
+    sink.close()
+    assert count_frames(tmp_path / "o.avi") == 2
+
+
+def test_video_sink_without_frames_leaves_nothing(tmp_path: Path) -> None:
+    sink = open_sink(tmp_path / "none.mp4")
+    sink.close()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_image_folder_keeps_names_or_numbers(tmp_path: Path) -> None:
+    sink = open_sink(str(tmp_path / "imgs") + "/")
+    assert isinstance(sink, ImageFolderSink)
+    img = np.full((10, 12, 3), 77, np.uint8)
+    sink.write(img, Frame(FrameStatus.OK, img, index=0, name="a.png"))
+    sink.write(img, Frame(FrameStatus.OK, img, index=5))
+    sink.write(img)
+    sink.close()
+    names = sorted(p.name for p in (tmp_path / "imgs").iterdir())
+    assert names == ["000002.jpg", "000005.jpg", "a.png"]  # by frame index, else by count written
+    assert np.array_equal(cv2.imread(str(tmp_path / "imgs" / "a.png")), img)  # lossless where asked
+
+
+def test_single_image_sink_refuses_a_second_frame(tmp_path: Path) -> None:
+    sink = open_sink(tmp_path / "one.png")
+    assert isinstance(sink, ImageFileSink)
+    sink.write(np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(UsageError, match="single image"):
+        sink.write(np.zeros((8, 8, 3), np.uint8))
+    assert (tmp_path / "one.png").is_file()
+
+
+@pytest.mark.skipif(gui_problem() is None, reason="this machine can open windows")
+def test_window_on_headless_is_one_clear_line() -> None:
+    with pytest.raises(SourceError) as e:
+        open_sink("window")
+    assert "cannot open a window" in str(e.value) and "--serve" in str(e.value) and "\n" not in str(e.value)
+    with pytest.raises(SourceError):
+        WindowSink()
+
+
+def test_mjpeg_sink_serves_on_loopback() -> None:
+    sink = open_sink("http://127.0.0.1:0")
+    assert isinstance(sink, MjpegSink) and sink.url.startswith("http://127.0.0.1:")
+    sink.write(np.zeros((8, 8, 3), np.uint8))
+    sink.close()
+
+
+@pytest.mark.parametrize("spec, words", [
+    ("", "empty output"), ("ftp://x/y", "unsupported output"), ("out.xyz", "unknown suffix"),
+    ("out\n.mp4", "control characters"),
+])
+def test_bad_sink_specs(spec: str, words: str) -> None:
+    with pytest.raises(UsageError, match=words):
+        open_sink(spec)
+
+
+def test_video_sink_on_existing_folder(tmp_path: Path) -> None:
+    (tmp_path / "x.mp4").mkdir()
+    with pytest.raises(UsageError, match="existing folder"):
+        VideoSink(tmp_path / "x.mp4")

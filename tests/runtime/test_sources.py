@@ -1,0 +1,261 @@
+"""Video sources: every kind available on this machine, EOS vs timeout, reconnects, bad input."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from edgeseg.runtime.errors import SourceError, UsageError
+from edgeseg.runtime.mjpeg import MjpegServer, free_port
+from edgeseg.runtime.sources import FrameStatus, has_gstreamer, open_source
+
+FAST_BACKOFF = (0.05, 0.2)
+
+
+def write_video(path: Path, n: int, hw: tuple[int, int] = (48, 64), fps: float = 25.0) -> list[int]:
+    """A video whose frame i is flat grey level 20 * i mod 240 (far apart: mp4v is lossy); returns the levels."""
+    h, w = hw
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    assert writer.isOpened()
+    levels = [(20 * i) % 240 for i in range(n)]
+    for level in levels:
+        writer.write(np.full((h, w, 3), level, np.uint8))  # (h, w, 3)
+    writer.release()
+    return levels
+
+
+def grey_frames(n: int, hw: tuple[int, int] = (48, 64)) -> list[np.ndarray]:
+    return [np.full((*hw, 3), 20 * i % 256, np.uint8) for i in range(n)]  # (h, w, 3) each
+
+
+# -- files and folders ---------------------------------------------------------------------------------
+def test_video_file_every_frame_in_order_then_eos(tmp_path: Path) -> None:
+    levels = write_video(tmp_path / "clip.mp4", 12)
+    with open_source(tmp_path / "clip.mp4") as src:
+        assert not src.is_live and src.fps == pytest.approx(25.0) and src.size == (48, 64)
+        assert src.frame_count == 12
+        got = []
+        while (f := src.read()).ok:
+            assert f.image.shape == (48, 64, 3) and f.image.dtype == np.uint8
+            got.append((f.index, int(round(f.image.mean()))))
+            f.release()
+        assert f.status is FrameStatus.EOS
+        assert src.read().status is FrameStatus.EOS  # stays at the end
+    assert [i for i, _ in got] == list(range(12))
+    assert all(abs(m - lv) <= 8 for (_, m), lv in zip(got, levels, strict=True))
+
+
+def test_file_uri_loop_and_resize(tmp_path: Path) -> None:
+    write_video(tmp_path / "clip.mp4", 5)
+    with open_source(f"file://{tmp_path / 'clip.mp4'}", loop=True, size="24x32") as src:
+        frames = [src.read() for _ in range(12)]
+    assert all(f.ok and f.image.shape == (24, 32, 3) for f in frames)
+    assert [f.index for f in frames] == list(range(12))  # looping keeps counting
+
+
+def test_released_buffers_are_reused(tmp_path: Path) -> None:
+    write_video(tmp_path / "clip.mp4", 6)
+    with open_source(tmp_path / "clip.mp4") as src:
+        a = src.read()
+        first = a.image.ctypes.data
+        a.release()
+        b = src.read()
+        assert b.image.ctypes.data == first  # decoded into the same memory: no per-frame allocation
+
+
+def test_image_folder_sorted_names_and_corrupt_skipped(tmp_path: Path) -> None:
+    for name, level in (("b.png", 100), ("a.png", 50), ("c.jpg", 150)):
+        cv2.imwrite(str(tmp_path / name), np.full((20, 30, 3), level, np.uint8))
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    (tmp_path / "notes.txt").write_text("ignored")
+    with open_source(tmp_path) as src:
+        frames = list(src)
+        assert src.corrupt == 1
+    assert [f.name for f in frames] == ["a.png", "b.png", "c.jpg"]
+    assert [int(round(f.image.mean())) for f in frames][:2] == [50, 100]
+
+
+def test_glob_and_single_image(tmp_path: Path) -> None:
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / f"f{i}.png"), np.zeros((10, 12, 3), np.uint8))
+    with open_source(str(tmp_path / "f[12].png")) as src:
+        assert [f.name for f in src] == ["f1.png", "f2.png"]
+    with open_source(tmp_path / "f0.png") as src:
+        assert [f.name for f in src] == ["f0.png"]
+
+
+def test_synthetic_clip_is_deterministic_and_finite() -> None:
+    with open_source("synthetic://?size=40x56&fps=10&frames=3&seed=2") as a, \
+            open_source("synthetic://?size=40x56&frames=3&seed=2&fps=10") as b:
+        fa, fb = list(a), list(b)
+        assert not a.is_live and a.fps == 10 and a.size == (40, 56)
+    assert len(fa) == 3 and all(f.image.shape == (40, 56, 3) for f in fa)
+    assert all(np.array_equal(x.image, y.image) for x, y in zip(fa, fb, strict=True))
+    assert not np.array_equal(fa[0].image, fa[2].image)  # the camera moves
+
+
+def test_synthetic_realtime_is_paced_like_a_camera() -> None:
+    with open_source("synthetic://?size=32x40&fps=20&frames=6&realtime=1", timeout=2.0) as src:
+        assert src.is_live
+        t0 = time.perf_counter()
+        frames = []
+        while (f := src.read()).status is FrameStatus.OK:
+            frames.append(f)
+        elapsed = time.perf_counter() - t0
+    assert f.status is FrameStatus.EOS
+    assert 1 <= len(frames) <= 6
+    assert elapsed >= 5 / 20 * 0.8  # six frames at 20 fps take ~0.25 s at least
+
+
+# -- network streams ------------------------------------------------------------------------------------
+def test_http_mjpeg_stream_reads_frames() -> None:
+    frames = grey_frames(5)
+    with MjpegServer(port=0) as srv:
+        srv.play(frames, fps=50)
+        with open_source(srv.url, timeout=1.0) as src:
+            assert src.is_live
+            levels = set()
+            for _ in range(8):
+                f = src.read()
+                assert f.ok and f.image.shape == (48, 64, 3), f.message
+                assert f.timestamp <= time.perf_counter()
+                levels.add(int(round(f.image.mean() / 20)))
+                f.release()
+    assert len(levels) >= 3 and levels <= {0, 1, 2, 3, 4}  # real, distinct frames of the clip
+
+
+def test_silent_stream_times_out_instead_of_ending() -> None:
+    with MjpegServer(port=0) as srv:
+        srv.play(grey_frames(10), fps=50, loop=False)  # ten frames, then silence on an open connection
+        with open_source(srv.url, timeout=3.0, reconnect=0) as src:
+            assert src.read().ok
+            deadline = time.perf_counter() + 3.0
+            while (f := src.read(timeout=0.3)).ok and time.perf_counter() < deadline:
+                f.release()
+            assert f.status is FrameStatus.TIMEOUT and "within 0.3 s" in f.message
+
+
+def test_reconnects_after_server_restart_on_same_port() -> None:
+    port = free_port()
+    srv = MjpegServer(port=port)
+    srv.play(grey_frames(4), fps=40)
+    src = open_source(f"http://127.0.0.1:{port}/stream", timeout=1.0, reconnect=20, backoff=FAST_BACKOFF)
+    try:
+        assert src.read().ok
+        srv.stop()
+        time.sleep(0.3)
+        srv = MjpegServer(port=port)
+        srv.play(grey_frames(4), fps=40)
+        deadline = time.perf_counter() + 8.0
+        while src.reconnects == 0 and time.perf_counter() < deadline:
+            f = src.read(timeout=0.5)
+            assert f.status in (FrameStatus.OK, FrameStatus.TIMEOUT), f.message
+        assert src.reconnects >= 1
+        f = src.read(timeout=2.0)
+        assert f.ok  # frames flow again after the reconnect
+    finally:
+        src.close()
+        srv.stop()
+
+
+def test_stream_gone_for_good_is_an_error_after_attempts() -> None:
+    srv = MjpegServer(port=0)
+    srv.play(grey_frames(3), fps=40)
+    src = open_source(srv.url, timeout=0.5, reconnect=2, backoff=FAST_BACKOFF)
+    try:
+        assert src.read().ok
+        srv.stop()
+        deadline = time.perf_counter() + 6.0
+        while (f := src.read(timeout=0.5)).status is not FrameStatus.ERROR and time.perf_counter() < deadline:
+            pass
+        assert f.status is FrameStatus.ERROR
+        assert "did not come back after 2 reconnect attempts" in f.message
+        assert src.read().status is FrameStatus.ERROR  # stays failed
+    finally:
+        src.close()
+
+
+def test_stream_end_without_reconnect_is_eos() -> None:
+    srv = MjpegServer(port=0)
+    srv.play(grey_frames(2), fps=40)
+    with open_source(srv.url, timeout=0.5, reconnect=0) as src:
+        assert src.read().ok
+        srv.stop()
+        deadline = time.perf_counter() + 4.0
+        while (f := src.read(timeout=0.5)).status is not FrameStatus.EOS and time.perf_counter() < deadline:
+            pass
+        assert f.status is FrameStatus.EOS
+
+
+def test_latest_frame_wins_inside_live_source() -> None:
+    with MjpegServer(port=0) as srv:
+        srv.play(grey_frames(10), fps=60)
+        with open_source(srv.url, timeout=1.0) as src:
+            assert src.read().ok
+            time.sleep(0.4)  # a slow reader: ~24 frames arrive meanwhile, only the newest is kept
+            f = src.read()
+            assert f.ok and src.drops >= 5
+            assert time.perf_counter() - f.timestamp < 0.2  # fresh, not a backlog
+
+
+# -- bad input: one clear line each -----------------------------------------------------------------------
+@pytest.mark.parametrize("uri, kind, words", [
+    ("ftp://example.com/x.mp4", UsageError, "supported: file://"),
+    ("gopher://x", UsageError, "unsupported source scheme"),
+    ("http:///nohost", UsageError, "has no host"),
+    ("v4l2://video0", UsageError, "v4l2:///dev/video0"),
+    ("v4l2:///etc/passwd", UsageError, "v4l2:///dev/video0"),
+    ("file://otherhost/x.mp4", UsageError, "only local files"),
+    ("synthetic://?colour=red", UsageError, "unknown synthetic:// option 'colour'"),
+    ("synthetic://?size=abc", UsageError, "is not a size"),
+    ("synthetic://?fps=0", UsageError, "0 < fps"),
+    ("clip.mp4\n--rm", UsageError, "control characters"),
+    ("", UsageError, "empty source"),
+    ("/no/such/video.mp4", SourceError, "does not exist"),
+    ("/no/such/*.png", SourceError, "no images match"),
+    ("99", SourceError, "no camera 99"),
+    ("v4l2:///dev/video99", SourceError, "no camera at /dev/video99"),
+])
+def test_bad_sources_fail_with_one_clear_line(uri: str, kind: type, words: str) -> None:
+    with pytest.raises(kind) as e:
+        open_source(uri)
+    msg = str(e.value)
+    assert words in msg and "\n" not in msg
+
+
+def test_folder_without_images_and_non_video_file(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SourceError, match="has no images"):
+        open_source(tmp_path / "empty")
+    (tmp_path / "notes.bin").write_bytes(b"\x00" * 100)
+    with pytest.raises(SourceError, match="cannot decode video file"):
+        open_source(tmp_path / "notes.bin")
+
+
+def test_unreachable_stream_and_password_redacted() -> None:
+    port = free_port()  # nothing listens here
+    with pytest.raises(SourceError) as e:
+        open_source(f"http://user:secret@127.0.0.1:{port}/stream", timeout=1.0)
+    assert "secret" not in str(e.value) and "cannot open stream" in str(e.value)
+
+
+@pytest.mark.skipif(has_gstreamer(), reason="this OpenCV has GStreamer; the missing-GStreamer message does not apply")
+@pytest.mark.parametrize("uri", ["videotestsrc ! videoconvert ! appsink", "csi://0"])
+def test_gstreamer_missing_is_a_clear_error(uri: str) -> None:
+    with pytest.raises(SourceError, match="GStreamer: NO"):
+        open_source(uri)
+
+
+def test_highway_clip(highway_video: Path) -> None:
+    with open_source(highway_video) as src:
+        assert src.size == (540, 960) and src.fps == pytest.approx(25.0)
+        n = 0
+        for f in src:
+            n += 1
+            f.release()
+            if n == 20:
+                break
+    assert n == 20
