@@ -28,7 +28,7 @@ from .engine_plan import capabilities
 
 log = logging.getLogger(__name__)
 
-_CLASSES: dict[int, type] = {}  # id(tensorrt module) -> calibrator class built for it
+_CLASSES: dict[type, type] = {}  # TensorRT base class -> our subclass (keyed by the class: ids get reused)
 
 
 class _BatchFeed:
@@ -107,10 +107,9 @@ class _BatchFeed:
 
 
 def _calibrator_class(trt: ModuleType) -> type:
-    cls = _CLASSES.get(id(trt))
-    if cls is not None:
-        return cls
     base = getattr(trt, "IInt8EntropyCalibrator2", None)
+    if base in _CLASSES:
+        return _CLASSES[base]
     if base is None:
         raise ExportError(f"TensorRT {getattr(trt, '__version__', '?')} has no IInt8EntropyCalibrator2 (removed in "
                           "TensorRT 11); build INT8 engines from the Q/DQ ONNX instead")
@@ -138,7 +137,7 @@ def _calibrator_class(trt: ModuleType) -> type:
         def free(self) -> None:
             self.feed.free()
 
-    _CLASSES[id(trt)] = EntropyCalibrator
+    _CLASSES[base] = EntropyCalibrator
     return EntropyCalibrator
 
 
