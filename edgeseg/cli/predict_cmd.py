@@ -83,13 +83,10 @@ def run(args: argparse.Namespace) -> int:
 def _output_sink(source: Any, save: str | None):
     """The sink for ``--save`` given what the source is (images keep names; video stays video)."""
     from edgeseg.runtime.sinks import VIDEO_SUFFIXES, ImageFolderSink, VideoSink, open_sink
-    from edgeseg.runtime.sources import IMAGE_SUFFIXES
 
     files = getattr(source, "files", None)  # image sources list their input files
     image_input = files is not None
-    stem = Path(source.uri).stem if not source.uri.endswith("://") else "synthetic"
-    if source.uri.startswith("synthetic://"):
-        stem = "synthetic"
+    stem = "synthetic" if source.uri.startswith("synthetic://") else Path(source.uri).stem
     if save is None:
         if image_input:
             if len(files) == 1:
@@ -98,10 +95,11 @@ def _output_sink(source: Any, save: str | None):
         return VideoSink(DEFAULT_SAVE_DIR / f"{stem}.mp4", source.fps)
     path = Path(save)
     suffix = path.suffix.lower()
-    if suffix in VIDEO_SUFFIXES:
-        return VideoSink(path, source.fps)
-    if suffix in IMAGE_SUFFIXES:
-        return open_sink(path)
+    if not (save.endswith(("/", "\\")) or path.is_dir()) and suffix:
+        if suffix in VIDEO_SUFFIXES:
+            return VideoSink(path, source.fps)
+        return open_sink(path)  # a single image, or the standard 'unknown suffix' error
+    # A folder: images keep their names; a video becomes <folder>/<input name>.mp4.
     if image_input:
         return ImageFolderSink(path, keep_names=True)
     return VideoSink(path / f"{stem}.mp4", source.fps)

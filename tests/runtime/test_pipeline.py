@@ -1,0 +1,215 @@
+"""The threaded pipeline: every frame for files, latest-frame drops for live, clean failure paths."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import cv2
+import numpy as np
+import pytest
+from edgeseg.runtime import Segmenter
+from edgeseg.runtime.errors import SourceError, UsageError
+from edgeseg.runtime.metadata import ModelMeta, default_palette
+from edgeseg.runtime.mjpeg import MjpegServer
+from edgeseg.runtime.pipeline import STAGES, LatencyHistogram, StreamError, run_pipeline
+from edgeseg.runtime.sinks import Sink, open_sink
+from edgeseg.runtime.sources import open_source
+from edgeseg.runtime.visualize import colorize, palette_lut
+
+
+class FakeSegmenter:
+    """Class 1 where the blue channel is bright; records the order of the frames it saw."""
+
+    meta = ModelMeta(classes=("dark", "bright", "other"), palette=default_palette(3))
+
+    def __init__(self, delay: float = 0.0, fail_at: int | None = None) -> None:
+        self.delay, self.fail_at = delay, fail_at
+        self.seen: list[int] = []
+
+    def __call__(self, image: np.ndarray) -> SimpleNamespace:
+        if self.fail_at is not None and len(self.seen) == self.fail_at:
+            raise RuntimeError("model exploded")
+        self.seen.append(int(image[0, 0, 0]))
+        if self.delay:
+            time.sleep(self.delay)
+        class_map = (image[:, :, 0] > 127).astype(np.uint8)  # (H, W) uint8
+        return SimpleNamespace(class_map=class_map,
+                               timings={"preprocess_ms": 0.1, "infer_ms": self.delay * 1e3, "postprocess_ms": 0.1})
+
+
+class ListSink(Sink):
+    name = "list"
+
+    def __init__(self, fail_after: int | None = None) -> None:
+        self.images: list[np.ndarray] = []
+        self.names: list[str] = []
+        self.closed = False
+        self.fail_after = fail_after
+
+    def write(self, image, frame=None) -> None:
+        if self.fail_after is not None and len(self.images) >= self.fail_after:
+            raise OSError(28, "No space left on device")
+        self.images.append(image.copy())
+        self.names.append(frame.name if frame is not None else "")
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def image_folder(folder: Path, n: int, hw: tuple[int, int] = (24, 32)) -> list[int]:
+    folder.mkdir(parents=True, exist_ok=True)
+    levels = [(i * 13) % 256 for i in range(n)]
+    for i, level in enumerate(levels):
+        cv2.imwrite(str(folder / f"img_{i:03d}.png"), np.full((*hw, 3), level, np.uint8))  # lossless
+    return levels
+
+
+def count_frames(path: Path) -> int:
+    cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    assert cap.isOpened(), f"{path} is not playable"
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    cap.release()
+    return n
+
+
+def test_files_every_frame_in_order_none_dropped(tmp_path: Path) -> None:
+    levels = image_folder(tmp_path / "in", 20)
+    seg, sink = FakeSegmenter(delay=0.002), ListSink()
+    with open_source(tmp_path / "in") as src:
+        stats = run_pipeline(seg, src, [sink], render="mask")
+    assert seg.seen == levels  # in order
+    assert stats.frames == 20 and len(sink.images) == 20 and stats.drops == 0
+    assert sink.names == [f"img_{i:03d}.png" for i in range(20)]
+    assert sink.closed and stats.stopped_by == "eos"
+    d = stats.to_dict()
+    assert set(d["latency_ms"]) == set(STAGES)
+    assert all(d["latency_ms"][s]["n"] == 20 for s in STAGES)
+    assert d["capture_to_render_ms"]["p50"] > 0 and d["fps"] > 0
+
+
+def test_slow_model_on_live_stream_drops_old_frames_and_lag_stays_bounded() -> None:
+    frames = [np.full((48, 64, 3), v, np.uint8) for v in (0, 60, 120, 180, 240)]
+    seg = FakeSegmenter(delay=0.06)  # ~16 FPS model on a 60 FPS stream
+    with MjpegServer(port=0) as srv:
+        srv.play(frames, fps=60)
+        with open_source(srv.url, timeout=2.0) as src:
+            stats = run_pipeline(seg, src, [ListSink()], max_frames=15)
+    assert stats.frames == 15 and stats.stopped_by == "max_frames"
+    assert stats.drops >= 15  # most of the ~60 frames that arrived meanwhile were skipped
+    c2r = stats.capture_to_render
+    # Lag stays near one model latency (60 ms) plus one frame wait; a backlog would grow past 500 ms.
+    assert c2r.percentile(99) < 300, stats.to_dict()["capture_to_render_ms"]
+
+
+def test_stream_dying_mid_run_raises_clearly_and_video_stays_valid(tmp_path: Path) -> None:
+    out = tmp_path / "live.mp4"
+    srv = MjpegServer(port=0)
+    srv.play([np.full((48, 64, 3), v, np.uint8) for v in (0, 100, 200)], fps=30)
+    src = open_source(srv.url, timeout=1.0, reconnect=2, backoff=(0.05, 0.1))
+    killer = threading.Timer(0.8, srv.stop)
+    killer.start()
+    try:
+        with pytest.raises(StreamError) as e:
+            run_pipeline(FakeSegmenter(), src, [open_sink(out, fps=30)])
+    finally:
+        killer.cancel()
+        srv.stop()
+        src.close()
+    assert "stopped and did not come back after 2 reconnect attempts" in str(e.value)
+    stats = e.value.stats
+    assert stats.stopped_by == "error" and stats.frames > 5
+    assert out.is_file() and count_frames(out) == stats.frames  # finalised, playable, every frame written
+
+
+def test_sink_failure_stops_and_other_outputs_are_finalised(tmp_path: Path) -> None:
+    image_folder(tmp_path / "in", 10)
+    out = tmp_path / "o.mp4"
+    bad = ListSink(fail_after=3)
+    with open_source(tmp_path / "in") as src, pytest.raises(SourceError, match="output list failed: No space left"):
+        run_pipeline(FakeSegmenter(), src, [open_sink(out, fps=5), bad])
+    assert bad.closed
+    assert count_frames(out) in (3, 4)  # frames written before the failure, playable
+
+
+def test_model_error_is_reraised_after_cleanup(tmp_path: Path) -> None:
+    image_folder(tmp_path / "in", 6)
+    sink = ListSink()
+    with open_source(tmp_path / "in") as src, pytest.raises(RuntimeError, match="model exploded"):
+        run_pipeline(FakeSegmenter(fail_at=2), src, [sink])
+    assert sink.closed and len(sink.images) == 2
+
+
+def test_stop_event_and_max_frames(tmp_path: Path) -> None:
+    image_folder(tmp_path / "in", 30)
+    stop = threading.Event()
+
+    def progress(stats) -> None:
+        if stats.frames == 4:
+            stop.set()
+
+    with open_source(tmp_path / "in") as src:
+        stats = run_pipeline(FakeSegmenter(), src, [ListSink()], stop=stop, on_progress=progress)
+    assert stats.stopped_by == "stop" and 4 <= stats.frames <= 6
+    with open_source(tmp_path / "in") as src:
+        stats = run_pipeline(FakeSegmenter(), src, [], max_frames=7)
+    assert stats.frames == 7 and stats.stopped_by == "max_frames"
+
+
+def test_render_modes_with_real_segmenter(tiny_onnx: Path, tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    (tmp_path / "in").mkdir()
+    frame = rng.integers(0, 256, (60, 80, 3), dtype=np.uint8)  # (60, 80, 3)
+    cv2.imwrite(str(tmp_path / "in" / "x.png"), frame)
+    seg = Segmenter(tiny_onnx)
+    expected_mask = colorize(seg(frame).class_map, palette_lut(seg.meta.palette))  # (60, 80, 3)
+    shapes = {}
+    for mode in ("overlay", "mask", "side", None):
+        sink = ListSink()
+        with open_source(tmp_path / "in") as src:
+            run_pipeline(seg, src, [sink], render=mode)
+        shapes[mode] = sink.images[0].shape
+        if mode == "mask":
+            assert np.array_equal(sink.images[0], expected_mask)
+        if mode == "side":
+            assert np.array_equal(sink.images[0][:, :80], frame)
+            assert np.array_equal(sink.images[0][:, 80:], expected_mask)
+        if mode is None:
+            assert np.array_equal(sink.images[0], frame)
+    assert shapes == {"overlay": (60, 80, 3), "mask": (60, 80, 3), "side": (60, 160, 3), None: (60, 80, 3)}
+
+
+def test_hud_draws_on_a_copy_not_the_source_frame(tmp_path: Path) -> None:
+    image_folder(tmp_path / "in", 2, hw=(120, 200))
+    sink = ListSink()
+    with open_source(tmp_path / "in") as src:
+        run_pipeline(FakeSegmenter(), src, [sink], render=None, hud=True)
+    assert sink.images[0].std() > 0  # text and legend were drawn on a flat grey frame
+
+
+@pytest.mark.parametrize("kw, words", [({"render": "blur"}, "unknown render mode"), ({"alpha": 1.5}, "alpha"),
+                                       ({"max_frames": 0}, "max_frames")])
+def test_bad_arguments(tmp_path: Path, kw: dict, words: str) -> None:
+    image_folder(tmp_path / "in", 1)
+    with open_source(tmp_path / "in") as src, pytest.raises(UsageError, match=words):
+        run_pipeline(FakeSegmenter(), src, [], **kw)
+
+
+def test_latency_histogram_percentiles_match_numpy() -> None:
+    rng = np.random.default_rng(0)
+    samples = rng.lognormal(3.0, 0.5, 5000)  # ms, around 20
+    h = LatencyHistogram()
+    for v in samples:
+        h.add(float(v))
+    for q in (50, 90, 99):
+        assert h.percentile(q) == pytest.approx(np.percentile(samples, q), rel=0.02)
+    before = h.copy()
+    for v in (100.0, 100.0, 100.0):
+        h.add(v)
+    window = h.since(before)
+    assert window.n == 3 and window.percentile(50) == pytest.approx(100.0, rel=0.02)
+    assert LatencyHistogram().summary()["p50"] is None

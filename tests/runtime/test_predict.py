@@ -1,0 +1,138 @@
+"""edgeseg predict: one output frame per input frame, names kept, finalised video on SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from edgeseg.runtime.mjpeg import MjpegServer
+
+from edgeseg.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def make_video(path: Path, n: int, hw: tuple[int, int] = (60, 80), fps: float = 12.0) -> None:
+    rng = np.random.default_rng(3)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (hw[1], hw[0]))
+    assert writer.isOpened()
+    for _ in range(n):
+        writer.write(rng.integers(0, 256, (*hw, 3), dtype=np.uint8))  # (h, w, 3)
+    writer.release()
+
+
+def count_frames(path: Path) -> tuple[int, float]:
+    cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    assert cap.isOpened(), f"{path} is not playable"
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    cap.release()
+    return n, fps
+
+
+def test_video_in_video_out_one_frame_per_frame(tiny_onnx: Path, tmp_path: Path, capsys) -> None:
+    make_video(tmp_path / "in.mp4", 17)
+    rc = main(["predict", str(tiny_onnx), "--source", str(tmp_path / "in.mp4"), "--save", str(tmp_path / "res"),
+               "--json", str(tmp_path / "r.json")])
+    assert rc == 0
+    out = tmp_path / "res" / "in.mp4"  # a folder --save gets <input name>.mp4
+    n, fps = count_frames(out)
+    assert n == 17 and fps == pytest.approx(12.0)
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["frames"] == 17 and report["drops"] == 0 and report["stopped_by"] == "eos"
+    assert report["latency_ms"]["infer"]["n"] == 17 and report["backend"] == "onnxruntime"
+    assert "17 frames" in capsys.readouterr().out
+
+
+def test_images_in_images_out_same_names(tiny_onnx: Path, tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    for name in ("z.png", "a.jpg", "m.png"):
+        cv2.imwrite(str(tmp_path / "in" / name), np.full((30, 40, 3), 90, np.uint8))
+    rc = main(["predict", str(tiny_onnx), "--source", str(tmp_path / "in"), "--save", str(tmp_path / "out"),
+               "--visualize", "side"])
+    assert rc == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.jpg", "m.png", "z.png"]
+    assert cv2.imread(str(tmp_path / "out" / "m.png")).shape == (30, 80, 3)  # side: frame | mask
+
+
+def test_single_image_to_image_file(tiny_onnx: Path, tmp_path: Path) -> None:
+    cv2.imwrite(str(tmp_path / "one.png"), np.full((30, 40, 3), 200, np.uint8))
+    assert main(["predict", str(tiny_onnx), "--source", str(tmp_path / "one.png"),
+                 "--save", str(tmp_path / "seg.png"), "--visualize", "mask"]) == 0
+    assert cv2.imread(str(tmp_path / "seg.png")).shape == (30, 40, 3)
+
+
+def test_live_source_is_refused_with_a_pointer_to_demo(tiny_onnx: Path, capsys) -> None:
+    with MjpegServer(port=0) as srv:
+        srv.play([np.zeros((32, 32, 3), np.uint8)] * 3, fps=30)
+        rc = main(["predict", str(tiny_onnx), "--source", srv.url])
+    assert rc == 2
+    err = capsys.readouterr().err.strip()
+    assert "live source" in err and "edgeseg demo" in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("argv_tail, code, words", [
+    (["--source", "/no/such.mp4"], 1, "does not exist"),
+    (["--source", "smb://x/y"], 2, "unsupported source scheme"),
+    (["--source", "{video}", "--alpha", "2"], 2, "--alpha 2.0 must be between 0 and 1"),
+    (["--source", "{video}", "--save", "{tmp}/o.txt"], 2, "unknown suffix"),
+])
+def test_bad_input_one_line(tiny_onnx: Path, tmp_path: Path, capsys, argv_tail: list[str], code: int,
+                            words: str) -> None:
+    make_video(tmp_path / "v.mp4", 2)
+    tail = [a.format(video=tmp_path / "v.mp4", tmp=tmp_path) for a in argv_tail]
+    assert main(["predict", str(tiny_onnx), *tail]) == code
+    err = capsys.readouterr().err.strip()
+    assert words in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_missing_model_is_one_line(tmp_path: Path, capsys) -> None:
+    make_video(tmp_path / "v.mp4", 2)
+    assert main(["predict", str(tmp_path / "nope.onnx"), "--source", str(tmp_path / "v.mp4")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "nope.onnx does not exist" in err and len(err.splitlines()) == 1
+
+
+def run_until_writing_then_signal(cmd: list[str], out: Path, sig: int = signal.SIGTERM,
+                                  after_s: float = 0.7) -> subprocess.CompletedProcess:
+    """Start ``cmd``, wait for the hidden temp video beside ``out`` to appear, then send ``sig``."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.perf_counter() + 30.0
+        while time.perf_counter() < deadline and proc.poll() is None:
+            if any(p.name.startswith(f".{out.stem}.") for p in out.parent.iterdir()):
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(after_s)  # some frames into the file
+        proc.send_signal(sig)
+        stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
+
+
+def test_sigterm_leaves_a_finalised_playable_video(tiny_onnx: Path, tmp_path: Path) -> None:
+    out = tmp_path / "synthetic.mp4"
+    cmd = [sys.executable, "-m", "edgeseg", "predict", str(tiny_onnx),
+           "--source", "synthetic://?size=48x64&frames=100000", "--save", str(out), "--json", str(tmp_path / "r.json")]
+    res = run_until_writing_then_signal(cmd, out)
+    assert res.returncode == 128 + signal.SIGTERM, res.stderr
+    assert "stopped by SIGTERM" in res.stderr
+    n, _ = count_frames(out)
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert n == report["frames"] > 0 and report["stopped_by"] == "stop"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp files left behind
