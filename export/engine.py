@@ -220,6 +220,7 @@ def onnx_to_engine(
     timing_cache: str | os.PathLike | bool | None = None,
     calibration: Iterable[np.ndarray] | None = None,
     meta: ModelMeta | None = None,
+    checkpoint: str | os.PathLike | None = None,
     device: str = "cuda:0",
     verbose: bool = False,
 ) -> dict[str, Any]:
@@ -234,6 +235,8 @@ def onnx_to_engine(
       ``False`` disables it; a folder or file path puts it there.
     * ``calibration``: preprocessed float32 (N, 3, H, W) batches, for the legacy calibrator only.
     * ``meta``: edgeseg metadata; read from the ONNX's ``metadata_props`` when None.
+    * ``checkpoint``: the ``.pt`` the ONNX came from; recorded so a mismatch error can say
+      ``edgeseg export CHECKPOINT --format engine ...`` with the real path.
 
     Returns a report dict (paths, sizes, plan, profile, IO, timings). Raises
     :class:`BackendUnavailableError` without TensorRT/cuda-python/GPU, :class:`ExportError` when
@@ -306,6 +309,7 @@ def onnx_to_engine(
     manifest = EngineManifest(
         trt_version=builder.version, gpu_name=gpu.name, compute_capability=gpu.compute_capability,
         precision=precision, profiles=(profile,), io=io, meta=engine_meta, source_onnx=str(onnx_path),
+        source_checkpoint=str(checkpoint) if checkpoint is not None else "",
         source_onnx_sha256=onnx_sha, engine_sha256=engine_sha, built_at=utc_now(),
         edgeseg_version=EDGESEG_VERSION, build=build_facts,
     )

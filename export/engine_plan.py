@@ -275,10 +275,10 @@ def make_profile(
 
 # -- file names -------------------------------------------------------------------------------------
 def engine_path_for(onnx_path: str | os.PathLike, precision: str) -> Path:
-    """``x.onnx`` / ``x.fp16.onnx`` -> ``x.fp16.engine`` (the precision always appears once)."""
+    """``x.onnx`` / ``x.fp16.onnx`` / ``x.int8.trt.onnx`` -> ``x.<precision>.engine`` (precision once)."""
     precision = check_precision(precision)
     p = Path(onnx_path)
-    stem = p.name.removesuffix(".onnx")
+    stem = p.name.removesuffix(".onnx").removesuffix(".trt")  # x.int8.trt.onnx: the TensorRT INT8 flavour
     for q in PRECISIONS:
         stem = stem.removesuffix("." + q)
     return p.with_name(f"{stem}.{precision}.engine")

@@ -161,6 +161,7 @@ class EngineManifest:
     io: tuple[TensorInfo, ...]
     meta: ModelMeta  # classes, palette, mean/std, layout, output kind (edgeseg's facts)
     source_onnx: str = ""  # path of the ONNX the engine was built from, as given at build time
+    source_checkpoint: str = ""  # the .pt the ONNX came from, when the exporter knows it (for rebuilding)
     source_onnx_sha256: str = ""
     engine_sha256: str = ""
     built_at: str = ""  # ISO 8601, UTC
@@ -189,6 +190,7 @@ class EngineManifest:
             "io": [t.to_dict() for t in self.io],
             "meta": self.meta.to_dict(),
             "source_onnx": self.source_onnx,
+            "source_checkpoint": self.source_checkpoint,
             "source_onnx_sha256": self.source_onnx_sha256,
             "engine_sha256": self.engine_sha256,
             "built_at": self.built_at,
@@ -216,6 +218,7 @@ class EngineManifest:
                 io=tuple(TensorInfo.from_dict(t) for t in d["io"]),
                 meta=meta,
                 source_onnx=str(d.get("source_onnx", "")),
+                source_checkpoint=str(d.get("source_checkpoint", "")),
                 source_onnx_sha256=str(d.get("source_onnx_sha256", "")),
                 engine_sha256=str(d.get("engine_sha256", "")),
                 built_at=str(d.get("built_at", "")),
@@ -262,41 +265,68 @@ def _norm_gpu(name: str) -> str:
     return " ".join(name.lower().split())
 
 
+def _engine_base(engine_path: str | os.PathLike) -> Path:
+    """``dir/x.fp16.engine`` -> ``dir/x`` (the base name ``edgeseg export`` gives its artifacts)."""
+    p = Path(engine_path)
+    stem = p.name
+    for suffix in ENGINE_SUFFIXES:
+        stem = stem.removesuffix(suffix)
+    for precision in PRECISIONS:
+        stem = stem.removesuffix("." + precision)
+    return p.with_name(stem)
+
+
+def _checkpoint_for(recorded: str, engine_path: str | os.PathLike | None) -> str:
+    """The checkpoint to rebuild from: the recorded one, else ``x.pt`` beside the engine, else ''."""
+    if recorded and Path(recorded).is_file():
+        return recorded
+    if engine_path is not None:
+        beside = _engine_base(engine_path).with_suffix(".pt")
+        if beside.is_file():
+            return str(beside)
+    return recorded
+
+
+def _export_command(checkpoint: str, precision: str, extra: list[str], onnx_name: str) -> str:
+    parts = ["edgeseg", "export", _quote(checkpoint or "CHECKPOINT"), "--format", "engine", "--precision", precision]
+    text = " ".join(parts + extra)
+    if not checkpoint:
+        text += f" (CHECKPOINT: the .pt that {onnx_name} was exported from)"
+    return text
+
+
 def rebuild_command(manifest: EngineManifest, engine_path: str | os.PathLike | None = None) -> str:
     """The ``edgeseg export`` command line that rebuilds this engine on the current machine."""
-    source = manifest.source_onnx or "MODEL.onnx"
-    if engine_path is not None and manifest.source_onnx:
-        # The ONNX usually lies beside the engine; prefer that copy if the recorded path moved.
-        beside = Path(engine_path).with_name(Path(manifest.source_onnx).name)
-        if beside.is_file() and not Path(manifest.source_onnx).is_file():
-            source = str(beside)
-    parts = ["edgeseg", "export", _quote(source), "--format", "engine", "--precision", manifest.precision]
+    extra: list[str] = []
     profile = manifest.profiles[0] if manifest.profiles else None
     if profile is not None and len(profile.opt) == 4:
         hw_axes = (1, 2) if manifest.meta.input_layout == "NHWC_BGR_U8" else (2, 3)
-        parts += ["--imgsz", format_hw((profile.opt[hw_axes[0]], profile.opt[hw_axes[1]]))]
+        extra += ["--imgsz", format_hw((profile.opt[hw_axes[0]], profile.opt[hw_axes[1]]))]
         if not profile.is_static:
-            parts.append("--dynamic")
+            extra.append("--dynamic")
         if profile.opt[0] != 1:
-            parts += ["--batch", str(profile.opt[0])]
+            extra += ["--batch", str(profile.opt[0])]
+    if manifest.meta.input_layout == "NHWC_BGR_U8":
+        extra.append("--fuse-preprocess")
+    if manifest.meta.output_kind == "class_map":
+        extra.append("--fuse-argmax")
     if engine_path is not None:
-        parts += ["--out", _quote(str(engine_path))]
-    return " ".join(parts)
+        extra += ["--out", _quote(str(engine_path))]
+    onnx_name = Path(manifest.source_onnx).name or "the ONNX"
+    return _export_command(_checkpoint_for(manifest.source_checkpoint, engine_path), manifest.precision, extra,
+                           onnx_name)
 
 
 def rebuild_command_for(engine_path: str | os.PathLike) -> str:
-    """Best rebuild command when there is no manifest: guess the ONNX and precision from the name."""
+    """Best rebuild command when there is no manifest: the precision comes from the engine's name."""
     engine = Path(engine_path)
     stem = engine.name
     for suffix in ENGINE_SUFFIXES:
         stem = stem.removesuffix(suffix)
-    precision = "fp16"
-    for p in PRECISIONS:
-        if stem.endswith("." + p):
-            precision, stem = p, stem[: -len(p) - 1]
-    onnx = engine.with_name(stem + ".onnx")
-    return (f"edgeseg export {_quote(str(onnx))} --format engine --precision {precision} "
-            f"--out {_quote(str(engine))}")
+    precision = next((p for p in PRECISIONS if stem.endswith("." + p)), "fp16")
+    base = _engine_base(engine)
+    return _export_command(_checkpoint_for("", engine), precision, ["--out", _quote(str(engine))],
+                           base.name + ".onnx")
 
 
 def _quote(text: str) -> str:

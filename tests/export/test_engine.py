@@ -249,7 +249,7 @@ def test_trt10_fp16_build_calls_in_order(tmp_path, monkeypatch, cudart):
     trt = make_fake_trt("10.3.0.30")
     monkeypatch.setitem(sys.modules, "tensorrt", trt)
     report = onnx_to_engine(onnx_path, precision="fp16", imgsz="32x48", dynamic=True, batch=2, max_batch=4,
-                            workspace_gb=2)
+                            workspace_gb=2, checkpoint=tmp_path / "x.pt")
     assert names(trt.calls) == [
         "Logger", "Builder", "create_network", "OnnxParser", "parse_from_file", "create_builder_config",
         "set_memory_pool_limit", "set_flag", "set_shape", "add_optimization_profile", "create_timing_cache",
@@ -274,6 +274,7 @@ def test_trt10_fp16_build_calls_in_order(tmp_path, monkeypatch, cudart):
     assert m.profiles[0].max == (4, 3, 64, 96)
     assert len(m.engine_sha256) == 64 and len(m.source_onnx_sha256) == 64
     assert m.build["plan"]["builder_flags"] == ["FP16"]
+    assert m.source_checkpoint == str(tmp_path / "x.pt") and m.source_onnx == str(onnx_path)
 
     # The timing cache is keyed by release and GPU, and a second build starts from it.
     cache = tmp_path / "trt10.3.0.30-nvidia-jetson-agx-orin-sm87.timing.cache"

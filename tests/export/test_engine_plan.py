@@ -170,6 +170,7 @@ def test_engine_names():
     assert engine_path_for("out/x.onnx", "fp16").as_posix() == "out/x.fp16.engine"
     assert engine_path_for("out/x.fp16.onnx", "fp16").as_posix() == "out/x.fp16.engine"
     assert engine_path_for("out/x.int8.onnx", "int8").as_posix() == "out/x.int8.engine"
+    assert engine_path_for("out/x.int8.trt.onnx", "int8").as_posix() == "out/x.int8.engine"
 
 
 def test_timing_cache_is_keyed_by_release_and_gpu(tmp_path):

@@ -30,7 +30,8 @@ def make_manifest(**changes) -> EngineManifest:
         profiles=(Profile("input", (1, 3, 180, 240), (1, 3, 360, 480), (4, 3, 720, 960)),),
         io=(TensorInfo("input", "input", (-1, 3, -1, -1), "float32"),
             TensorInfo("logits", "output", (-1, 3, -1, -1), "float32")),
-        meta=META, source_onnx="models/x.fp16.onnx", source_onnx_sha256="a" * 64, engine_sha256="b" * 64,
+        meta=META, source_onnx="models/x.fp16.onnx", source_checkpoint="runs/x.pt", source_onnx_sha256="a" * 64,
+        engine_sha256="b" * 64,
         built_at="2025-01-01T00:00:00+00:00", edgeseg_version="0.1.0", build={"workspace_gb": 4.0},
     )
     fields.update(changes)
@@ -61,8 +62,11 @@ def test_round_trip(tmp_path):
 def test_missing_manifest_says_how_to_rebuild(tmp_path):
     engine = tmp_path / "x.int8.engine"
     engine.write_bytes(b"plan")
-    with pytest.raises(ModelFormatError, match=r"no manifest x\.int8\.engine\.json.*edgeseg export .*x\.onnx "
-                                               r"--format engine --precision int8"):
+    with pytest.raises(ModelFormatError, match=r"no manifest x\.int8\.engine\.json.*edgeseg export CHECKPOINT "
+                                               r"--format engine --precision int8 .*the \.pt that x\.onnx was"):
+        read_manifest(engine)
+    (tmp_path / "x.pt").write_bytes(b"ckpt")  # the checkpoint beside the engine is the one to rebuild from
+    with pytest.raises(ModelFormatError, match=rf"edgeseg export {tmp_path / 'x.pt'} --format engine --precision int8"):
         read_manifest(engine)
 
 
@@ -101,7 +105,7 @@ def test_check_refuses_a_mismatch_with_a_rebuild_command(tmp_path, trt, gpu, cc,
         check_manifest(make_manifest(), trt, gpu, cc, engine_path=engine)
     msg = str(err.value)
     assert what in msg
-    assert "edgeseg export models/x.fp16.onnx --format engine --precision fp16 --imgsz 360x480 --dynamic" in msg
+    assert "edgeseg export runs/x.pt --format engine --precision fp16 --imgsz 360x480 --dynamic" in msg
     assert f"--out {engine}" in msg
     assert "\n" not in msg
 
@@ -112,13 +116,18 @@ def test_other_gpu_of_same_capability_allowed_when_not_strict():
         check_manifest(make_manifest(), "10.3.0.30", "RTX 4090", "8.9", strict_gpu_name=False)
 
 
-def test_rebuild_command_prefers_onnx_beside_engine(tmp_path):
-    (tmp_path / "x.fp16.onnx").write_bytes(b"onnx")
-    m = make_manifest(source_onnx="/gone/x.fp16.onnx",
-                      profiles=(Profile("input", (2, 3, 64, 64), (2, 3, 64, 64), (2, 3, 64, 64)),))
+def test_rebuild_command_finds_the_checkpoint_or_says_which(tmp_path):
+    m = make_manifest(source_checkpoint="", profiles=(Profile("input", (2, 3, 64, 64), (2, 3, 64, 64), (2, 3, 64, 64)),))
     cmd = rebuild_command(m, tmp_path / "x.fp16.engine")
-    assert cmd.startswith(f"edgeseg export {tmp_path / 'x.fp16.onnx'} --format engine --precision fp16")
-    assert "--imgsz 64x64 --batch 2" in cmd and "--dynamic" not in cmd
+    assert cmd.startswith("edgeseg export CHECKPOINT --format engine --precision fp16 --imgsz 64x64 --batch 2")
+    assert "--dynamic" not in cmd and cmd.endswith("(CHECKPOINT: the .pt that x.fp16.onnx was exported from)")
+    (tmp_path / "x.pt").write_bytes(b"ckpt")
+    cmd = rebuild_command(m, tmp_path / "x.fp16.engine")
+    assert cmd == (f"edgeseg export {tmp_path / 'x.pt'} --format engine --precision fp16 --imgsz 64x64 --batch 2 "
+                   f"--out {tmp_path / 'x.fp16.engine'}")
+    fused = make_manifest(meta=META.with_(input_layout="NHWC_BGR_U8", output_kind="class_map"),
+                          profiles=(Profile("frame", (1, 360, 480, 3), (1, 360, 480, 3), (1, 360, 480, 3)),))
+    assert "--imgsz 360x480 --fuse-preprocess --fuse-argmax" in rebuild_command(fused)
 
 
 def test_profile_validation():

@@ -364,8 +364,8 @@ def test_missing_tensorrt_says_what_to_install(tmp_path, monkeypatch):
 def test_engine_for_another_gpu_or_release_is_refused(tmp_path, fakes, changes, what):
     _, cudart = fakes
     engine = write_engine(tmp_path, **changes)
-    with pytest.raises(EngineMismatchError, match=rf"{what}.*rebuild it here: edgeseg export .*m\.onnx "
-                                                  r"--format engine --precision fp16"):
+    with pytest.raises(EngineMismatchError, match=rf"{what}.*rebuild it here: edgeseg export CHECKPOINT "
+                                                  r"--format engine --precision fp16 .*m\.onnx was exported"):
         TensorRTBackend(engine)
     assert not cudart.device and not cudart.streams
 
