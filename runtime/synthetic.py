@@ -97,9 +97,11 @@ class _Car:
 class _World:
     """All random choices for one scene or one clip, drawn from ``rng`` (roadside cells lazily)."""
 
-    def __init__(self, rng: np.random.Generator, hw: tuple[int, int], seed_key: tuple[int, ...]) -> None:
+    def __init__(self, rng: np.random.Generator, hw: tuple[int, int], seed_key: tuple[int, ...],
+                 z_start: float = -30.0) -> None:
         h, w = hw
         self.seed_key = seed_key
+        self.z_start = z_start  # roadside cells begin here (behind the camera's first position)
         u = rng.uniform
         # Camera: focal length, height, pitch (horizon row) and yaw (vanishing column).
         self.f = w * u(0.72, 1.05)
@@ -167,7 +169,7 @@ class _World:
         cells = self._cells[side]
         rng = self._cell_rng[side]
         while not cells or cells[-1].z1 < z_end:
-            z0 = cells[-1].z1 if cells else -30.0
+            z0 = cells[-1].z1 if cells else self.z_start
             cells.append(self._new_cell(rng, z0))
         return cells
 
@@ -262,28 +264,38 @@ def _bank(hw: tuple[int, int]) -> _NoiseBank:
 
 # -- rendering ----------------------------------------------------------------------------------
 class _Canvas:
-    """Image and label drawn together: one rasterisation per shape keeps them exactly aligned."""
+    """Colour and label in one 4-channel buffer: each shape is one rasterisation, painting RGB and
+    class id together, so the label is exactly aligned with the image (and half the draw calls).
+    Details painted on a surface (markings, joints, shadows, windows) pass the class of that surface.
+    """
 
     def __init__(self, hw: tuple[int, int]) -> None:
-        self.img = np.zeros((*hw, 3), np.uint8)  # (H, W, 3) uint8 RGB, flat colours
-        self.lab = np.zeros(hw, np.uint8)  # (H, W) uint8 class ids
+        self.buf = np.zeros((*hw, 4), np.uint8)  # (H, W, 4) uint8: R, G, B, class id
 
-    def poly(self, polys: Sequence[np.ndarray], colour: Sequence[int], cls: int | None) -> None:
-        pts = [np.round(p * _ONE).astype(np.int32) for p in polys if len(p) >= 3]
-        if not pts:
-            return
-        cv2.fillPoly(self.img, pts, tuple(int(c) for c in colour), cv2.LINE_8, _SHIFT)
-        if cls is not None:  # None: paint only (markings, shadows keep the label underneath)
-            cv2.fillPoly(self.lab, pts, int(cls), cv2.LINE_8, _SHIFT)
+    @property
+    def img(self) -> np.ndarray:
+        return self.buf[:, :, :3]  # (H, W, 3) uint8 RGB view, flat colours
 
-    def ellipse(self, cx: float, cy: float, ax: float, ay: float, colour: Sequence[int], cls: int | None) -> None:
+    @property
+    def lab(self) -> np.ndarray:
+        return self.buf[:, :, 3]  # (H, W) uint8 view, class ids
+
+    def poly(self, polys: Sequence[np.ndarray] | np.ndarray, colour: Sequence[int], cls: int) -> None:
+        if isinstance(polys, np.ndarray):  # (N, K, 2): many polygons with K corners, converted at once
+            pts = list(np.round(polys * _ONE).astype(np.int32))
+        else:
+            pts = [np.round(p * _ONE).astype(np.int32) for p in polys if len(p) >= 3]
+        if pts:
+            cv2.fillPoly(self.buf, pts, (int(colour[0]), int(colour[1]), int(colour[2]), int(cls)), cv2.LINE_8,
+                         _SHIFT)
+
+    def ellipse(self, cx: float, cy: float, ax: float, ay: float, colour: Sequence[int], cls: int) -> None:
         if ax < 0.5 or ay < 0.5:
             return
         c = (int(round(cx * _ONE)), int(round(cy * _ONE)))
         a = (int(round(ax * _ONE)), int(round(ay * _ONE)))
-        cv2.ellipse(self.img, c, a, 0, 0, 360, tuple(int(v) for v in colour), -1, cv2.LINE_8, _SHIFT)
-        if cls is not None:
-            cv2.ellipse(self.lab, c, a, 0, 0, 360, int(cls), -1, cv2.LINE_8, _SHIFT)
+        cv2.ellipse(self.buf, c, a, 0, 0, 360, (int(colour[0]), int(colour[1]), int(colour[2]), int(cls)), -1,
+                    cv2.LINE_8, _SHIFT)
 
 
 def _rect(x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
@@ -318,7 +330,7 @@ class _Renderer:
         """Many short ground rectangles at once (markings, joints): corners projected in one call."""
         xs = np.stack([x0, x1, x1, x0], 1)  # (N, 4)
         zs = np.stack([z0, z0, z1, z1], 1)  # (N, 4)
-        return list(self.project(xs, np.zeros_like(xs), zs))  # N x (4, 2)
+        return self.project(xs, np.zeros_like(xs), zs)  # (N, 4, 2)
 
     def ground_strip(self, x0: float, x1: float, z0: float, z1: float, n: int = 20) -> np.ndarray:
         """A ground polygon between two lines of constant x, sampled along z (curves stay smooth)."""
@@ -343,10 +355,9 @@ class _Renderer:
         hz = int(np.clip(round(self.horizon), 0, h_img))
         t = np.linspace(0.0, 1.0, max(hz, 1), dtype=np.float32)[:, None]  # (hz, 1)
         grad = np.array(w.sky_top, np.float32) * (1 - t) + np.array(w.sky_low, np.float32) * t  # (hz, 3)
-        cv.img[:hz] = grad[:, None, :].astype(np.uint8)
-        cv.lab[:hz] = SKY
-        cv.img[hz:] = w.grass
-        cv.lab[hz:] = TREE
+        cv.buf[:hz, :, :3] = grad[:, None, :].astype(np.uint8)
+        cv.buf[:hz, :, 3] = SKY
+        cv.buf[hz:] = (*w.grass, TREE)
         # Distant skyline silhouette sitting on the horizon.
         xs = np.linspace(-0.05, 1.05, len(w.skyline)) * w_img
         tops = self.horizon + 1 - w.skyline * 0.07 * h_img
@@ -397,7 +408,7 @@ class _Renderer:
                 self._person(item[1], item[2], item[3])
             else:
                 self._car(item[1], item[2])
-        return cv.img, cv.lab
+        return cv.img, np.ascontiguousarray(cv.lab)  # (H, W, 3) RGB view, (H, W) uint8
 
     # -- ground details -----------------------------------------------------------------------
     def _markings(self) -> None:
@@ -411,11 +422,11 @@ class _Renderer:
         xx, zz = np.meshgrid(x, z0)  # (K, L-1)
         xx, zz = xx.ravel(), zz.ravel()
         half = w.mark_w / 2
-        polys = self.ground_quads(xx - half, xx + half, np.maximum(zz, z_lo), zz + dash) if xx.size else []
+        if xx.size:
+            self.cv.poly(self.ground_quads(xx - half, xx + half, np.maximum(zz, z_lo), zz + dash), w.mark_colour, ROAD)
         if w.edge_lines:
-            for x in (0.35, w.road_w - 0.35):
-                polys.append(self.ground_strip(x - half, x + half, z_lo, self.cam_z + _Z_FAR))
-        self.cv.poly(polys, w.mark_colour, None)
+            self.cv.poly([self.ground_strip(x - half, x + half, z_lo, self.cam_z + _Z_FAR)
+                          for x in (0.35, w.road_w - 0.35)], w.mark_colour, ROAD)
 
     def _paving_joints(self, lw: float, rw: float) -> None:
         # Transverse joints on the pavements: a texture cue that tells pavement from road.
@@ -423,9 +434,9 @@ class _Renderer:
         step = 1.2
         z = np.arange(math.ceil((self.cam_z + 1.0) / step) * step, self.cam_z + 35.0, step)  # (N,)
         ones = np.ones_like(z)
-        polys = (self.ground_quads(-lw * ones, -w.kerb[0] * ones, z, z + 0.06)
-                 + self.ground_quads((w.road_w + w.kerb[1]) * ones, (w.road_w + rw) * ones, z, z + 0.06))
-        self.cv.poly(polys, _shade(w.pavement, 0.8), None)
+        polys = np.concatenate([self.ground_quads(-lw * ones, -w.kerb[0] * ones, z, z + 0.06),
+                                self.ground_quads((w.road_w + w.kerb[1]) * ones, (w.road_w + rw) * ones, z, z + 0.06)])
+        self.cv.poly(polys, _shade(w.pavement, 0.8), PAVEMENT)
 
     def _car_z(self, car: _Car) -> float:
         # Relative position wraps inside a window ahead of the camera, so traffic never runs out.
@@ -437,7 +448,7 @@ class _Renderer:
         for _, car, z in cars:
             x = (car.lane + 0.5) * self.w.lane_w + car.x_jitter
             poly = self.ground_strip(x - car.width * 0.55, x + car.width * 0.55, z - 0.3, z + car.length * 0.9, 4)
-            self.cv.poly([poly], _shade(self.w.asphalt, 0.45), None)
+            self.cv.poly([poly], _shade(self.w.asphalt, 0.45), ROAD)  # stays inside its lane
 
     # -- upright things -----------------------------------------------------------------------
     def _side_x(self, side: int, offset: float) -> float:
@@ -488,8 +499,7 @@ class _Renderer:
         xs = np.full((za.size, 4), x)
         zs = np.stack([za, za + ww, za + ww, za], 1)  # (N, 4)
         yy = np.stack([ya, ya, ya + wh, ya + wh], 1)  # (N, 4)
-        pts = self.project(xs, yy, zs)  # (N, 4, 2)
-        self.cv.poly(list(pts), cell.win_colour, BUILDING)
+        self.cv.poly(self.project(xs, yy, zs), cell.win_colour, BUILDING)  # (N, 4, 2) corners
 
     def _fence_slats(self, x: float, z0: float, z1: float, cell: _Cell) -> None:
         if z0 - self.cam_z > 40.0:
@@ -500,7 +510,7 @@ class _Renderer:
         xs = np.full((zs.size, 4), x)
         zz = np.stack([zs, zs + 0.06, zs + 0.06, zs], 1)  # (N, 4)
         yy = np.tile(np.array([0.0, 0.0, cell.fence_h, cell.fence_h]), (zs.size, 1))  # (N, 4)
-        self.cv.poly(list(self.project(xs, yy, zz)), _shade(cell.fence_colour, 0.6), FENCE)
+        self.cv.poly(self.project(xs, yy, zz), _shade(cell.fence_colour, 0.6), FENCE)  # (N, 4, 2)
 
     def _tree(self, side: int, tree: tuple) -> None:
         z, r, trunk_h, green = tree
@@ -616,26 +626,27 @@ def _finish(world: _World, img: np.ndarray, lab: np.ndarray, horizon: float, rng
     bank = _bank(hw)
     lut = np.zeros((256, 2), np.float32)
     lut[: len(_TEXTURE)] = _TEXTURE * world.texture
-    amp_fine = cv2.LUT(lab, lut[:, 0].copy())  # (H, W) float32 per-pixel texture strength
-    amp_coarse = cv2.LUT(lab, lut[:, 1].copy())  # (H, W) float32
-    tex = bank.window(bank.fine, rng) * amp_fine
-    tex += bank.window(bank.coarse, rng) * amp_coarse  # (H, W) float32
+    tex = bank.window(bank.fine, rng) * cv2.LUT(lab, lut[:, 0].copy())  # (H, W) float32 grain
+    tex += bank.window(bank.coarse, rng) * cv2.LUT(lab, lut[:, 1].copy())  # (H, W) blotches
+    if world.blur == 0:
+        tex += bank.window(bank.fine, rng) * world.noise  # sensor noise (no blur to come after it)
     # Light and aerial perspective as one per-row affine map: out = (img + tex) * a + b, where rows
     # near the horizon fade towards the horizon sky colour (haze) and everything gets gain x tint.
+    # Channels are reversed here so the result comes out BGR without another pass.
     rows = np.arange(hw[0], dtype=np.float32)
     k = world.haze * np.exp(-np.abs(rows - horizon) / (0.12 * hw[0]))  # (H,)
-    light = world.gain * world.tint  # (3,)
+    light = (world.gain * world.tint)[::-1]  # (3,) BGR
     a = ((1 - k)[:, None] * light)[:, None, :]  # (H, 1, 3)
-    b = ((k[:, None] * np.array(world.sky_low, np.float32)) * light)[:, None, :]  # (H, 1, 3)
-    out = img.astype(np.float32)
+    b = ((k[:, None] * np.array(world.sky_low[::-1], np.float32)) * light)[:, None, :]  # (H, 1, 3)
+    out = img[:, :, ::-1].astype(np.float32)  # (H, W, 3) float32 BGR
     out += tex[:, :, None]
     out *= a
-    out += b  # (H, W, 3) float32
+    out += b
     if world.blur > 0:
         out = cv2.GaussianBlur(out, (0, 0), world.blur)
-    out += (bank.window(bank.fine, rng) * world.noise)[:, :, None]
-    rgb = np.clip(out, 0, 255).astype(np.uint8)  # (H, W, 3) uint8
-    return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+        out += (bank.window(bank.fine, rng) * world.noise)[:, :, None]
+    np.clip(out, 0, 255, out=out)
+    return out.astype(np.uint8)  # (H, W, 3) uint8 BGR
 
 
 # -- public API ---------------------------------------------------------------------------------
@@ -664,9 +675,9 @@ class SceneGenerator:
         if index < 0:
             raise UsageError(f"synthetic scene index {index} must be >= 0")
         key = (self.seed, 0, int(index))
-        world = _World(np.random.default_rng(key), self.size, key)
         rng = np.random.default_rng((*key, 1))
         cam_z = float(rng.uniform(0.0, 40.0))
+        world = _World(np.random.default_rng(key), self.size, key, z_start=cam_z - rng.uniform(5.0, 20.0))
         img, lab = _Renderer(world, self.size, cam_z, time_s=0.0).render()
         return _finish(world, img, lab, world.horizon, rng), lab
 
