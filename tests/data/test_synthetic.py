@@ -112,3 +112,12 @@ def test_synthetic_dataset_splits_are_disjoint_and_cacheable() -> None:
     np.testing.assert_array_equal(val.load_label(1), fresh.load_label(1))
     with pytest.raises(DatasetError, match="holdout"):
         build_dataset(uri, "holdout")
+
+
+def test_data_side_imports_no_torch() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, edgeseg.data, edgeseg.runtime.synthetic; "
+            "sys.exit(1 if 'torch' in sys.modules else 0)")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0, "edgeseg.data imported torch"
