@@ -291,7 +291,8 @@ def check_dataset(dataset: SegDataset, limit: int | None = None,
     failures = 0
     for i in range(n):
         try:
-            image, label = dataset.load_pair(i)
+            # Cached pairs were validated when they were decoded: no second decode.
+            image, label = dataset._cache[i] if dataset._cache is not None else dataset.load_pair(i)
         except DatasetError as e:
             failures += 1
             first = first or str(e)
