@@ -152,3 +152,12 @@ def test_unknown_model_suggests_close_match() -> None:
         create_model("unet_lite", 0)
     with pytest.raises(UsageError, match="does not accept"):
         create_model("unet_lite", NUM_CLASSES, depth=7)
+
+
+def test_vgg_fcn_batch_norm_option() -> None:
+    with torch.device("meta"):
+        plain = create_model("fcn8s", NUM_CLASSES)
+        bn = create_model("fcn8s", NUM_CLASSES, batch_norm=True)
+    n_bn = sum(isinstance(m, nn.BatchNorm2d) for m in bn.modules())
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in plain.modules())  # the paper's layout
+    assert n_bn == 13 + 2  # 13 VGG16 convs + fc6 + fc7
