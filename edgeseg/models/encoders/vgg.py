@@ -1,5 +1,5 @@
 """VGG16 as FCN uses it (Long, Shelhamer & Darrell 2015): conv blocks 2-2-3-3-3 with 2x2 max-pools,
-then fc6/fc7 turned into convolutions (7x7 -> 4096, 1x1 -> 4096, ReLU + dropout)."""
+then fc6/fc7 turned into convolutions (7x7 -> 4096, 1x1 -> 4096, ReLU + element-wise dropout as in Caffe)."""
 
 from __future__ import annotations
 
@@ -39,8 +39,8 @@ class VGG16Encoder(nn.Module):
             layers.append(nn.MaxPool2d(2, stride=2, ceil_mode=True))
             blocks.append(nn.Sequential(*layers))
         self.blocks = nn.ModuleList(blocks)
-        self.fc6 = nn.Sequential(*_conv(512, fc_channels, 7, batch_norm), nn.Dropout2d(dropout))
-        self.fc7 = nn.Sequential(*_conv(fc_channels, fc_channels, 1, batch_norm), nn.Dropout2d(dropout))
+        self.fc6 = nn.Sequential(*_conv(512, fc_channels, 7, batch_norm), nn.Dropout(dropout))
+        self.fc7 = nn.Sequential(*_conv(fc_channels, fc_channels, 1, batch_norm), nn.Dropout(dropout))
         self.out_channels = [256, 512, fc_channels]
         self.strides = [8, 16, 32]
 
