@@ -20,6 +20,7 @@ from .predict_cmd import (
     finish_report,
     load_segmenter,
     print_summary,
+    quiet_video_logs,
     status_fields,
     stop_on_signals,
 )
@@ -58,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from edgeseg.runtime.sources import open_source
 
     check_alpha(args.alpha)
+    quiet_video_logs(args)
     if not (args.show or args.save or args.serve or args.json):
         raise UsageError("demo has nowhere to put its output; add --show, --save FILE, --serve 127.0.0.1:8080 "
                          "or --json OUT")

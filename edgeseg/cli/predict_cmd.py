@@ -55,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from edgeseg.runtime.sources import open_source
 
     check_alpha(args.alpha)
+    quiet_video_logs(args)
     with open_source(args.source) as source:
         if source.is_live:
             raise UsageError(f"predict reads files, folders and clips, and {args.source!r} is a live source; "
@@ -106,6 +107,19 @@ def _output_sink(source: Any, save: str | None):
 
 
 # -- shared with demo ------------------------------------------------------------------------------
+def quiet_video_logs(args: argparse.Namespace) -> None:
+    """Silence FFmpeg's and OpenCV's own stderr chatter (a dropped stream prints several lines);
+    our one-line errors say what happened. ``--verbose`` keeps them."""
+    if getattr(args, "verbose", False):
+        return
+    import os
+
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET; read when FFmpeg starts
+    import cv2
+
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
+
 def check_alpha(alpha: float) -> None:
     from edgeseg.runtime.errors import UsageError
 
