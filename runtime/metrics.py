@@ -67,12 +67,14 @@ class ConfusionMatrix:
 
     def summary(self, class_names: Sequence[str] | None = None) -> SegMetrics:
         names = list(class_names) if class_names is not None else [str(i) for i in range(self.num_classes)]
+        if len(names) != self.num_classes:
+            raise ValueError(f"{len(names)} class names for a {self.num_classes}-class confusion matrix")
         iou = self.iou()
         return SegMetrics(
             miou=100.0 * self.miou(),
             pixel_accuracy=100.0 * self.pixel_accuracy(),
             mean_class_accuracy=100.0 * self.mean_class_accuracy(),
-            per_class_iou={n: (None if np.isnan(v) else 100.0 * float(v)) for n, v in zip(names, iou)},
+            per_class_iou={n: (None if np.isnan(v) else 100.0 * float(v)) for n, v in zip(names, iou, strict=True)},
             pixels=int(self.mat.sum()),
         )
 

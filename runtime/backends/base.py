@@ -44,7 +44,7 @@ class Backend(abc.ABC):
         """Facts for ``seg.info`` / ``edgeseg info``: providers, device, library versions."""
         return {"backend": self.name, "device": self.device, "path": str(self.path)}
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook: backends without resources keep this no-op
         """Release device memory and sessions; safe to call twice."""
 
     def __enter__(self) -> Backend:

@@ -1,5 +1,4 @@
 import pytest
-
 from edgeseg.runtime.errors import ModelFormatError
 from edgeseg.runtime.metadata import LAYOUT_UINT8, OUTPUT_CLASS_MAP, ModelMeta, default_palette
 

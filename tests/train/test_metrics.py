@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-
 from edgeseg.runtime.metrics import ConfusionMatrix, pixel_agreement
 
 
