@@ -6,7 +6,8 @@ touched by ``onnx_to_engine``)::
     torch_to_onnx(model_or_checkpoint, out, imgsz=..., dynamic=..., fuse_preprocess=..., ...)
     convert_fp16(onnx_in, onnx_out)
     quantize_onnx(onnx_in, onnx_out, calib=..., target="ort"|"tensorrt", method=..., ...)
-    check_parity(artifact, reference, images, ...) -> dict report
+    quantize_with_gate(onnx_in, onnx_out, calib=..., val=..., fp32_miou=..., max_miou_drop=1.0)
+    check_parity(artifact, EvalContext, ...) -> dict report
     export_checkpoint(checkpoint, fmt="onnx", precision="fp32", ...) -> ExportResult
     onnx_to_engine(onnx_path, engine_path, ...)          # TensorRT (export/engine.py)
 """
@@ -28,11 +29,15 @@ _EXPORTS = {
     "INT8_TARGETS": "quantize",
     "CALIB_METHODS": "quantize",
     "CalibrationReader": "calibration",
-    "calibration_images": "calibration",
+    "ImageSet": "calibration",
+    "load_images": "calibration",
+    "quantize_with_gate": "gate",
+    "GateReport": "gate",
     "check_parity": "parity",
     "evaluate_onnx": "parity",
     "export_checkpoint": "pipeline",
     "ExportResult": "pipeline",
+    "ExportFailed": "pipeline",
     "artifact_path": "pipeline",
     "onnx_to_engine": "engine",
 }

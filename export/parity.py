@@ -1,0 +1,213 @@
+"""Parity and accuracy of an exported artifact against the PyTorch model, on real images.
+
+For each artifact: max abs logit difference vs PyTorch, pixel agreement of the class maps,
+mIoU and per-class IoU of both (the same numpy ``ConfusionMatrix``), and ONNX Runtime
+latency (batch 1, median). Class maps are scored at the label's resolution: the model runs
+at its input size and its class map is resized with nearest neighbour, as the runtime does.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+from edgeseg.runtime.errors import ModelFormatError, UsageError
+from edgeseg.runtime.metadata import OUTPUT_CLASS_MAP, ModelMeta
+from edgeseg.runtime.metrics import ConfusionMatrix
+from edgeseg.runtime.progress import Progress
+
+from .calibration import ImageSet, preprocess
+from .onnx_export import read_meta
+
+
+def ort_session(path: str | os.PathLike, threads: int = 0) -> ort.InferenceSession:
+    """A CPU session with all graph optimisations; ``threads`` 0 lets ONNX Runtime choose."""
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    try:
+        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise ModelFormatError(f"ONNX Runtime cannot load {path} ({first}); re-export it") from None
+
+
+def _to_class_map(out: np.ndarray, kind: str) -> np.ndarray:
+    """Model output -> (N, h, w) uint8 class ids."""
+    if kind == OUTPUT_CLASS_MAP:
+        return out.astype(np.uint8, copy=False)  # (N, h, w)
+    return out.argmax(1).astype(np.uint8)  # (N, C, h, w) -> (N, h, w)
+
+
+def _resize_map(cmap: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    if cmap.shape == shape:
+        return cmap
+    return cv2.resize(cmap, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)  # (H, W) uint8
+
+
+@dataclass
+class Reference:
+    """PyTorch results on an image set, computed once and reused by every artifact's check."""
+
+    class_maps: list[np.ndarray]  # (h, w) uint8 at model input size, one per image
+    metrics: dict[str, Any]
+    logits: list[np.ndarray] | None = None  # (C, h, w) float32; kept only when small enough
+    model: Any = None  # the torch module, to recompute logits when they were not kept
+
+
+@dataclass
+class EvalContext:
+    """Images, labels, the PyTorch reference and the float pre-processing meta, shared by all checks."""
+
+    images: ImageSet
+    meta: ModelMeta  # of the FP32 float-input export: gives mean/std for the PyTorch reference
+    size: tuple[int, int]
+    reference: Reference | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def torch_reference(model: Any, images: ImageSet, meta: ModelMeta, size: tuple[int, int],
+                    keep_logits_mb: float = 400.0, progress: bool = False) -> Reference:
+    """Run the PyTorch model once over ``images``; keep logits in memory only up to ``keep_logits_mb``."""
+    import torch
+
+    cm = ConfusionMatrix(meta.num_classes, meta.ignore_index)
+    float_meta = meta.with_(input_layout="NCHW_RGB_F32")
+    per_image_mb = meta.num_classes * size[0] * size[1] * 4 / 1e6
+    keep = per_image_mb * len(images) <= keep_logits_mb
+    maps, logits = [], []
+    with Progress(len(images), "pytorch reference", enabled=progress) as bar, torch.inference_mode():
+        for i, image in enumerate(images.images):
+            x = torch.from_numpy(preprocess([image], float_meta, size))  # (1, 3, h, w)
+            y = model(x)[0].float().numpy()  # (C, h, w)
+            cmap = y.argmax(0).astype(np.uint8)  # (h, w)
+            maps.append(cmap)
+            if keep:
+                logits.append(y)
+            if images.labels is not None:
+                cm.update(_resize_map(cmap, images.labels[i].shape[:2]), images.labels[i])
+            bar.update(1)
+    metrics = _summary(cm, meta) if images.labels is not None else {}
+    return Reference(class_maps=maps, metrics=metrics, logits=logits if keep else None,
+                     model=None if keep else model)
+
+
+def _summary(cm: ConfusionMatrix, meta: ModelMeta) -> dict[str, Any]:
+    s = cm.summary(meta.classes)
+    return {"miou": s.miou, "pixel_accuracy": s.pixel_accuracy, "per_class_iou": s.per_class_iou}
+
+
+def latency_ms(sess: ort.InferenceSession, x: np.ndarray, runs: int = 20, warmup: int = 3) -> float:
+    """Median wall time of ``runs`` single-batch inferences after ``warmup`` ones."""
+    feed = {sess.get_inputs()[0].name: x}
+    for _ in range(warmup):
+        sess.run(None, feed)
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        sess.run(None, feed)
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def check_parity(artifact: str | os.PathLike, ctx: EvalContext, *, threads: int = 0,
+                 latency_runs: int = 20, with_logits: bool = True, progress: bool = False) -> dict[str, Any]:
+    """Compare an ONNX artifact with the PyTorch reference in ``ctx`` on ``ctx.images``.
+
+    Returns a JSON-ready dict: ``max_abs_logit_diff`` (None for class-map outputs),
+    ``pixel_agreement`` (0-100), ``metrics`` (mIoU, pixel accuracy, per-class IoU of the
+    artifact), ``latency_ms`` (ONNX Runtime, batch 1, median) and the image count.
+    """
+    if ctx.reference is None:
+        raise UsageError("check_parity needs the PyTorch reference; build it with torch_reference()")
+    meta = read_meta(artifact)
+    sess = ort_session(artifact, threads)
+    inp = sess.get_inputs()[0]
+    batch = 1 if not isinstance(inp.shape[0], int) else inp.shape[0]
+    ref = ctx.reference
+    cm = ConfusionMatrix(meta.num_classes, meta.ignore_index)
+    agree = total = 0
+    max_diff = 0.0 if (with_logits and meta.output_kind != OUTPUT_CLASS_MAP) else None
+    first_x = None
+    with Progress(len(ctx.images), f"check {Path(artifact).name}", enabled=progress) as bar:
+        for i, image in enumerate(ctx.images.images):
+            x = preprocess([image], meta, ctx.size)  # (1, 3, h, w) f32 or (1, h, w, 3) u8
+            if batch > 1:  # a fixed-batch artifact: repeat the image, score the first copy
+                x = np.repeat(x, batch, axis=0)
+            if first_x is None:
+                first_x = x
+            out = sess.run(None, {inp.name: x})[0]
+            cmap = _to_class_map(out, meta.output_kind)[0]  # (h, w)
+            ref_map = ref.class_maps[i]
+            agree += int((cmap == ref_map).sum())
+            total += cmap.size
+            if max_diff is not None:
+                ref_logits = ref.logits[i] if ref.logits is not None else _torch_logits(ref.model, image,
+                                                                                        ctx.meta, ctx.size)
+                max_diff = max(max_diff, float(np.abs(out[0].astype(np.float32) - ref_logits).max()))
+            if ctx.images.labels is not None:
+                label = ctx.images.labels[i]
+                cm.update(_resize_map(cmap, label.shape[:2]), label)
+            bar.update(1)
+    report: dict[str, Any] = {
+        "images": len(ctx.images),
+        "max_abs_logit_diff": max_diff,
+        "pixel_agreement": 100.0 * agree / max(total, 1),
+        "metrics": _summary(cm, meta) if ctx.images.labels is not None else {},
+        "latency_ms": latency_ms(sess, first_x, runs=latency_runs) if latency_runs and first_x is not None
+        else None,
+        "threads": threads or "ort-default",
+        "input_layout": meta.input_layout,
+        "output_kind": meta.output_kind,
+    }
+    return report
+
+
+def class_maps(artifact: str | os.PathLike, images: Sequence[np.ndarray], size: tuple[int, int],
+               threads: int = 0) -> list[np.ndarray]:
+    """Class maps (h, w) uint8 of an ONNX artifact, one per image (used by the INT8 gate search)."""
+    meta = read_meta(artifact)
+    sess = ort_session(artifact, threads)
+    name = sess.get_inputs()[0].name
+    return [_to_class_map(sess.run(None, {name: preprocess([img], meta, size)})[0], meta.output_kind)[0]
+            for img in images]
+
+
+def score_maps(maps: Sequence[np.ndarray], images: ImageSet, meta: ModelMeta) -> dict[str, Any]:
+    """mIoU / per-class IoU of ready class maps against ``images.labels``."""
+    cm = ConfusionMatrix(meta.num_classes, meta.ignore_index)
+    for cmap, label in zip(maps, images.labels or (), strict=True):
+        cm.update(_resize_map(cmap, label.shape[:2]), label)
+    return _summary(cm, meta)
+
+
+def _torch_logits(model: Any, image: np.ndarray, meta: ModelMeta, size: tuple[int, int]) -> np.ndarray:
+    import torch
+
+    with torch.inference_mode():
+        x = torch.from_numpy(preprocess([image], meta.with_(input_layout="NCHW_RGB_F32"), size))  # (1, 3, h, w)
+        return model(x)[0].float().numpy()  # (C, h, w)
+
+
+def evaluate_onnx(artifact: str | os.PathLike, data: str | os.PathLike, split: str = "val", n: int = 0,
+                  threads: int = 0) -> dict[str, Any]:
+    """mIoU and per-class IoU of an ONNX artifact on a labelled dataset split (no PyTorch needed)."""
+    from .calibration import load_images
+
+    meta = read_meta(artifact)
+    images = load_images(data, split, n, need_labels=True, what="evaluation")
+    size = meta.input_size or images.images[0].shape[:2]
+    maps = class_maps(artifact, images.images, size, threads)
+    return score_maps(maps, images, meta)
+

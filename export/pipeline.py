@@ -1,0 +1,300 @@
+"""``edgeseg export`` as a library call: checkpoint -> artifacts -> checked reports -> summary.
+
+Every artifact gets a JSON report beside it (``x.onnx`` -> ``x.fp32.json``, ``x.fp16.onnx`` ->
+``x.fp16.json``, ``x.int8.onnx`` -> ``x.int8.json``, ``x.int8.trt.onnx`` -> ``x.int8.trt.json``).
+Gates: FP32 pixel agreement with PyTorch >= 99.9 %; FP16/INT8 mIoU at most ``max_miou_drop``
+points below FP32. A failed artifact is removed unless ``keep_failed`` (its report stays,
+saying why it failed).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgeseg.runtime.errors import (
+    BackendUnavailableError,
+    DatasetError,
+    ExportError,
+    UsageError,
+    unknown_name,
+)
+from edgeseg.runtime.fileio import sha256_file, write_json
+from edgeseg.runtime.metadata import PRECISIONS
+from edgeseg.runtime.sizes import format_hw, parse_hw
+
+from edgeseg import __version__
+
+from .calibration import load_images
+from .gate import GateFailed, quantize_with_gate
+from .onnx_export import DEFAULT_OPSET, read_meta, torch_to_onnx
+from .parity import EvalContext, check_parity, torch_reference
+from .quantize import CALIB_METHODS, INT8_TARGETS, check_choice
+
+log = logging.getLogger("edgeseg.export")
+
+FORMATS = ("onnx", "engine")
+MIN_FP32_AGREEMENT = 99.9  # percent of pixels whose class must match PyTorch
+DEFAULT_IMGSZ = (360, 480)  # when the checkpoint records no input size
+
+
+@dataclass
+class ExportResult:
+    """What ``export_checkpoint`` produced: one row per artifact, the PyTorch reference, pass/fail."""
+
+    checkpoint: str
+    rows: list[dict[str, Any]] = field(default_factory=list)  # artifact, precision, size, parity, mIoU, latency
+    reference: dict[str, Any] = field(default_factory=dict)  # PyTorch mIoU etc.
+    passed: bool = True
+    error: str = ""
+
+    @property
+    def artifact(self) -> Path | None:
+        """The artifact that was asked for (the last one produced)."""
+        return Path(self.rows[-1]["artifact"]) if self.rows else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"checkpoint": self.checkpoint, "passed": self.passed, "error": self.error,
+                "reference": self.reference, "artifacts": self.rows}
+
+    def table(self) -> str:
+        """Summary table: artifact, size, parity (max |logit diff|, pixel agreement), mIoU, latency."""
+        head = ("artifact", "size MB", "max|dlogit|", "agree %", "mIoU", "dmIoU", "latency ms", "status")
+        lines = [head]
+        ref = self.reference.get("miou")
+        lines.append(("pytorch (reference)", "-", "-", "-", _f(ref), "-", "-", ""))
+        for r in self.rows:
+            p = r.get("parity") or {}
+            miou = (p.get("metrics") or {}).get("miou")
+            lines.append((Path(r["artifact"]).name, _f(r.get("size_bytes", 0) / 1e6, 1),
+                          _f(p.get("max_abs_logit_diff"), 4), _f(p.get("pixel_agreement"), 3), _f(miou),
+                          _f(None if miou is None or ref is None else miou - ref), _f(p.get("latency_ms"), 1),
+                          r.get("status", "")))
+        widths = [max(len(str(row[i])) for row in lines) for i in range(len(head))]
+        out = []
+        for j, row in enumerate(lines):
+            out.append("  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in
+                                 enumerate(zip(row, widths, strict=True))))
+            if j == 0:
+                out.append("  ".join("-" * w for w in widths))
+        return "\n".join(out)
+
+
+def _f(v: Any, digits: int = 2) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
+def base_path(checkpoint: str | os.PathLike, out: str | os.PathLike | None) -> Path:
+    """``x`` in ``x.onnx`` / ``x.fp16.onnx``: from ``--out`` or the checkpoint's name and folder."""
+    p = Path(out) if out else Path(checkpoint)
+    name = p.name
+    for suffix in (".engine", ".plan", ".onnx", ".pt", ".pth", ".trt", ".int8", ".fp16", ".fp32"):
+        name = name.removesuffix(suffix)
+    return p.with_name(name)
+
+
+def artifact_path(base: str | os.PathLike, precision: str, fmt: str = "onnx", int8_target: str = "ort") -> Path:
+    """File name of an artifact: ``x.onnx``, ``x.fp16.onnx``, ``x.int8.onnx``, ``x.int8.trt.onnx``, ``x.fp16.engine``."""
+    base = Path(base)
+    if fmt == "engine":
+        return base.with_name(f"{base.name}.{precision}.engine")
+    if precision == "fp32":
+        return base.with_name(f"{base.name}.onnx")
+    if precision == "int8" and int8_target == "tensorrt":
+        return base.with_name(f"{base.name}.int8.trt.onnx")
+    return base.with_name(f"{base.name}.{precision}.onnx")
+
+
+def report_path(artifact: str | os.PathLike) -> Path:
+    """``x.onnx`` -> ``x.fp32.json``; ``x.fp16.onnx`` -> ``x.fp16.json``; ``x.int8.trt.onnx`` -> ``x.int8.trt.json``."""
+    p = Path(artifact)
+    stem = p.name.removesuffix(".onnx")
+    if not stem.endswith((".fp16", ".int8", ".int8.trt")):
+        stem += ".fp32"
+    return p.with_name(stem + ".json")
+
+
+def _say(msg: str, progress: bool) -> None:
+    if progress:
+        print(f"export: {msg}", file=sys.stderr, flush=True)
+
+
+def export_checkpoint(checkpoint: str | os.PathLike, *, fmt: str = "onnx", precision: str = "fp32",
+                      imgsz: Any = None, dynamic: bool = False, batch: int = 1, calib: str | None = None,
+                      calib_images: int = 32, calib_method: str = "minmax", int8_target: str | None = None,
+                      max_miou_drop: float = 1.0, fuse_preprocess: bool = False, fuse_argmax: bool = False,
+                      opset: int = DEFAULT_OPSET, workspace_gb: float = 4.0, out: str | os.PathLike | None = None,
+                      data: str | None = None, val_images: int = 0, keep_failed: bool = False,
+                      simplify: bool = True, threads: int = 0, progress: bool = True) -> ExportResult:
+    """Export an edgeseg checkpoint and check every artifact against PyTorch on real images.
+
+    Raises :class:`ExportError` when a gate fails (after writing the report), and the usual
+    ``UsageError``/``CheckpointError``/``DatasetError``/``BackendUnavailableError`` for bad input.
+    """
+    from edgeseg.train.checkpoint import load_checkpoint
+
+    if fmt not in FORMATS:
+        raise unknown_name("format", fmt, FORMATS)
+    if precision not in PRECISIONS:
+        raise unknown_name("precision", precision, PRECISIONS)
+    check_choice("calibration method", calib_method, CALIB_METHODS)
+    target = int8_target or ("tensorrt" if fmt == "engine" else "ort")
+    check_choice("INT8 target", target, INT8_TARGETS)
+    if max_miou_drop < 0:
+        raise UsageError(f"--max-miou-drop {max_miou_drop} must be >= 0 (mIoU points)")
+    if calib_images < 1:
+        raise UsageError(f"--calib-images {calib_images} must be >= 1")
+    if fmt == "engine":
+        _require_tensorrt()
+
+    ckpt = load_checkpoint(checkpoint)
+    size = parse_hw(imgsz) if imgsz is not None else (tuple(ckpt.input_size) if ckpt.input_size else DEFAULT_IMGSZ)
+    base = base_path(checkpoint, out)
+    result = ExportResult(checkpoint=str(checkpoint))
+    started = time.perf_counter()
+
+    # 1. validation images and the PyTorch reference, computed once for every artifact.
+    val_source = data or (ckpt.dataset or {}).get("root")
+    if not val_source:
+        raise DatasetError(f"{checkpoint} records no dataset; pass --data DIR (a labelled dataset with a val split)")
+    _say(f"loading validation images from {val_source}", progress)
+    val = load_images(val_source, "val", val_images, need_labels=True, what="validation")
+    if val.classes is not None and len(val.classes) != ckpt.num_classes:
+        raise DatasetError(f"validation data {val_source} has {len(val.classes)} classes but {checkpoint} was "
+                           f"trained on {ckpt.num_classes}; pass the matching --data")
+    model = ckpt.build_model()
+
+    # 2. FP32 ONNX (always: FP16 and INT8 are derived from it).
+    fp32_path = artifact_path(base, "fp32")
+    _say(f"exporting {fp32_path.name} ({format_hw(size)}{', dynamic' if dynamic else ''})", progress)
+    torch_to_onnx(ckpt, fp32_path, imgsz=size, dynamic=dynamic, batch=batch, opset=opset,
+                  fuse_preprocess=fuse_preprocess, fuse_argmax=fuse_argmax, simplify=simplify)
+    meta = read_meta(fp32_path)
+    ctx = EvalContext(images=val, meta=meta, size=size)
+    _say(f"PyTorch reference on {len(val)} validation images", progress)
+    ctx.reference = torch_reference(model, val, meta, size, progress=progress)
+    result.reference = {"framework": "pytorch", **ctx.reference.metrics, "images": len(val),
+                        "data": str(val_source)}
+    fp32_row = _check(fp32_path, ctx, threads, progress)
+    agree = fp32_row["parity"]["pixel_agreement"]
+    fp32_ok = agree >= MIN_FP32_AGREEMENT
+    _finish(fp32_row, fp32_ok, keep_failed,
+            "" if fp32_ok else f"pixel agreement {agree:.3f} % < {MIN_FP32_AGREEMENT} % with PyTorch", result)
+    if not fp32_ok:
+        return _fail(result, f"FP32 ONNX {fp32_path.name} agrees with PyTorch on only {agree:.3f} % of pixels "
+                             f"(need {MIN_FP32_AGREEMENT} %); report in {report_path(fp32_path)}")
+    fp32_miou = fp32_row["parity"]["metrics"]["miou"]
+
+    # 3. the precision asked for.
+    onnx_for_engine = fp32_path
+    if precision == "fp16":
+        from .fp16 import convert_fp16
+
+        path = artifact_path(base, "fp16")
+        _say(f"converting to {path.name}", progress)
+        convert_fp16(fp32_path, path)
+        row = _check(path, ctx, threads, progress)
+        drop = fp32_miou - row["parity"]["metrics"]["miou"]
+        ok = drop <= max_miou_drop
+        _finish(row, ok, keep_failed, "" if ok else f"mIoU drop {drop:.2f} > {max_miou_drop:g}", result)
+        if not ok:
+            return _fail(result, f"FP16 model {path.name} drops {drop:.2f} mIoU points below FP32 "
+                                 f"(limit {max_miou_drop:g}); report in {report_path(path)}")
+        onnx_for_engine = path
+    elif precision == "int8":
+        path = artifact_path(base, "int8", int8_target=target)
+        calib_source = calib or (ckpt.dataset or {}).get("root")
+        if not calib_source:
+            raise DatasetError(f"{checkpoint} records no dataset to calibrate on; pass --calib DIR (images or a dataset)")
+        _say(f"loading {calib_images} calibration images from {calib_source}", progress)
+        calib_set = load_images(calib_source, "train", calib_images, what="calibration")
+        cache = base.with_name(f"{base.name}.calib.json") if target == "ort" else \
+            base.with_name(f"{base.name}.trt.calib.json")
+        _say(f"quantizing to {path.name} ({calib_method}, target {target}, {len(calib_set)} images)", progress)
+        try:
+            qres, gate = quantize_with_gate(fp32_path, path, calib=calib_set, val=val, fp32_miou=fp32_miou,
+                                            max_miou_drop=max_miou_drop, method=calib_method, target=target,
+                                            cache_path=cache, threads=threads)
+        except GateFailed as e:
+            row = _check(e.result.path, ctx, threads, progress)
+            row["quantization"] = {**e.result.to_dict(), "calib_source": str(calib_source)}
+            row["gate"] = e.report.to_dict()
+            _finish(row, False, keep_failed, str(e), result)
+            return _fail(result, str(e))
+        _say(f"calibration cache {'reused' if qres.cache_hit else 'written'}: {cache.name}", progress)
+        row = _check(path, ctx, threads, progress)
+        row["quantization"] = {**qres.to_dict(), "calib_source": str(calib_source), "calib_ids": list(calib_set.ids)}
+        row["gate"] = gate.to_dict()
+        _finish(row, True, True, "", result)
+        onnx_for_engine = path
+
+    # 4. TensorRT engine from the ONNX of that precision.
+    if fmt == "engine":
+        from .engine import onnx_to_engine
+
+        engine = artifact_path(base, precision, "engine")
+        _say(f"building TensorRT engine {engine.name} from {onnx_for_engine.name}", progress)
+        build = onnx_to_engine(onnx_for_engine, engine, precision=precision, imgsz=size, dynamic=dynamic,
+                               batch=batch, workspace_gb=workspace_gb, timing_cache=None, calibration=None,
+                               meta=read_meta(onnx_for_engine))
+        result.rows.append({"artifact": str(engine), "format": "engine", "precision": precision,
+                            "size_bytes": engine.stat().st_size if engine.exists() else 0,
+                            "source_onnx": str(onnx_for_engine), "build": build, "status": "built",
+                            "parity": None})
+    _say(f"done in {time.perf_counter() - started:.1f} s", progress)
+    return result
+
+
+def _check(path: Path, ctx: EvalContext, threads: int, progress: bool) -> dict[str, Any]:
+    meta = read_meta(path)
+    parity = check_parity(path, ctx, threads=threads, progress=progress)
+    return {"artifact": str(path), "format": "onnx", "precision": meta.precision,
+            "int8_target": meta.int8_target or None, "size_bytes": path.stat().st_size,
+            "sha256": sha256_file(path), "imgsz": list(ctx.size), "dynamic": meta.dynamic_hw,
+            "batch": meta.batch, "input_layout": meta.input_layout, "output_kind": meta.output_kind,
+            "source_sha256": meta.source_sha256, "edgeseg_version": __version__, "parity": parity,
+            "metadata": meta.to_dict()}
+
+
+def _finish(row: dict[str, Any], ok: bool, keep: bool, why: str, result: ExportResult) -> None:
+    """Write the report beside the artifact; delete a failed artifact unless kept."""
+    path = Path(row["artifact"])
+    row["status"] = "ok" if ok else "FAILED"
+    row["passed"] = ok
+    if why:
+        row["reason"] = why
+    if not ok and not keep and path.exists():
+        path.unlink()
+        row["removed"] = True
+    row["report"] = str(write_json(report_path(path), row))
+    result.rows.append(row)
+
+
+def _fail(result: ExportResult, message: str) -> ExportResult:
+    result.passed = False
+    result.error = message
+    raise ExportFailed(message, result)
+
+
+class ExportFailed(ExportError):
+    """A gate failed; ``result`` holds the rows (with reports) produced so far for the summary."""
+
+    def __init__(self, message: str, result: ExportResult) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+def _require_tensorrt() -> None:
+    """Fail before any long step when TensorRT cannot be imported (the build would fail at the end)."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorrt") is None:
+        raise BackendUnavailableError(
+            "--format engine needs TensorRT and an NVIDIA GPU: install 'edgeseg[trt]' (tensorrt, cuda-python) "
+            "on a machine with a CUDA GPU; on this machine export ONNX instead (--format onnx)")
+

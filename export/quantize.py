@@ -1,0 +1,306 @@
+"""Post-training INT8 quantization (Q/DQ ONNX) with cached calibration and an accuracy gate.
+
+Two targets, because the fastest INT8 form differs (NOTES.md, measured):
+
+* ``ort``: ONNX Runtime on x86 CPUs fuses only **U8S8** Q/DQ (uint8 activations, int8
+  weights) into integer kernels; S8S8 ran dequantize -> FP32 conv -> quantize and was slower
+  than FP32. Artifact ``x.int8.onnx``, metadata ``int8_target="ort_cpu"``.
+* ``tensorrt``: TensorRT explicit quantization wants symmetric **S8S8** (zero point 0).
+  Artifact ``x.int8.trt.onnx``, metadata ``int8_target="tensorrt"``; input to ``onnx_to_engine``.
+
+Calibration ranges are cached in ``x.calib.json`` under a provenance hash (model graph and
+weights, pre-processing, image list, method and its options, target); a cache whose hash
+differs is recomputed, never silently reused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from edgeseg.runtime.errors import ExportError, unknown_name
+from edgeseg.runtime.fileio import write_json
+from edgeseg.runtime.metadata import ModelMeta
+
+from edgeseg import __version__
+
+from .calibration import CalibrationReader, ImageSet
+from .onnx_export import get_meta, load_onnx, save_onnx, set_meta
+
+log = logging.getLogger("edgeseg.export")
+
+INT8_TARGETS = ("ort", "tensorrt")
+META_TARGET = {"ort": "ort_cpu", "tensorrt": "tensorrt"}  # ModelMeta.int8_target values
+CALIB_METHODS = ("minmax", "entropy", "percentile")
+CACHE_FORMAT = "edgeseg.calibration"
+CALIB_CHUNK = 8  # images per calibrator pass: bounds the activations held in memory at once
+
+# Calibrator options per method. ORT's entropy defaults (128 bins, 128 quantized bins) leave the
+# KL search a single candidate, so it returns the MinMax range (NOTES.md: byte-identical model);
+# 2048 histogram bins folded to 128 make it a real search, as TensorRT's entropy calibrator does.
+METHOD_OPTIONS: dict[str, dict[str, Any]] = {
+    "minmax": {},
+    "entropy": {"num_bins": 2048, "num_quantized_bins": 128},
+    "percentile": {"num_bins": 2048, "percentile": 99.999},
+}
+
+
+@dataclass
+class QuantizeResult:
+    path: Path
+    target: str
+    method: str
+    calib_images: int
+    cache_path: Path | None
+    cache_hit: bool
+    nodes_in_float: list[str] = field(default_factory=list)
+    qdq_nodes: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": str(self.path), "target": self.target, "method": self.method,
+                "calib_images": self.calib_images, "cache": str(self.cache_path) if self.cache_path else None,
+                "cache_hit": self.cache_hit, "nodes_in_float": list(self.nodes_in_float),
+                "qdq_nodes": self.qdq_nodes}
+
+
+def check_choice(kind: str, value: str, choices: Sequence[str]) -> str:
+    if value not in choices:
+        raise unknown_name(kind, value, choices)
+    return value
+
+
+def _graph_hash(proto: onnx.ModelProto) -> str:
+    """Hash of the graph (structure and weights), independent of metadata_props."""
+    return hashlib.sha256(proto.graph.SerializeToString(deterministic=True)).hexdigest()
+
+
+def provenance(pre: onnx.ModelProto, meta: ModelMeta, size: tuple[int, int], image_ids: Sequence[str],
+               method: str, target: str) -> dict[str, Any]:
+    """Everything the calibration ranges depend on; its hash decides whether a cache is reusable."""
+    import onnxruntime
+
+    return {
+        "model_sha256": _graph_hash(pre),
+        "mean": list(meta.mean), "std": list(meta.std), "input_size": list(size),
+        "input_layout": meta.input_layout,
+        "images_sha256": hashlib.sha256("\n".join(image_ids).encode()).hexdigest(),
+        "num_images": len(image_ids),
+        "method": method, "method_options": METHOD_OPTIONS[method],
+        "symmetric_activations": target == "tensorrt",
+        "target": target,
+        "onnxruntime": onnxruntime.__version__,
+    }
+
+
+def _prov_hash(prov: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(prov, sort_keys=True).encode()).hexdigest()
+
+
+def preprocess_for_quant(onnx_in: str | os.PathLike, out: Path) -> onnx.ModelProto:
+    """ORT's quantization pre-processing (optimise + shape inference), with every node named.
+
+    ``skip_symbolic_shape=True``: symbolic shape inference fails on dynamic-shape U-Nets (NOTES.md).
+    """
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    try:
+        quant_pre_process(str(onnx_in), str(out), skip_symbolic_shape=True)
+    except Exception as e:
+        raise ExportError(f"quantization pre-processing of {onnx_in} failed "
+                          f"({str(e).strip().splitlines()[0][:200]})") from None
+    pre = onnx.load(str(out))
+    seen: set[str] = set()
+    for i, node in enumerate(pre.graph.node):  # nodes_to_exclude works by name: make names unique
+        if not node.name or node.name in seen:
+            node.name = f"{node.op_type}_{i}"
+        seen.add(node.name)
+    onnx.save(pre, str(out))
+    return pre
+
+
+def calibrate(pre_path: Path, reader: CalibrationReader, method: str, target: str, workdir: Path) -> dict:
+    """Run ORT's calibrator over ``reader`` in chunks; return the ranges as ORT's JSON-ready dict."""
+    from onnxruntime.quantization import CalibrationMethod
+    from onnxruntime.quantization.calibrate import CalibrationCacheEncoder, create_calibrator
+    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
+
+    ort_method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                  "percentile": CalibrationMethod.Percentile}[method]
+    options = dict(METHOD_OPTIONS[method])
+    options["symmetric"] = target == "tensorrt"  # zero point 0 for TensorRT; full uint8 range for ORT
+    calibrator = create_calibrator(pre_path, sorted(set(QLinearOpsRegistry) | set(QDQRegistry)),
+                                   augmented_model_path=str(workdir / "augmented.onnx"),
+                                   calibrate_method=ort_method, extra_options=options)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # the histogram calibrators print progress chatter
+            for chunk in reader.chunks(CALIB_CHUNK):
+                calibrator.collect_data(chunk)
+            ranges = calibrator.compute_data()
+    finally:
+        del calibrator
+    return json.loads(json.dumps(ranges.to_dict(), cls=CalibrationCacheEncoder))
+
+
+def load_cache(path: Path, want_hash: str, prov: dict[str, Any] | None = None) -> dict | None:
+    """The cached ranges when ``path`` holds ranges for ``want_hash``; None (with a message) otherwise."""
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        log.warning("calibration cache %s is unreadable; recalibrating", path)
+        return None
+    if not isinstance(data, dict) or data.get("format") != CACHE_FORMAT or "ranges" not in data:
+        log.warning("%s is not an edgeseg calibration cache; recalibrating and overwriting it", path)
+        return None
+    if data.get("hash") != want_hash:
+        old = data.get("provenance") or {}
+        changed = sorted(k for k in set(old) | set(prov or {}) if old.get(k) != (prov or {}).get(k))
+        log.warning("calibration cache %s was made for a different %s; recalibrating", path,
+                    ", ".join(changed) or "provenance")
+        return None
+    return data["ranges"]
+
+
+def quantize_onnx(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, *,
+                  calib: ImageSet | CalibrationReader, method: str = "minmax", target: str = "ort",
+                  per_channel: bool = True, cache_path: str | os.PathLike | None = None,
+                  nodes_to_exclude: Sequence[str] = (), _pre: tuple[Path, onnx.ModelProto] | None = None
+                  ) -> QuantizeResult:
+    """Quantize an edgeseg FP32 ONNX into a Q/DQ INT8 ONNX for ``target`` (``ort`` or ``tensorrt``).
+
+    ``calib``: the calibration images (pre-processed here with the artifact's metadata) or a
+    ready :class:`CalibrationReader`. ``cache_path`` (e.g. ``x.calib.json``) caches the ranges.
+    ``nodes_to_exclude`` stay in float (the accuracy gate fills it).
+    """
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    check_choice("calibration method", method, CALIB_METHODS)
+    check_choice("INT8 target", target, INT8_TARGETS)
+    proto = load_onnx(onnx_in)
+    meta = get_meta(proto, str(onnx_in))
+    if meta.precision != "fp32":
+        raise ExportError(f"{onnx_in} is {meta.precision}; quantize the FP32 ONNX instead")
+    size = meta.input_size
+    if size is None:
+        raise ExportError(f"{onnx_in} has no input size in its metadata; re-export it with --imgsz")
+    reader = calib if isinstance(calib, CalibrationReader) else CalibrationReader(calib, meta, size)
+    ids = list(calib.ids) if isinstance(calib, ImageSet) else [f"array{i}:{_array_id(a)}"
+                                                              for i, a in enumerate(reader.images)]
+
+    with tempfile.TemporaryDirectory(prefix="edgeseg-int8-") as tmp:
+        work = Path(tmp)
+        if _pre is None:
+            pre_path = work / "pre.onnx"
+            pre = preprocess_for_quant(onnx_in, pre_path)
+        else:
+            pre_path, pre = _pre
+        prov = provenance(pre, meta, size, ids, method, target)
+        digest = _prov_hash(prov)
+        cache = Path(cache_path) if cache_path else None
+        ranges = load_cache(cache, digest, prov) if cache else None
+        hit = ranges is not None
+        if ranges is None:
+            log.info("calibrating %s on %d images (%s, target %s)", Path(onnx_in).name, len(reader.images),
+                     method, target)
+            ranges = calibrate(pre_path, reader, method, target, work)
+            if cache:
+                write_json(cache, {"format": CACHE_FORMAT, "hash": digest, "provenance": prov,
+                                   "image_ids": ids, "ranges": ranges})
+        ort_cache = work / "ranges.json"
+        ort_cache.write_text(json.dumps({**ranges, "smooth_quant": False}), encoding="utf-8")
+
+        act_type = QuantType.QInt8 if target == "tensorrt" else QuantType.QUInt8
+        extra = {"ActivationSymmetric": target == "tensorrt", "WeightSymmetric": True}
+        q_path = work / "q.onnx"
+        ort_method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                      "percentile": CalibrationMethod.Percentile}[method]
+        try:
+            _quiet_quant_logs()
+            quantize_static(str(pre_path), str(q_path), calibration_data_reader=None,
+                            calibration_cache_path=str(ort_cache), quant_format=QuantFormat.QDQ,
+                            per_channel=per_channel, activation_type=act_type, weight_type=QuantType.QInt8,
+                            calibrate_method=ort_method, nodes_to_exclude=list(nodes_to_exclude),
+                            extra_options=extra)
+        except Exception as e:
+            raise ExportError(f"INT8 quantization of {onnx_in} failed ({str(e).strip().splitlines()[0][:200]})"
+                              ) from None
+        qproto = onnx.load(str(q_path))
+
+    qdq = sum(1 for n in qproto.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear"))
+    if qdq == 0:
+        raise ExportError(f"INT8 quantization of {onnx_in} inserted no Q/DQ nodes; the model has no "
+                          "quantizable layers (Conv/MatMul)")
+    extra_meta = {**dict(meta.extra), "calib_method": method, "calib_images": str(len(reader.images)),
+                  "calib_hash": digest, "per_channel": str(per_channel).lower(),
+                  "activations": "int8 symmetric" if target == "tensorrt" else "uint8 asymmetric",
+                  "weights": "int8 symmetric", "nodes_in_float": ",".join(nodes_to_exclude)}
+    set_meta(qproto, meta.with_(precision="int8", int8_target=META_TARGET[target], edgeseg_version=__version__,
+                                extra=extra_meta))
+    try:
+        onnx.checker.check_model(qproto, full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
+        raise ExportError(f"INT8 model from {onnx_in} fails onnx.checker: {str(e).splitlines()[0]}") from None
+    out = save_onnx(qproto, onnx_out)
+    return QuantizeResult(path=out, target=target, method=method, calib_images=len(reader.images),
+                          cache_path=cache, cache_hit=hit, nodes_in_float=list(nodes_to_exclude), qdq_nodes=qdq)
+
+
+def _array_id(a: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()[:16]
+
+
+def _quiet_quant_logs() -> None:
+    # quantize_static logs a "consider pre-processing" warning we already did; keep output clean.
+    logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))
+
+
+# -- per-node sensitivity and the accuracy gate ---------------------------------------------------
+
+def node_sensitivity(pre_path: Path, qdq_path: Path, reader: CalibrationReader, workdir: Path) -> list[str]:
+    """Quantizable nodes ordered from most to least damaged by quantization.
+
+    Uses ONNX Runtime's QDQ debugging tools: each quantized activation's signal-to-quantization-
+    noise ratio (SQNR, dB) between its value before and after its own Q/DQ pair (the local error),
+    attributed to the node that produces the tensor. Lower SQNR = more sensitive.
+    """
+    from onnxruntime.quantization.qdq_loss_debug import (
+        collect_activations,
+        compute_activation_error,
+        create_activation_matching,
+        modify_model_output_intermediate_tensors,
+    )
+
+    aug_f, aug_q = workdir / "aug_float.onnx", workdir / "aug_qdq.onnx"
+    modify_model_output_intermediate_tensors(str(pre_path), str(aug_f))
+    modify_model_output_intermediate_tensors(str(qdq_path), str(aug_q))
+    float_acts = collect_activations(str(aug_f), reader, execution_providers=["CPUExecutionProvider"])
+    reader.rewind()
+    qdq_acts = collect_activations(str(aug_q), reader, execution_providers=["CPUExecutionProvider"])
+    reader.rewind()
+    errors = compute_activation_error(create_activation_matching(qdq_acts, float_acts))
+    pre = onnx.load(str(pre_path))
+    producer = {out: node.name for node in pre.graph.node for out in node.output}
+    consumers: dict[str, list[str]] = {}
+    for node in pre.graph.node:
+        for inp in node.input:
+            consumers.setdefault(inp, []).append(node.name)
+    scored: dict[str, float] = {}
+    for tensor, err in errors.items():
+        sqnr = float(err.get("qdq_err", np.inf))
+        # A badly quantized tensor hurts through its producer's output and its consumers' inputs.
+        for name in [producer.get(tensor)] + consumers.get(tensor, []):
+            if name:
+                scored[name] = min(scored.get(name, np.inf), sqnr)
+    return [n for n, _ in sorted(scored.items(), key=lambda kv: kv[1])]
