@@ -222,10 +222,12 @@ def _export(net: nn.Module, example: torch.Tensor, opset: int, dynamic: bool, dy
 @contextlib.contextmanager
 def _quiet() -> Any:
     """Silence exporter chatter (progress prints, deprecation warnings, torchvision notices)."""
-    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript")]
+    # torch logs a failed trace at ERROR before raising; the fallback below reports it in one line.
+    loggers = [logging.getLogger(n) for n in ("torch", "torch.onnx", "torch.export", "torch._dynamo", "torch._guards",
+                                              "torch.fx", "onnxscript", "onnx_ir")]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
-        lg.setLevel(logging.ERROR)
+        lg.setLevel(logging.CRITICAL)
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
@@ -239,8 +241,11 @@ def _export_dynamo(net: nn.Module, example: torch.Tensor, opset: int, dynamic: b
                    dyn_axes: dict[int, str], out_name: str) -> onnx.ModelProto:
     shapes = None
     if dynamic:
-        dims = {i: torch.export.Dim(name, min=1 if i == 0 else 8) for i, name in dyn_axes.items()}
-        shapes = (dims,)
+        # Dim.DYNAMIC, not named Dims with ranges: pad-to-stride models branch on H/W (e.g. H > 32),
+        # and torch.export refuses a user range that its guards narrow; DYNAMIC lets it record the
+        # guard instead. The branches are shape arithmetic only, so the graph still runs at any size
+        # (tested at sizes on both sides of such guards).
+        shapes = ({i: torch.export.Dim.DYNAMIC for i in dyn_axes},)
     with _quiet(), torch.inference_mode(False), torch.no_grad():
         prog = torch.onnx.export(net, (example,), dynamo=True, opset_version=opset, verbose=False,
                                  input_names=[INPUT_NAME], output_names=[out_name], dynamic_shapes=shapes,
@@ -248,7 +253,21 @@ def _export_dynamo(net: nn.Module, example: torch.Tensor, opset: int, dynamic: b
     proto = prog.model_proto
     if proto.opset_import and min(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")) < 17:
         raise ExportError(f"dynamo exporter produced opset < 17 although {opset} was asked")
+    if dynamic:
+        _name_dynamic_dims(proto, dyn_axes, out_name)
     return proto
+
+
+def _name_dynamic_dims(proto: onnx.ModelProto, dyn_axes: dict[int, str], out_name: str) -> None:
+    """Give the symbolic IO dims readable names (the exporter writes s0, s53, ...)."""
+    names = {}
+    for axis, dim in enumerate(proto.graph.input[0].type.tensor_type.shape.dim):
+        if axis in dyn_axes and dim.dim_param:
+            names[dim.dim_param] = dyn_axes[axis]
+    for vi in list(proto.graph.input) + list(proto.graph.output) + list(proto.graph.value_info):
+        for dim in vi.type.tensor_type.shape.dim:
+            if dim.dim_param in names:
+                dim.dim_param = names[dim.dim_param]
 
 
 def _export_torchscript(net: nn.Module, example: torch.Tensor, opset: int, dynamic: bool,

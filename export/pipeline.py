@@ -9,10 +9,12 @@ saying why it failed).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -168,6 +170,13 @@ def export_checkpoint(checkpoint: str | os.PathLike, *, fmt: str = "onnx", preci
         raise DatasetError(f"validation data {val_source} has {len(val.classes)} classes but {checkpoint} was "
                            f"trained on {ckpt.num_classes}; pass the matching --data")
     model = ckpt.build_model()
+    calib_source, calib_set = None, None
+    if precision == "int8":  # load before any long step: a bad --calib fails in seconds
+        calib_source = calib or (ckpt.dataset or {}).get("root")
+        if not calib_source:
+            raise DatasetError(f"{checkpoint} records no dataset to calibrate on; pass --calib DIR (images or a dataset)")
+        _say(f"loading {calib_images} calibration images from {calib_source}", progress)
+        calib_set = load_images(calib_source, "train", calib_images, what="calibration")
 
     # 2. FP32 ONNX (always: FP16 and INT8 are derived from it).
     fp32_path = artifact_path(base, "fp32")
@@ -177,7 +186,8 @@ def export_checkpoint(checkpoint: str | os.PathLike, *, fmt: str = "onnx", preci
     meta = read_meta(fp32_path)
     ctx = EvalContext(images=val, meta=meta, size=size)
     _say(f"PyTorch reference on {len(val)} validation images", progress)
-    ctx.reference = torch_reference(model, val, meta, size, progress=progress)
+    with _torch_threads(threads):
+        ctx.reference = torch_reference(model, val, meta, size, progress=progress)
     result.reference = {"framework": "pytorch", **ctx.reference.metrics, "images": len(val),
                         "data": str(val_source)}
     fp32_row = _check(fp32_path, ctx, threads, progress)
@@ -208,11 +218,6 @@ def export_checkpoint(checkpoint: str | os.PathLike, *, fmt: str = "onnx", preci
         onnx_for_engine = path
     elif precision == "int8":
         path = artifact_path(base, "int8", int8_target=target)
-        calib_source = calib or (ckpt.dataset or {}).get("root")
-        if not calib_source:
-            raise DatasetError(f"{checkpoint} records no dataset to calibrate on; pass --calib DIR (images or a dataset)")
-        _say(f"loading {calib_images} calibration images from {calib_source}", progress)
-        calib_set = load_images(calib_source, "train", calib_images, what="calibration")
         cache = base.with_name(f"{base.name}.calib.json") if target == "ort" else \
             base.with_name(f"{base.name}.trt.calib.json")
         _say(f"quantizing to {path.name} ({calib_method}, target {target}, {len(calib_set)} images)", progress)
@@ -248,6 +253,20 @@ def export_checkpoint(checkpoint: str | os.PathLike, *, fmt: str = "onnx", preci
                             "parity": None})
     _say(f"done in {time.perf_counter() - started:.1f} s", progress)
     return result
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int) -> Iterator[None]:
+    """Run PyTorch with ``threads`` intra-op threads (0: leave as is), restoring the setting after."""
+    import torch
+
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _check(path: Path, ctx: EvalContext, threads: int, progress: bool) -> dict[str, Any]:

@@ -1,0 +1,157 @@
+"""`edgeseg export` end to end on a short-trained checkpoint: reports, gates, artifacts, bad inputs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from edgeseg.export import pipeline
+from edgeseg.export.pipeline import ExportFailed, artifact_path, export_checkpoint, report_path
+from edgeseg.runtime.errors import BackendUnavailableError, DatasetError, UsageError
+from edgeseg.runtime.metadata import ModelMeta
+
+from edgeseg.cli import main
+
+FAST = ["--val-images", "6", "--calib-images", "8", "--threads", "1", "--quiet"]
+
+
+def _props(path) -> ModelMeta:
+    return ModelMeta.from_props({p.key: p.value for p in onnx.load(str(path)).metadata_props})
+
+
+def test_artifact_and_report_names(tmp_path):
+    base = tmp_path / "x"
+    assert artifact_path(base, "fp32").name == "x.onnx"
+    assert artifact_path(base, "fp16").name == "x.fp16.onnx"
+    assert artifact_path(base, "int8").name == "x.int8.onnx"
+    assert artifact_path(base, "int8", int8_target="tensorrt").name == "x.int8.trt.onnx"
+    assert artifact_path(base, "fp16", "engine").name == "x.fp16.engine"
+    assert [report_path(tmp_path / n).name for n in ("x.onnx", "x.fp16.onnx", "x.int8.onnx", "x.int8.trt.onnx")] == \
+        ["x.fp32.json", "x.fp16.json", "x.int8.json", "x.int8.trt.json"]
+    assert pipeline.base_path("runs/best.pt", None).name == "best"
+    assert pipeline.base_path("runs/best.pt", "out/model.fp16.onnx").name == "model"
+
+
+def test_cli_fp32_export_writes_checked_report(trained_checkpoint, tmp_path, capsys):
+    out = tmp_path / "m"
+    rc = main(["export", str(trained_checkpoint), "--out", str(out), "--json", str(tmp_path / "s.json"), *FAST])
+    assert rc == 0
+    table = capsys.readouterr().out
+    assert "m.onnx" in table and "pytorch (reference)" in table
+    report = json.loads((tmp_path / "m.fp32.json").read_text())
+    assert report["passed"] and report["parity"]["pixel_agreement"] >= 99.9
+    assert report["parity"]["max_abs_logit_diff"] < 1e-3
+    assert report["parity"]["images"] == 6 and report["parity"]["latency_ms"] > 0
+    assert set(report["parity"]["metrics"]["per_class_iou"]) == set(_props(tmp_path / "m.onnx").classes)
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["passed"] and summary["reference"]["miou"] == pytest.approx(
+        report["parity"]["metrics"]["miou"], abs=0.5)
+    meta = _props(tmp_path / "m.onnx")
+    assert meta.precision == "fp32" and meta.model_name == "unet_lite" and len(meta.source_sha256) == 64
+
+
+def test_int8_ort_export_has_qdq_and_passes_gate(trained_checkpoint, tmp_path):
+    res = export_checkpoint(trained_checkpoint, precision="int8", out=tmp_path / "m", val_images=6,
+                            calib_images=8, progress=False, threads=1)
+    path = tmp_path / "m.int8.onnx"
+    assert res.artifact == path and res.passed
+    q = onnx.load(str(path))
+    ops = [n.op_type for n in q.graph.node]
+    assert ops.count("QuantizeLinear") > 5 and ops.count("DequantizeLinear") > 5
+    # ORT CPU target: uint8 activations (fused into integer kernels on x86), int8 weights.
+    zp_types = {i.data_type for i in q.graph.initializer if "zero_point" in i.name} - {onnx.TensorProto.INT32}
+    assert zp_types == {onnx.TensorProto.UINT8, onnx.TensorProto.INT8}
+    meta = _props(path)
+    assert meta.precision == "int8" and meta.int8_target == "ort_cpu"
+    report = json.loads((tmp_path / "m.int8.json").read_text())
+    assert report["gate"]["passed"] and report["gate"]["miou_drop"] <= 1.0
+    assert report["quantization"]["target"] == "ort" and (tmp_path / "m.calib.json").is_file()
+    # A second export reuses the calibration cache.
+    again = export_checkpoint(trained_checkpoint, precision="int8", out=tmp_path / "m", val_images=6,
+                              calib_images=8, progress=False, threads=1)
+    assert again.rows[-1]["quantization"]["cache_hit"]
+
+
+def test_fp16_export_keeps_float32_io(trained_checkpoint, tmp_path):
+    res = export_checkpoint(trained_checkpoint, precision="fp16", out=tmp_path / "m", val_images=6, progress=False, threads=1)
+    path = tmp_path / "m.fp16.onnx"
+    assert res.artifact == path
+    q = onnx.load(str(path))
+    assert q.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert q.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in q.graph.initializer)
+    row = res.rows[-1]
+    assert row["precision"] == "fp16" and row["parity"]["pixel_agreement"] > 99.0
+
+
+def test_fused_export_through_pipeline(trained_checkpoint, tmp_path):
+    res = export_checkpoint(trained_checkpoint, out=tmp_path / "f", val_images=6, fuse_preprocess=True,
+                            fuse_argmax=True, dynamic=True, progress=False, threads=1)
+    row = res.rows[-1]
+    assert row["input_layout"] == "NHWC_BGR_U8" and row["output_kind"] == "class_map"
+    assert row["parity"]["max_abs_logit_diff"] is None and row["parity"]["pixel_agreement"] >= 99.9
+
+
+def test_failed_gate_removes_artifact_unless_kept(trained_checkpoint, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(pipeline, "MIN_FP32_AGREEMENT", 100.1)  # an unreachable bar: the gate must fail
+    rc = main(["export", str(trained_checkpoint), "--out", str(tmp_path / "a"), *FAST])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "error:" in err and "agrees with PyTorch" in err
+    assert not (tmp_path / "a.onnx").exists()
+    report = json.loads((tmp_path / "a.fp32.json").read_text())
+    assert report["status"] == "FAILED" and report["removed"]
+    with pytest.raises(ExportFailed):
+        export_checkpoint(trained_checkpoint, out=tmp_path / "b", val_images=6, keep_failed=True, progress=False, threads=1)
+    assert (tmp_path / "b.onnx").exists()
+
+
+def test_not_a_checkpoint_is_one_line_error(tmp_path, capsys):
+    bogus = tmp_path / "model.pt"
+    bogus.write_bytes(b"definitely not a torch file")
+    assert main(["export", str(bogus), "--quiet"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "model.pt" in err[0] and "Traceback" not in err[0]
+
+
+@pytest.mark.parametrize(("flag", "value", "hint"), [
+    ("--precision", "fp61", "fp16"), ("--calib-method", "entropi", "entropy"),
+    ("--format", "engin", "engine"), ("--int8-target", "tensorrtt", "tensorrt")])
+def test_unknown_names_suggest_close_matches(trained_checkpoint, flag, value, hint, capsys):
+    assert main(["export", str(trained_checkpoint), flag, value, "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert value in err and f"did you mean '{hint}'" in err
+
+
+def test_calibration_folder_missing_or_empty(trained_checkpoint, tmp_path):
+    with pytest.raises(DatasetError, match="does not exist"):
+        export_checkpoint(trained_checkpoint, precision="int8", calib=str(tmp_path / "nope"), out=tmp_path / "m",
+                          val_images=2, progress=False, threads=1)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no images here")
+    with pytest.raises(DatasetError, match="contains no images"):
+        export_checkpoint(trained_checkpoint, precision="int8", calib=str(empty), out=tmp_path / "m",
+                          val_images=2, progress=False, threads=1)
+
+
+def test_engine_without_tensorrt_says_what_to_install(trained_checkpoint, tmp_path):
+    pytest.importorskip("numpy")
+    try:
+        import tensorrt  # noqa: F401
+        pytest.skip("TensorRT is installed here")
+    except ImportError:
+        pass
+    with pytest.raises(BackendUnavailableError, match="TensorRT.*GPU"):
+        export_checkpoint(trained_checkpoint, fmt="engine", precision="fp16", out=tmp_path / "m", progress=False, threads=1)
+    assert list(tmp_path.iterdir()) == []  # refused before any work
+
+
+def test_bad_numbers_are_usage_errors(trained_checkpoint, tmp_path):
+    with pytest.raises(UsageError, match="max-miou-drop"):
+        export_checkpoint(trained_checkpoint, max_miou_drop=-1, out=tmp_path / "m", progress=False, threads=1)
+    with pytest.raises(UsageError, match="--imgsz"):
+        export_checkpoint(trained_checkpoint, imgsz="4x4", out=tmp_path / "m", progress=False, threads=1)
+    assert np.all([not p.name.endswith(".onnx") for p in tmp_path.iterdir()])
