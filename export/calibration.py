@@ -144,6 +144,11 @@ class CalibrationReader:
             yield CalibrationReader(self.images[start:start + per_chunk], self.meta, self.size, self.batch,
                                     self.input_name)
 
+    def feeds(self) -> Iterator[dict[str, np.ndarray]]:
+        """``{input_name: batch}`` dicts, for ORT tools that iterate their reader (qdq_loss_debug)."""
+        for x in self:
+            yield {self.input_name: x}
+
     # onnxruntime.quantization.CalibrationDataReader protocol
     def get_next(self) -> dict[str, np.ndarray] | None:
         if self._iter is None:

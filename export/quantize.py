@@ -285,10 +285,9 @@ def node_sensitivity(pre_path: Path, qdq_path: Path, reader: CalibrationReader, 
     aug_f, aug_q = workdir / "aug_float.onnx", workdir / "aug_qdq.onnx"
     modify_model_output_intermediate_tensors(str(pre_path), str(aug_f))
     modify_model_output_intermediate_tensors(str(qdq_path), str(aug_q))
-    float_acts = collect_activations(str(aug_f), reader, execution_providers=["CPUExecutionProvider"])
-    reader.rewind()
-    qdq_acts = collect_activations(str(aug_q), reader, execution_providers=["CPUExecutionProvider"])
-    reader.rewind()
+    cpu = ["CPUExecutionProvider"]
+    float_acts = collect_activations(str(aug_f), reader.feeds(), execution_providers=cpu)
+    qdq_acts = collect_activations(str(aug_q), reader.feeds(), execution_providers=cpu)
     errors = compute_activation_error(create_activation_matching(qdq_acts, float_acts))
     pre = onnx.load(str(pre_path))
     producer = {out: node.name for node in pre.graph.node for out in node.output}

@@ -1,0 +1,124 @@
+"""quantize_onnx / the accuracy gate on a tiny model: targets, calibration cache, reader, float fallback."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import onnx
+import pytest
+from edgeseg.export import CalibrationReader, ImageSet, quantize_onnx, read_meta, torch_to_onnx
+from edgeseg.export.gate import GateFailed, quantize_with_gate
+from edgeseg.export.parity import class_maps, score_maps
+from edgeseg.runtime.errors import ExportError, UsageError
+
+CLASSES = ["road", "car", "sky", "tree", "person"]  # matches the tiny_model fixture
+
+
+def _images(n: int, seed: int = 0, labels: bool = False) -> ImageSet:
+    rng = np.random.default_rng(seed)
+    imgs = tuple(rng.integers(0, 256, (32, 48, 3), dtype=np.uint8) for _ in range(n))  # (H, W, 3) RGB
+    labs = tuple(rng.integers(0, len(CLASSES), (32, 48), dtype=np.uint8) for _ in range(n)) if labels else None
+    return ImageSet(source=f"random:{seed}", ids=tuple(f"img{seed}_{i}" for i in range(n)), images=imgs,
+                    labels=labs, classes=tuple(CLASSES))
+
+
+@pytest.fixture
+def fp32_onnx(tiny_model, tmp_path):
+    return torch_to_onnx(tiny_model, tmp_path / "m.onnx", imgsz="32x48", classes=CLASSES)
+
+
+def _zero_points(path) -> dict[int, list[np.ndarray]]:
+    by_type: dict[int, list[np.ndarray]] = {}
+    for init in onnx.load(str(path)).graph.initializer:
+        if "zero_point" in init.name:
+            by_type.setdefault(init.data_type, []).append(onnx.numpy_helper.to_array(init))
+    return by_type
+
+
+def test_tensorrt_target_is_symmetric_s8s8(fp32_onnx, tmp_path):
+    res = quantize_onnx(fp32_onnx, tmp_path / "m.int8.trt.onnx", calib=_images(4), target="tensorrt")
+    zps = _zero_points(res.path)
+    assert onnx.TensorProto.UINT8 not in zps
+    assert all(not z.any() for z in zps[onnx.TensorProto.INT8])  # zero point 0 everywhere
+    meta = read_meta(res.path)
+    assert meta.int8_target == "tensorrt" and meta.extra["activations"] == "int8 symmetric"
+
+
+def test_ort_target_is_u8s8(fp32_onnx, tmp_path):
+    res = quantize_onnx(fp32_onnx, tmp_path / "m.int8.onnx", calib=_images(4), target="ort")
+    zps = _zero_points(res.path)
+    assert onnx.TensorProto.UINT8 in zps and onnx.TensorProto.INT8 in zps
+    assert res.qdq_nodes > 0 and read_meta(res.path).int8_target == "ort_cpu"
+
+
+def test_calibration_cache_hit_and_miss_on_provenance(fp32_onnx, tmp_path, caplog):
+    cache = tmp_path / "m.calib.json"
+    first = quantize_onnx(fp32_onnx, tmp_path / "a.onnx", calib=_images(4), cache_path=cache)
+    assert not first.cache_hit and cache.is_file()
+    stored = json.loads(cache.read_text())
+    assert stored["provenance"]["method"] == "minmax" and stored["provenance"]["num_images"] == 4
+    assert quantize_onnx(fp32_onnx, tmp_path / "b.onnx", calib=_images(4), cache_path=cache).cache_hit
+    same = onnx.load(str(tmp_path / "a.onnx")).graph == onnx.load(str(tmp_path / "b.onnx")).graph
+    assert same  # ranges from the cache give the identical model
+    with caplog.at_level(logging.WARNING, logger="edgeseg.export"):
+        other_images = quantize_onnx(fp32_onnx, tmp_path / "c.onnx", calib=_images(4, seed=1), cache_path=cache)
+    assert not other_images.cache_hit and "images_sha256" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="edgeseg.export"):
+        other_method = quantize_onnx(fp32_onnx, tmp_path / "d.onnx", calib=_images(4, seed=1), cache_path=cache,
+                                     method="percentile")
+    assert not other_method.cache_hit and "method" in caplog.text
+
+
+def test_entropy_is_not_minmax(fp32_onnx, tmp_path):
+    # NOTES.md: ORT entropy with default bins equals MinMax; ours must search for a tighter range.
+    mm = quantize_onnx(fp32_onnx, tmp_path / "mm.onnx", calib=_images(4), method="minmax")
+    en = quantize_onnx(fp32_onnx, tmp_path / "en.onnx", calib=_images(4), method="entropy")
+    scales = [[onnx.numpy_helper.to_array(i) for i in onnx.load(str(p)).graph.initializer if i.name.endswith("_scale")]
+              for p in (mm.path, en.path)]
+    assert any(not np.allclose(a, b) for a, b in zip(*scales, strict=True))
+
+
+def test_calibration_reader_yields_preprocessed_batches(fp32_onnx):
+    meta = read_meta(fp32_onnx)
+    reader = CalibrationReader(_images(5), meta, (32, 48), batch=2)
+    batches = list(reader)
+    assert [b.shape for b in batches] == [(2, 3, 32, 48), (2, 3, 32, 48), (1, 3, 32, 48)]
+    assert all(b.dtype == np.float32 for b in batches) and len(reader) == 3
+    img = _images(5).images[0]
+    want = (img.astype(np.float32) / 255 - np.array(meta.mean, np.float32)) / np.array(meta.std, np.float32)
+    np.testing.assert_allclose(batches[0][0], want.transpose(2, 0, 1), atol=1e-5)
+    assert reader.get_next()["images"].shape == (2, 3, 32, 48)
+    reader.rewind()
+    assert sum(1 for _ in iter(reader.get_next, None)) == 3
+
+
+def test_bad_method_target_and_precision(fp32_onnx, tmp_path):
+    with pytest.raises(UsageError, match="did you mean 'percentile'"):
+        quantize_onnx(fp32_onnx, tmp_path / "x.onnx", calib=_images(2), method="percentil")
+    with pytest.raises(UsageError, match="did you mean 'tensorrt'"):
+        quantize_onnx(fp32_onnx, tmp_path / "x.onnx", calib=_images(2), target="tensorrt10")
+    q = quantize_onnx(fp32_onnx, tmp_path / "q.onnx", calib=_images(2))
+    with pytest.raises(ExportError, match="int8; quantize the FP32 ONNX"):
+        quantize_onnx(q.path, tmp_path / "qq.onnx", calib=_images(2))
+
+
+def test_gate_keeps_sensitive_nodes_in_float_and_fails_clearly(fp32_onnx, tmp_path):
+    val = _images(3, seed=7, labels=True)
+    meta = read_meta(fp32_onnx)
+    fp32_miou = score_maps(class_maps(fp32_onnx, val.images, (32, 48)), val, meta)["miou"]
+    # An FP32 target 100 points above reality cannot be met: the gate must search, then fail.
+    with pytest.raises(GateFailed, match="loses .* mIoU points") as info:
+        quantize_with_gate(fp32_onnx, tmp_path / "m.int8.onnx", calib=_images(4), val=val,
+                           fp32_miou=fp32_miou + 100, max_miou_drop=1.0, max_float_nodes=2, threads=1)
+    steps = info.value.report.steps
+    assert [s["nodes_in_float"] for s in steps] == [0, 1, 2]
+    assert len(info.value.report.nodes_in_float) == 2
+    kept = read_meta(info.value.result.path).extra["nodes_in_float"].split(",")
+    assert kept == info.value.report.nodes_in_float
+    # With the real FP32 figure and a loose limit the first (all-INT8) attempt passes.
+    res, report = quantize_with_gate(fp32_onnx, tmp_path / "ok.int8.onnx", calib=_images(4), val=val,
+                                     fp32_miou=fp32_miou, max_miou_drop=100.0, threads=1)
+    assert report.passed and report.nodes_in_float == [] and report.latency_all_int8_ms > 0
