@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -37,12 +38,18 @@ def convert_fp16(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, *, kee
     del proto.graph.value_info[:]
     proto = onnx.shape_inference.infer_shapes(proto)
     try:
-        half = float16.convert_float_to_float16(proto, keep_io_types=keep_io_types,
-                                                op_block_list=sorted(set(blocked)))
+        # The converter warns once per weight it clamps into float16 range (thousands of lines for
+        # tiny weights flushed to 1e-7); count them into the metadata instead.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            half = float16.convert_float_to_float16(proto, keep_io_types=keep_io_types,
+                                                    op_block_list=sorted(set(blocked)))
     except Exception as e:  # the converter raises plain Exceptions/ValueErrors
         raise ExportError(f"float16 conversion of {onnx_in} failed ({str(e).splitlines()[0][:200]})") from None
+    clamped = sum("truncated" in str(w.message) for w in caught)
     set_meta(half, meta.with_(precision="fp16",
                               extra={**dict(meta.extra), "fp16_keep_io_types": str(keep_io_types).lower(),
+                                     "fp16_clamped_values": str(clamped),
                                      "fp16_fp32_ops": ",".join(sorted(set(blocked) & _op_types(proto)))}))
     try:
         onnx.checker.check_model(half, full_check=True)

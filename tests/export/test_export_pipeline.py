@@ -88,7 +88,7 @@ def test_fp16_export_keeps_float32_io(trained_checkpoint, tmp_path):
 
 def test_fused_export_through_pipeline(trained_checkpoint, tmp_path):
     res = export_checkpoint(trained_checkpoint, out=tmp_path / "f", val_images=6, fuse_preprocess=True,
-                            fuse_argmax=True, dynamic=True, progress=False, threads=1)
+                            fuse_argmax=True, progress=False, threads=1)
     row = res.rows[-1]
     assert row["input_layout"] == "NHWC_BGR_U8" and row["output_kind"] == "class_map"
     assert row["parity"]["max_abs_logit_diff"] is None and row["parity"]["pixel_agreement"] >= 99.9
