@@ -122,3 +122,17 @@ def test_gate_keeps_sensitive_nodes_in_float_and_fails_clearly(fp32_onnx, tmp_pa
     res, report = quantize_with_gate(fp32_onnx, tmp_path / "ok.int8.onnx", calib=_images(4), val=val,
                                      fp32_miou=fp32_miou, max_miou_drop=100.0, threads=1)
     assert report.passed and report.nodes_in_float == [] and report.latency_all_int8_ms > 0
+
+
+@pytest.mark.data
+def test_calibration_images_from_camvid_are_spread_and_named(camvid_root):
+    from edgeseg.export import load_images
+
+    calib = load_images(camvid_root, "train", 4)
+    assert len(calib) == 4 and len(set(calib.ids)) == 4
+    assert all(i.endswith(".png") for i in calib.ids) and calib.ids == tuple(sorted(calib.ids))
+    # Evenly spread over the 367 frames of the train sequences, not the first four look-alikes.
+    train_names = sorted(p.name for p in (camvid_root / "train").iterdir())
+    assert calib.ids[0] == train_names[0] and calib.ids[-1] == train_names[-1]
+    assert calib.images[0].dtype == np.uint8 and calib.images[0].shape[2] == 3
+    assert calib.ignore_index == 11 and calib.labels is not None
