@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,11 +120,16 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(f"{path} is not a readable torch checkpoint (not the zip archive torch.save writes); "
+                              "train one with 'edgeseg train'")
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0][:200]
-        raise CheckpointError(f"{path} cannot be loaded safely with weights_only=True ({first}); "
+        # Never echo torch's advice to retry with weights_only=False: that would run the file's code.
+        found = re.search(r"GLOBAL ([\w.]+)", str(e))
+        what = f"a Python object ({found.group(1)})" if found else "Python objects"
+        raise CheckpointError(f"{path} holds {what} that safe loading (weights_only=True) refuses; "
                               "only edgeseg checkpoints from 'edgeseg train' are accepted") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
