@@ -19,11 +19,11 @@ import time
 
 import torch
 import torch.nn.functional as F
+
+from edgeseg.models import create_model, list_models, model_stats
 from edgeseg.runtime.errors import unknown_name
 from edgeseg.runtime.fileio import write_json
 from edgeseg.runtime.sizes import parse_hw
-
-from edgeseg.models import create_model, list_models, model_stats
 
 
 def _sync(device: torch.device) -> None:

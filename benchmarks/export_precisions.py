@@ -77,9 +77,9 @@ def time_interleaved(ckpt: Path, paths: dict[str, str], imgsz: tuple[int, int], 
     """Median latency (ms) of each candidate, timed in interleaved rounds."""
     import onnxruntime as ort
     import torch
+
     from edgeseg.export.calibration import preprocess
     from edgeseg.export.onnx_export import read_meta
-
     from edgeseg.train.checkpoint import load_checkpoint
 
     torch.set_num_threads(threads)
@@ -130,7 +130,6 @@ def main(argv: list[str] | None = None) -> int:
         print("note: issue 3 asks for >= 50 timed runs", file=sys.stderr)
     from edgeseg.export.calibration import load_images
     from edgeseg.runtime.sizes import parse_hw
-
     from edgeseg.train.checkpoint import load_checkpoint
 
     imgsz = parse_hw(args.imgsz)

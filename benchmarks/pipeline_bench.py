@@ -35,6 +35,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+
 from edgeseg.runtime import Segmenter
 from edgeseg.runtime.fileio import write_json
 from edgeseg.runtime.mjpeg import MjpegServer, encode_jpeg

@@ -19,11 +19,10 @@ import json
 import os
 import sys
 
+from edgeseg.cli.bench_cmd import bench_frame, environment, interleaved, model_row
 from edgeseg.runtime import Segmenter
 from edgeseg.runtime.fileio import write_json
 from edgeseg.runtime.sizes import parse_hw
-
-from edgeseg.cli.bench_cmd import bench_frame, environment, interleaved, model_row
 
 
 def main(argv: list[str] | None = None) -> int:

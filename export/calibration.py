@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from edgeseg.runtime.errors import DatasetError, UsageError
 from edgeseg.runtime.metadata import ModelMeta
 from edgeseg.runtime.preprocess import Preprocessor

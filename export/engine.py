@@ -23,6 +23,8 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
+
+from edgeseg import __version__ as EDGESEG_VERSION
 from edgeseg.runtime.backends.trt import (
     cuda_check,
     dtype_name,
@@ -43,8 +45,6 @@ from edgeseg.runtime.manifest import (
 )
 from edgeseg.runtime.metadata import ModelMeta
 from edgeseg.runtime.sizes import format_hw
-
-from edgeseg import __version__ as EDGESEG_VERSION
 
 from .engine_plan import (
     BuildPlan,

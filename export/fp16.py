@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+
 from edgeseg.runtime.errors import ExportError
 
 from .onnx_export import get_meta, load_onnx, run_onnx, save_onnx, set_meta

@@ -21,6 +21,9 @@ from typing import Any
 import numpy as np
 import onnx
 import torch
+from torch import nn
+
+from edgeseg import __version__
 from edgeseg.runtime.errors import CheckpointError, ExportError, ModelFormatError, UsageError
 from edgeseg.runtime.fileio import atomic_path
 from edgeseg.runtime.metadata import (
@@ -34,9 +37,6 @@ from edgeseg.runtime.metadata import (
     default_palette,
 )
 from edgeseg.runtime.sizes import parse_hw
-from torch import nn
-
-from edgeseg import __version__
 
 log = logging.getLogger("edgeseg.export")
 

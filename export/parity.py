@@ -19,6 +19,7 @@ from typing import Any
 import cv2
 import numpy as np
 import onnxruntime as ort
+
 from edgeseg.runtime.errors import ModelFormatError, UsageError
 from edgeseg.runtime.metadata import OUTPUT_CLASS_MAP, ModelMeta
 from edgeseg.runtime.metrics import ConfusionMatrix

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgeseg import __version__
 from edgeseg.runtime.errors import (
     BackendUnavailableError,
     DatasetError,
@@ -30,8 +31,6 @@ from edgeseg.runtime.errors import (
 from edgeseg.runtime.fileio import sha256_file, write_json
 from edgeseg.runtime.metadata import PRECISIONS
 from edgeseg.runtime.sizes import format_hw, parse_hw
-
-from edgeseg import __version__
 
 from .calibration import load_images
 from .gate import GateFailed, quantize_with_gate

@@ -29,11 +29,11 @@ from typing import Any
 
 import numpy as np
 import onnx
+
+from edgeseg import __version__
 from edgeseg.runtime.errors import ExportError, unknown_name
 from edgeseg.runtime.fileio import write_json
 from edgeseg.runtime.metadata import ModelMeta
-
-from edgeseg import __version__
 
 from .calibration import CalibrationReader, ImageSet
 from .onnx_export import get_meta, load_onnx, save_onnx, set_meta

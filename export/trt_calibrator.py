@@ -20,6 +20,7 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
+
 from edgeseg.runtime.backends.trt import cuda_check, import_cudart, import_tensorrt
 from edgeseg.runtime.errors import ExportError
 from edgeseg.runtime.fileio import atomic_open

@@ -1,6 +1,7 @@
 import os
 
 import pytest
+
 from edgeseg.runtime.errors import UsageError, unknown_name
 from edgeseg.runtime.fileio import atomic_open, atomic_path, sha256_file, write_json
 from edgeseg.runtime.sizes import parse_hw

@@ -1,4 +1,5 @@
 import pytest
+
 from edgeseg.runtime.errors import ModelFormatError
 from edgeseg.runtime.metadata import LAYOUT_UINT8, OUTPUT_CLASS_MAP, ModelMeta, default_palette
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from data_trees import camvid_tree, cityscapes_tree, image, label, write
-from edgeseg.runtime.errors import DatasetError, UsageError
 
 from edgeseg.data import build_dataset, check_dataset
+from edgeseg.runtime.errors import DatasetError, UsageError
 
 
 def one_line(err: pytest.ExceptionInfo) -> str:

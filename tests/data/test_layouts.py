@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from data_trees import camvid_tree, cityscapes_tree, image, label, write
-from edgeseg.runtime.errors import DatasetError
 
 from edgeseg.data import (
     CAMVID_CLASSES,
@@ -21,6 +20,7 @@ from edgeseg.data import (
     detect_layout,
     train_transform,
 )
+from edgeseg.runtime.errors import DatasetError
 
 
 def test_camvid_real(camvid_root: Path) -> None:

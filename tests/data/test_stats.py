@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from data_trees import image, label, write
-from edgeseg.runtime.errors import UsageError
 
 from edgeseg.data import build_dataset, class_frequencies, class_stats, class_weights
+from edgeseg.runtime.errors import UsageError
 
 
 @pytest.fixture

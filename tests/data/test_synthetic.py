@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
+from edgeseg.data import SyntheticDataset, build_dataset, parse_synthetic_uri
 from edgeseg.runtime.errors import DatasetError, UsageError
 from edgeseg.runtime.synthetic import (
     CAR,
@@ -14,8 +16,6 @@ from edgeseg.runtime.synthetic import (
     SYNTHETIC_PALETTE,
     SceneGenerator,
 )
-
-from edgeseg.data import SyntheticDataset, build_dataset, parse_synthetic_uri
 
 SIZE = (120, 160)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from edgeseg.runtime.errors import UsageError
 
 from edgeseg.data import (
     Compose,
@@ -16,6 +15,7 @@ from edgeseg.data import (
     eval_transform,
     train_transform,
 )
+from edgeseg.runtime.errors import UsageError
 
 
 def blocks(h: int = 64, w: int = 96) -> tuple[np.ndarray, np.ndarray]:

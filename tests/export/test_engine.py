@@ -19,12 +19,13 @@ from types import SimpleNamespace
 import numpy as np
 import onnx
 import pytest
+from onnx import TensorProto, helper, numpy_helper
+
 from edgeseg.export.engine import EngineBuilder, onnx_to_engine, read_onnx_meta
 from edgeseg.export.trt_calibrator import make_entropy_calibrator
 from edgeseg.runtime.errors import BackendUnavailableError, ExportError, ModelFormatError
 from edgeseg.runtime.manifest import read_manifest
 from edgeseg.runtime.metadata import ModelMeta
-from onnx import TensorProto, helper, numpy_helper
 
 CLASSES = ("road", "car", "sky", "person")
 PALETTE = ((128, 64, 128), (0, 0, 142), (70, 130, 180), (220, 20, 60))
@@ -441,6 +442,7 @@ def test_importing_the_modules_needs_no_tensorrt():
 def test_real_fp16_engine_matches_onnxruntime(tmp_path, dynamic):
     import onnxruntime as ort
     import tensorrt
+
     from edgeseg.runtime.backends.trt import TensorRTBackend
 
     fp32 = tiny_onnx(tmp_path / "x.onnx", dynamic=dynamic)

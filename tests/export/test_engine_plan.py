@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from edgeseg.export.engine_plan import (
     TrtVersion,
     calibration_cache_path,

@@ -7,12 +7,12 @@ import json
 import numpy as np
 import onnx
 import pytest
+
+from edgeseg.cli import main
 from edgeseg.export import pipeline
 from edgeseg.export.pipeline import ExportFailed, artifact_path, export_checkpoint, report_path
 from edgeseg.runtime.errors import BackendUnavailableError, DatasetError, UsageError
 from edgeseg.runtime.metadata import ModelMeta
-
-from edgeseg.cli import main
 
 FAST = ["--val-images", "6", "--calib-images", "8", "--threads", "1", "--quiet"]
 

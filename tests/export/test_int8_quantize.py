@@ -8,6 +8,7 @@ import logging
 import numpy as np
 import onnx
 import pytest
+
 from edgeseg.export import CalibrationReader, ImageSet, quantize_onnx, read_meta, torch_to_onnx
 from edgeseg.export.gate import GateFailed, quantize_with_gate
 from edgeseg.export.parity import class_maps, score_maps

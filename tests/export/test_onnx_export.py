@@ -7,6 +7,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+
 from edgeseg.export import read_meta, torch_to_onnx
 from edgeseg.runtime.errors import ModelFormatError, UsageError
 from edgeseg.runtime.metadata import LAYOUT_UINT8, OUTPUT_CLASS_MAP, ModelMeta

@@ -8,8 +8,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-from edgeseg.export import read_meta, torch_to_onnx
 
+from edgeseg.export import read_meta, torch_to_onnx
 from edgeseg.models import create_model, list_models
 
 VGG = {"fcn8s", "fcn16s", "fcn32s"}  # 134 M parameters each: one static size, simplification off

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from edgeseg.runtime.errors import UsageError
 from torch import nn
 
 from edgeseg.models import create_model, list_models
 from edgeseg.models.blocks import BilinearUp, bilinear_kernel
+from edgeseg.runtime.errors import UsageError
 
 NUM_CLASSES = 5
 LITE = ["unet_lite", "fcn8s_lite"]

@@ -19,6 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+
 from edgeseg.runtime.metadata import LAYOUT_UINT8, OUTPUT_CLASS_MAP, ModelMeta, default_palette
 
 TINY_HW = (48, 64)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from edgeseg.runtime import Segmenter
 from edgeseg.runtime.backends.ort import (
     CPU_EP,
@@ -90,7 +91,6 @@ def test_tensorrt_backend_import_failure_says_what_to_install(tmp_path, monkeypa
 def tiny_checkpoint(tmp_path_factory):
     torch = pytest.importorskip("torch")
     from edgeseg.runtime.metadata import default_palette
-
     from edgeseg.train.checkpoint import Checkpoint, save_checkpoint
 
     torch.manual_seed(0)

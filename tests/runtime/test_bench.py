@@ -6,11 +6,11 @@ import json
 
 import numpy as np
 import pytest
-from edgeseg.runtime import Segmenter
-from edgeseg.runtime.errors import UsageError
 
 from edgeseg.cli import main
 from edgeseg.cli.bench_cmd import interleaved, model_row, summarize
+from edgeseg.runtime import Segmenter
+from edgeseg.runtime.errors import UsageError
 
 
 class _Recorder:

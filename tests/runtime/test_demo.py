@@ -15,10 +15,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from edgeseg.runtime.mjpeg import MjpegServer
-from edgeseg.runtime.sinks import gui_problem
 
 from edgeseg.cli import main
+from edgeseg.runtime.mjpeg import MjpegServer
+from edgeseg.runtime.sinks import gui_problem
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from edgeseg.runtime.errors import EngineMismatchError, ModelFormatError
 from edgeseg.runtime.manifest import (
     EngineManifest,

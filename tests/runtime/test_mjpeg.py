@@ -9,6 +9,7 @@ import time
 import cv2
 import numpy as np
 import pytest
+
 from edgeseg.runtime.errors import SourceError, UsageError
 from edgeseg.runtime.mjpeg import BOUNDARY, MjpegServer, encode_jpeg, is_loopback, parse_address
 

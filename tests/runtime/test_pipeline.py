@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import cv2
 import numpy as np
 import pytest
+
 from edgeseg.runtime import Segmenter
 from edgeseg.runtime.errors import SourceError, UsageError
 from edgeseg.runtime.metadata import ModelMeta, default_palette

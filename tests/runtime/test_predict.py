@@ -13,9 +13,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from edgeseg.runtime.mjpeg import MjpegServer
 
 from edgeseg.cli import main
+from edgeseg.runtime.mjpeg import MjpegServer
 
 REPO = Path(__file__).resolve().parents[2]
 

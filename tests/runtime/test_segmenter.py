@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from edgeseg.runtime import Result, Segmenter
 from edgeseg.runtime.errors import ModelFormatError, UsageError
 from edgeseg.runtime.metadata import default_palette
@@ -159,6 +160,7 @@ def test_bad_backend_and_device(tiny_model):
 
 def test_missing_gpu_provider_says_what_to_install(tiny_model):
     import onnxruntime as ort
+
     from edgeseg.runtime.errors import BackendUnavailableError
 
     if "CUDAExecutionProvider" in ort.get_available_providers():

@@ -7,6 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+
 from edgeseg.runtime.errors import SourceError, UsageError
 from edgeseg.runtime.sinks import (
     ImageFileSink,

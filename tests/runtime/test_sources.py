@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+
 from edgeseg.runtime.errors import SourceError, UsageError
 from edgeseg.runtime.mjpeg import MjpegServer, free_port
 from edgeseg.runtime.sources import FrameStatus, has_gstreamer, open_source

@@ -17,6 +17,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+
 from edgeseg.runtime.backends.base import Backend
 from edgeseg.runtime.backends.trt import TensorRTBackend
 from edgeseg.runtime.errors import BackendUnavailableError, EngineMismatchError, ModelFormatError, UsageError

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from edgeseg.runtime.errors import UsageError
 from edgeseg.runtime.visualize import (
     colorize,

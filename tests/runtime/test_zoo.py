@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from edgeseg.runtime import Segmenter, zoo
 from edgeseg.runtime.errors import ModelFormatError, UsageError
 

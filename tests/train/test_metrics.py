@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+
 from edgeseg.runtime.metrics import ConfusionMatrix, pixel_agreement
 
 

@@ -6,9 +6,9 @@ import csv
 
 import pytest
 import torch
-from edgeseg.runtime.errors import CheckpointError
 
 from edgeseg.cli import main
+from edgeseg.runtime.errors import CheckpointError
 from edgeseg.train.checkpoint import load_checkpoint, load_model, save_checkpoint
 from edgeseg.train.config import TrainConfig
 from edgeseg.train.trainer import train
