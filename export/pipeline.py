@@ -261,7 +261,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, *, fmt: str = "onnx", preci
         _say(f"building TensorRT engine {engine.name} from {onnx_for_engine.name}", progress)
         build = onnx_to_engine(onnx_for_engine, engine, precision=precision, imgsz=size, dynamic=dynamic,
                                batch=batch, workspace_gb=workspace_gb, timing_cache=None, calibration=None,
-                               meta=read_meta(onnx_for_engine))
+                               meta=read_meta(onnx_for_engine), checkpoint=checkpoint)
         result.rows.append({"artifact": str(engine), "format": "engine", "precision": precision,
                             "size_bytes": engine.stat().st_size if engine.exists() else 0,
                             "source_onnx": str(onnx_for_engine), "build": build, "status": "built",

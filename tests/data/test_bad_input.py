@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from data_trees import camvid_tree, cityscapes_tree, image, label, write
+from testkit.data_trees import camvid_tree, cityscapes_tree, image, label, write
 
 from edgeseg.data import build_dataset, check_dataset
 from edgeseg.runtime.errors import DatasetError, UsageError

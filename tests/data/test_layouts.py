@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from data_trees import camvid_tree, cityscapes_tree, image, label, write
+from testkit.data_trees import camvid_tree, cityscapes_tree, image, label, write
 
 from edgeseg.data import (
     CAMVID_CLASSES,

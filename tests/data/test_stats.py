@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from data_trees import image, label, write
+from testkit.data_trees import image, label, write
 
 from edgeseg.data import build_dataset, class_frequencies, class_stats, class_weights
 from edgeseg.runtime.errors import UsageError

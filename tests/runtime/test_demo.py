@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -15,45 +13,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from testkit.video import count_frames, run_until_writing_then_signal
 
 from edgeseg.cli import main
 from edgeseg.runtime.mjpeg import MjpegServer
 from edgeseg.runtime.sinks import gui_problem
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def count_frames(path: Path) -> tuple[int, float]:
-    cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
-    assert cap.isOpened(), f"{path} is not playable"
-    fps = cap.get(cv2.CAP_PROP_FPS)
-    n = 0
-    while cap.read()[0]:
-        n += 1
-    cap.release()
-    return n, fps
-
-
-def run_until_writing_then_signal(cmd: list[str], out: Path, sig: int = signal.SIGTERM,
-                                  after_s: float = 0.7) -> subprocess.CompletedProcess:
-    """Start ``cmd``, wait for the hidden temp video beside ``out`` to appear, then send ``sig``."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.perf_counter() + 30.0
-        while time.perf_counter() < deadline and proc.poll() is None:
-            if any(p.name.startswith(f".{out.stem}.") for p in out.parent.iterdir()):
-                break
-            time.sleep(0.05)
-        assert proc.poll() is None, proc.communicate()
-        time.sleep(after_s)  # some frames into the file
-        proc.send_signal(sig)
-        stdout, stderr = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
 
 
 def stream_frames(n: int = 6, hw: tuple[int, int] = (72, 96)) -> list[np.ndarray]:
