@@ -41,7 +41,9 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     from edgeseg import __version__
 
-    parser = _Parser(prog="edgeseg", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="edgeseg", description="Semantic segmentation from training to a camera: "
+                     "train, export (ONNX / TensorRT, FP16 / INT8), run on video.",
+                     epilog="Run 'edgeseg COMMAND --help' for a command's options.")
     parser.add_argument("--version", action="version", version=f"edgeseg {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, (_module, help_text) in COMMANDS.items():
@@ -59,6 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     # Only the chosen command's module is imported (and only it may need torch).
     command = next((a for a in argv if not a.startswith("-")), None)
+    if command is not None and command not in COMMANDS:
+        from edgeseg.runtime.errors import unknown_name
+
+        print(f"edgeseg: error: {unknown_name('command', command, COMMANDS)}", file=sys.stderr)
+        return EXIT_USAGE
     if command in COMMANDS:
         sub = parser._subparsers._group_actions[0].choices[command]  # type: ignore[union-attr]
         sub.add_argument("--verbose", "-v", action="store_true", help="show tracebacks and debug logs")

@@ -137,3 +137,8 @@ def test_cli_bad_input_gives_one_line_and_nonzero_exit(argv, expected, capsys):
     assert expected in err
     assert "Traceback" not in err
     assert len(err.strip().splitlines()) == 1, err
+
+
+def test_unknown_command_suggests_the_close_one(capsys):
+    assert main(["trian"]) == 2
+    assert "did you mean 'train'" in capsys.readouterr().err
