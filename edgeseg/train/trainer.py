@@ -122,6 +122,12 @@ def _load_datasets(cfg: TrainConfig) -> tuple[Any, Any]:
     return train_ds, val_ds
 
 
+def _portable_root(root: Any) -> str:
+    """Dataset location for the checkpoint: absolute for folders, so export/val work from any directory."""
+    text = str(root)
+    return text if "://" in text else str(Path(text).resolve())
+
+
 def _append_metrics(path: Path, row: dict[str, Any]) -> None:
     new = not path.exists()
     with open(path, "a", newline="") as f:
@@ -236,7 +242,7 @@ def _train(cfg: TrainConfig, start: Checkpoint | None, dist_info: DistInfo, show
             state_dict={k: v.detach().cpu() for k, v in model.state_dict().items()},
             classes=list(train_ds.classes), palette=[list(map(int, c)) for c in train_ds.palette],
             ignore_index=int(train_ds.ignore_index), mean=list(cfg.mean), std=list(cfg.std),
-            input_size=list(cfg.imgsz), dataset={"layout": str(train_ds.name), "root": str(train_ds.root)},
+            input_size=list(cfg.imgsz), dataset={"layout": str(train_ds.name), "root": _portable_root(train_ds.root)},
             epoch=epoch, step=step, metrics=metrics, best_metrics=best,
             train_config=cfg.to_dict(), edgeseg_version=__version__,
             resume_state={"optimizer": optimizer.state_dict(),

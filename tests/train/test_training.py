@@ -142,3 +142,11 @@ def test_cli_bad_input_gives_one_line_and_nonzero_exit(argv, expected, capsys):
 def test_unknown_command_suggests_the_close_one(capsys):
     assert main(["trian"]) == 2
     assert "did you mean 'train'" in capsys.readouterr().err
+
+
+def test_checkpoint_records_an_absolute_dataset_folder(tmp_path, monkeypatch):
+    from edgeseg.train.trainer import _portable_root
+
+    monkeypatch.chdir(tmp_path)
+    assert _portable_root("data/camvid") == str(tmp_path / "data" / "camvid")
+    assert _portable_root("synthetic://?n=4") == "synthetic://?n=4"
