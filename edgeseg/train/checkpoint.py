@@ -9,7 +9,8 @@ A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts::
     state_dict      model weights (always the bare module, never DDP-wrapped)
     classes         [str, ...]; palette [[r, g, b], ...]; ignore_index int
     mean, std       RGB on the [0, 1] scale
-    input_size      [H, W] used for training crops
+    input_size      [H, W] the model was validated at (the native size of the validation images,
+                    or the training crop when those sizes vary): the default export size
     dataset         {"layout": str, "root": str}
     epoch, step     progress (epoch = number of finished epochs)
     metrics         last validation metrics; best_metrics: the best ones

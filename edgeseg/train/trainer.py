@@ -122,6 +122,12 @@ def _load_datasets(cfg: TrainConfig) -> tuple[Any, Any]:
     return train_ds, val_ds
 
 
+def _native_size(dataset: Any) -> tuple[int, int] | None:
+    """(H, W) shared by the first validation images, or None when they differ."""
+    sizes = {tuple(dataset[i][1].shape[:2]) for i in range(min(len(dataset), 8))}
+    return sizes.pop() if len(sizes) == 1 else None
+
+
 def _portable_root(root: Any) -> str:
     """Dataset location for the checkpoint: absolute for folders, so export/val work from any directory."""
     text = str(root)
@@ -236,13 +242,16 @@ def _train(cfg: TrainConfig, start: Checkpoint | None, dist_info: DistInfo, show
             frac = max(frac, (time.perf_counter() - t_start) / budget_s)
         return min(1.0, frac)
 
+    # Exports default to the resolution the model was validated at (CamVid: 360x480), not the crop.
+    deploy_size = _native_size(val_ds) or cfg.imgsz
+
     def make_ckpt(metrics: dict[str, Any]) -> Checkpoint:
         return Checkpoint(
             model_name=cfg.model, model_kwargs=dict(cfg.model_kwargs),
             state_dict={k: v.detach().cpu() for k, v in model.state_dict().items()},
             classes=list(train_ds.classes), palette=[list(map(int, c)) for c in train_ds.palette],
             ignore_index=int(train_ds.ignore_index), mean=list(cfg.mean), std=list(cfg.std),
-            input_size=list(cfg.imgsz), dataset={"layout": str(train_ds.name), "root": _portable_root(train_ds.root)},
+            input_size=list(deploy_size), dataset={"layout": str(train_ds.name), "root": _portable_root(train_ds.root)},
             epoch=epoch, step=step, metrics=metrics, best_metrics=best,
             train_config=cfg.to_dict(), edgeseg_version=__version__,
             resume_state={"optimizer": optimizer.state_dict(),

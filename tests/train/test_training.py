@@ -50,7 +50,7 @@ def test_checkpoint_loads_with_weights_only_and_carries_its_facts(trained):
     raw = torch.load(result.best_path, weights_only=True)  # must not need pickle of arbitrary objects
     assert raw["format"] == "edgeseg.checkpoint"
     model, ckpt = load_model(result.best_path)
-    assert ckpt.model_name == "unet_lite" and ckpt.input_size == [64, 96]
+    assert ckpt.model_name == "unet_lite" and ckpt.input_size == [64, 96]  # native val size
     assert len(ckpt.classes) == len(ckpt.palette) > 1
     assert ckpt.best_metrics["miou"] == pytest.approx(result.best_metrics["miou"])
     assert "optimizer" not in raw  # best.pt is for deployment; last.pt carries the resume state
@@ -113,10 +113,12 @@ def test_checkpoint_with_wrong_weights_names_the_model(trained, tmp_path):
 # -- CLI ---------------------------------------------------------------------------------------
 def test_cli_train_and_val_end_to_end(tmp_path, capsys):
     out = tmp_path / "cli"
-    code = main(["train", "--model", "unet_lite", "--data", DATA, "--imgsz", "64x96", "--epochs", "1",
+    code = main(["train", "--model", "unet_lite", "--data", DATA, "--imgsz", "48x64", "--epochs", "1",
                  "--batch", "4", "--workers", "0", "--out", str(out), "--quiet", "--json", str(tmp_path / "t.json")])
     assert code == 0
     assert "best_miou" in capsys.readouterr().out
+    # trained on 48x64 crops, validated on 64x96 scenes: exports default to the validated size
+    assert load_checkpoint(out / "best.pt").input_size == [64, 96]
     code = main(["val", str(out / "best.pt"), "--split", "val", "--quiet", "--json", str(tmp_path / "v.json")])
     assert code == 0
     text = capsys.readouterr().out
