@@ -121,6 +121,9 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
+    if path.suffix.lower() in (".onnx", ".engine", ".plan"):
+        raise CheckpointError(f"{path} is an exported model, not a training checkpoint; pass the .pt file "
+                              "it was exported from (best.pt)")
     if not zipfile.is_zipfile(path):
         raise CheckpointError(f"{path} is not a readable torch checkpoint (not the zip archive torch.save writes); "
                               "train one with 'edgeseg train'")

@@ -152,3 +152,10 @@ def test_checkpoint_records_an_absolute_dataset_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert _portable_root("data/camvid") == str(tmp_path / "data" / "camvid")
     assert _portable_root("synthetic://?n=4") == "synthetic://?n=4"
+
+
+def test_exported_model_given_as_checkpoint_is_named(tmp_path):
+    onnx_file = tmp_path / "model.onnx"
+    onnx_file.write_bytes(b"onnx")
+    with pytest.raises(CheckpointError, match="exported model, not a training checkpoint"):
+        load_checkpoint(onnx_file)
