@@ -34,7 +34,7 @@ import numpy as np
 from .errors import EdgesegError, SourceError, UsageError
 from .sinks import Sink
 from .sources import Frame, FrameStatus, Source
-from .visualize import colorize, draw_legend, draw_text_panel, overlay, palette_lut
+from .visualize import colorize, draw_legend, draw_text_panel, legend_width, overlay, palette_lut
 
 RENDERS = ("overlay", "mask", "side", None)
 STAGES = ("capture", "preprocess", "infer", "postprocess", "render", "write")
@@ -255,9 +255,11 @@ class _Renderer:
                      f"latency {c2r.percentile(50):.0f} ms (p99 {c2r.percentile(99):.0f})" if c2r.n else "latency -"]
             if stats.drops:
                 lines.append(f"dropped {stats.drops}")
-            draw_text_panel(out, lines)
-            legend_x = max(8, out.shape[1] - 130)
-            draw_legend(out, self.classes, self.palette, self.legend_ids, origin=(legend_x, 8), scale=0.4)
+            # Text scales with the frame so the HUD covers the same share of a 240p or a 1080p frame.
+            scale = min(1.0, max(0.3, out.shape[0] / 1200))
+            draw_text_panel(out, lines, scale=scale * 1.2)
+            legend_x = max(8, out.shape[1] - legend_width(self.classes, self.legend_ids, scale) - 8)
+            draw_legend(out, self.classes, self.palette, self.legend_ids, origin=(legend_x, 8), scale=scale)
         return out
 
 

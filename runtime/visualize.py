@@ -118,7 +118,7 @@ def draw_legend(img: np.ndarray, classes: Sequence[str], palette: Palette, class
     (_, th), _ = cv2.getTextSize("Ag", font, scale, 1)
     row = th + 8
     x, y = origin
-    width = max((cv2.getTextSize(classes[i], font, scale, 1)[0][0] for i in ids), default=0) + 12
+    width = legend_width(classes, ids, scale)
     for k, i in enumerate(ids):
         if not 0 <= i < len(classes):
             continue
@@ -129,6 +129,14 @@ def draw_legend(img: np.ndarray, classes: Sequence[str], palette: Palette, class
         cv2.rectangle(img, (x, top), (x + width, top + row - 1), (b, g, r), thickness=-1)
         cv2.putText(img, classes[i], (x + 6, top + row - 5), font, scale, _text_color((b, g, r)), 1, cv2.LINE_AA)
     return img
+
+
+def legend_width(classes: Sequence[str], classes_shown: Iterable[int] | None = None, scale: float = 0.45) -> int:
+    """Pixel width of the legend :func:`draw_legend` draws (to right-align it)."""
+    ids = range(len(classes)) if classes_shown is None else classes_shown
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    return max((cv2.getTextSize(classes[i], font, scale, 1)[0][0] for i in ids if 0 <= i < len(classes)),
+               default=0) + 12
 
 
 def draw_text_panel(img: np.ndarray, lines: Sequence[str], origin: tuple[int, int] = (8, 8),
