@@ -44,3 +44,4 @@ def test_atomic_path_renames_only_on_success(tmp_path):
     assert target.read_bytes() == b"abc"
     assert sha256_file(target) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     assert len(os.listdir(tmp_path)) == 1
+    assert target.stat().st_mode & 0o044  # readable by others like any file, not mkstemp's 0600
