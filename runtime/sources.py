@@ -377,18 +377,23 @@ class _LiveSource(Source):
             self._latest = None
 
 
+def _opened(cap: cv2.VideoCapture, problem: str) -> cv2.VideoCapture:
+    """Return ``cap`` if it opened; otherwise release it and raise ``problem`` as a SourceError."""
+    if not cap.isOpened():
+        cap.release()
+        raise SourceError(problem)
+    return cap
+
+
 def _ffmpeg_opener(url: str, timeout: float, size: tuple[int, int] | None):
     ms = int(timeout * 1000)
     params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms]
     shown = _redact(url)
 
     def open_() -> cv2.VideoCapture:
-        cap = cv2.VideoCapture(url, cv2.CAP_FFMPEG, params)
-        if not cap.isOpened():
-            cap.release()
-            raise SourceError(f"cannot open stream {shown}: no answer or not a video stream; check the URL "
-                              "and that the camera/server is running")
-        return cap
+        return _opened(cv2.VideoCapture(url, cv2.CAP_FFMPEG, params),
+                       f"cannot open stream {shown}: no answer or not a video stream; check the URL "
+                       "and that the camera/server is running")
 
     return open_
 
@@ -397,11 +402,9 @@ def _camera_opener(target: int | str, size: tuple[int, int] | None, fps: float |
     api = cv2.CAP_V4L2 if sys.platform.startswith("linux") else cv2.CAP_ANY
 
     def open_() -> cv2.VideoCapture:
-        cap = cv2.VideoCapture(target, api)
-        if not cap.isOpened():
-            cap.release()
-            raise SourceError(f"cannot open camera {target}: it exists but refused to start (busy or not a "
-                              "capture device?); close other programs using it or try another index")
+        cap = _opened(cv2.VideoCapture(target, api),
+                      f"cannot open camera {target}: it exists but refused to start (busy or not a "
+                      "capture device?); close other programs using it or try another index")
         if size is not None:
             cap.set(cv2.CAP_PROP_FRAME_HEIGHT, size[0])
             cap.set(cv2.CAP_PROP_FRAME_WIDTH, size[1])
@@ -418,12 +421,9 @@ def _gstreamer_opener(pipeline: str):
                           "or an rtsp:// / http:// URL, or install an OpenCV build with GStreamer")
 
     def open_() -> cv2.VideoCapture:
-        cap = cv2.VideoCapture(pipeline, cv2.CAP_GSTREAMER)
-        if not cap.isOpened():
-            cap.release()
-            raise SourceError(f"GStreamer could not start the pipeline {pipeline!r}; test it with "
-                              "gst-launch-1.0 and make sure it ends in 'appsink'")
-        return cap
+        return _opened(cv2.VideoCapture(pipeline, cv2.CAP_GSTREAMER),
+                       f"GStreamer could not start the pipeline {pipeline!r}; test it with "
+                       "gst-launch-1.0 and make sure it ends in 'appsink'")
 
     return open_
 

@@ -154,8 +154,8 @@ def train(cfg: TrainConfig, resume: str | os.PathLike | None = None, progress: b
         start_ckpt = load_checkpoint(resume)
         if "optimizer" not in start_ckpt.resume_state:
             raise CheckpointError(f"{resume} has no optimizer state (it is a best.pt); resume from last.pt")
-        cfg = replace(TrainConfig.from_dict(start_ckpt.train_config), out=cfg.out,
-                      epochs=max(cfg.epochs, TrainConfig.from_dict(start_ckpt.train_config).epochs))
+        saved = TrainConfig.from_dict(start_ckpt.train_config)
+        cfg = replace(saved, out=cfg.out, epochs=max(cfg.epochs, saved.epochs))
 
     dist_info: DistInfo = init_distributed(cfg.device)
     try:
