@@ -68,6 +68,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-images", type=int, default=0, help="validate on the first N images only (0 = all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-steps", type=int, default=0, help="stop after N optimizer steps (smoke runs)")
+    p.add_argument("--weights", default="", metavar="CKPT",
+                   help="start from this checkpoint's weights with a fresh schedule (fine-tuning); "
+                        "layers whose shape differs, e.g. a head for other classes, start fresh")
     p.add_argument("--resume", default=None, metavar="LAST_PT", help="continue an interrupted run from last.pt")
     p.add_argument("--json", default=None, metavar="PATH", help="write the result summary as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -89,7 +92,7 @@ def config_from_args(args: argparse.Namespace):
         class_weight_cap=args.class_weight_cap, ohem_fraction=args.ohem, device=args.device,
         amp=not args.no_amp, workers=args.workers, threads=args.threads, cache=not args.no_cache,
         seed=args.seed, max_steps=args.max_steps, time_budget_min=args.time_budget, val_every=args.val_every,
-        val_max_images=args.val_images)
+        val_max_images=args.val_images, init_weights=args.weights)
 
 
 def run(args: argparse.Namespace) -> int:

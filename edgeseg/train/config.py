@@ -50,6 +50,7 @@ class TrainConfig:
     val_every: int = 1  # epochs between validations
     val_max_images: int = 0  # >0: validate on the first N images only (fast feedback)
     threads: int = 0  # torch intra-op threads; 0 = all cores
+    init_weights: str = ""  # checkpoint to start from (fine-tuning); tensors whose shape differs start fresh
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:

@@ -83,6 +83,25 @@ def poly_lr(cfg: TrainConfig, step: int, progress: float) -> float:
     return cfg.lr * warm * max(0.0, 1.0 - progress) ** cfg.poly_power
 
 
+def load_init_weights(model: torch.nn.Module, model_name: str, path: str) -> list[str]:
+    """Copy a checkpoint's weights into ``model``; returns the names left at their fresh values.
+
+    Tensors are matched by name and shape, so a CamVid model can seed training on a dataset with
+    other classes: everything but the classifier carries over.
+    """
+    ckpt = load_checkpoint(path)
+    if ckpt.model_name != model_name:
+        raise UsageError(f"--weights {path} holds a {ckpt.model_name!r} model, not {model_name!r}; "
+                         f"pass --model {ckpt.model_name} or a {model_name} checkpoint")
+    own = model.state_dict()
+    usable = {k: v for k, v in ckpt.state_dict.items() if k in own and own[k].shape == v.shape}
+    if not usable:
+        raise UsageError(f"--weights {path}: no tensor matches {model_name} with these model arguments; "
+                         "check --model-arg against the checkpoint's")
+    model.load_state_dict(usable, strict=False)
+    return sorted(k for k in own if k not in usable)
+
+
 def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     # No weight decay on norms and biases: decaying BN scales hurts small models.
     decay, no_decay = [], []
@@ -200,6 +219,11 @@ def _train(cfg: TrainConfig, start: Checkpoint | None, dist_info: DistInfo, show
     model = create_model(cfg.model, num_classes, **cfg.model_kwargs).to(device)
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
+    if cfg.init_weights and start is None:
+        fresh = load_init_weights(model, cfg.model, cfg.init_weights)
+        if is_main:
+            log.info("initialised from %s (%s)", cfg.init_weights,
+                     f"fresh: {', '.join(fresh)}" if fresh else "all tensors")
     optimizer = build_optimizer(cfg, model)
     use_amp = cfg.amp and device.type == "cuda"
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from edgeseg.cli import main
-from edgeseg.runtime.errors import CheckpointError
+from edgeseg.runtime.errors import CheckpointError, UsageError
 from edgeseg.train.checkpoint import load_checkpoint, load_model, save_checkpoint
 from edgeseg.train.config import TrainConfig
 from edgeseg.train.trainer import train
@@ -68,6 +68,27 @@ def test_resume_continues_from_last(tmp_path):
     assert resumed.epochs == 2 and resumed.steps == 2 * first.steps
     rows = list(csv.DictReader(open(first.out_dir / "metrics.csv")))
     assert [r["epoch"] for r in rows] == ["1", "2"]
+
+
+def test_fine_tuning_starts_from_the_given_weights(trained, tmp_path):
+    from edgeseg.models import create_model
+    from edgeseg.train.trainer import load_init_weights
+
+    _, result = trained
+    source, _ = load_model(result.best_path)
+    fresh_model = create_model("unet_lite", source.state_dict()["head.conv.bias"].numel())
+    left = load_init_weights(fresh_model, "unet_lite", str(result.best_path))
+    assert left == []
+    for k, v in source.state_dict().items():
+        assert torch.equal(fresh_model.state_dict()[k], v), k
+    # Another class count: everything but the classifier carries over.
+    other = create_model("unet_lite", 3)
+    left = load_init_weights(other, "unet_lite", str(result.best_path))
+    assert left and all(other.state_dict()[k].shape != source.state_dict()[k].shape for k in left)
+    with pytest.raises(UsageError, match="--model unet_lite"):
+        load_init_weights(create_model("fcn8s_lite", 3), "fcn8s_lite", str(result.best_path))
+    tuned = train(small_config(tmp_path, epochs=1, init_weights=str(result.best_path)), progress=False)
+    assert tuned.best_metrics["miou"] >= 0.0 and tuned.epochs == 1
 
 
 def test_max_steps_stops_early(tmp_path):
