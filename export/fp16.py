@@ -47,6 +47,8 @@ def convert_fp16(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, *, kee
                                                     op_block_list=sorted(set(blocked)))
     except Exception as e:  # the converter raises plain Exceptions/ValueErrors
         raise ExportError(f"float16 conversion of {onnx_in} failed ({str(e).splitlines()[0][:200]})") from None
+    if keep_io_types:
+        _float32_outputs(half)
     clamped = sum("truncated" in str(w.message) for w in caught)
     set_meta(half, meta.with_(precision="fp16",
                               extra={**dict(meta.extra), "fp16_keep_io_types": str(keep_io_types).lower(),
@@ -59,6 +61,32 @@ def convert_fp16(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, *, kee
     if validate:
         _validate(half, meta, onnx_in)
     return save_onnx(half, onnx_out)
+
+
+def _float32_outputs(half: onnx.ModelProto) -> None:
+    """Make every float16 graph output float32 again.
+
+    The converter misses outputs produced by a blocked op (a graph ending in Resize gets
+    Resize(fp32) -> Cast(to fp16) -> output); that closing Cast is turned into a float32 one,
+    which ONNX Runtime drops, so the logits stay exactly as the float32 Resize made them.
+    """
+    producer = {o: n for n in half.graph.node for o in n.output}
+    for out in half.graph.output:
+        tt = out.type.tensor_type
+        if tt.elem_type != onnx.TensorProto.FLOAT16:
+            continue
+        node = producer.get(out.name)
+        if node is not None and node.op_type == "Cast":
+            for attr in node.attribute:
+                if attr.name == "to":
+                    attr.i = onnx.TensorProto.FLOAT
+        else:
+            inner = out.name + "_fp16"
+            if node is not None:
+                node.output[list(node.output).index(out.name)] = inner
+            half.graph.node.append(onnx.helper.make_node("Cast", [inner], [out.name], to=onnx.TensorProto.FLOAT,
+                                                         name=out.name + "_to_float32"))
+        tt.elem_type = onnx.TensorProto.FLOAT
 
 
 def _op_types(proto: onnx.ModelProto) -> set[str]:

@@ -54,6 +54,32 @@ def test_ort_target_is_u8s8(fp32_onnx, tmp_path):
     assert res.qdq_nodes > 0 and read_meta(res.path).int8_target == "ort_cpu"
 
 
+def _conv_weight_kinds(path) -> dict[str, bool]:
+    """Conv node name -> True when its weight comes through a DequantizeLinear (int8)."""
+    g = onnx.load(str(path)).graph
+    producer = {o: n for n in g.node for o in n.output}
+    return {n.name: n.input[1] in producer and producer[n.input[1]].op_type == "DequantizeLinear"
+            for n in g.node if n.op_type == "Conv"}
+
+
+def test_classifier_head_stays_float_for_ort_only(fp32_onnx, tmp_path):
+    from edgeseg.export.quantize import classifier_tail
+
+    proto = onnx.load(str(fp32_onnx))
+    tail = classifier_tail(proto)
+    ops = {n.name: n.op_type for n in proto.graph.node}
+    assert tail and ops[tail[-1]] == "Conv"  # output side first, the classifier conv closes the chain
+    assert all(ops[n] != "Conv" for n in tail[:-1])
+    ort_res = quantize_onnx(fp32_onnx, tmp_path / "m.int8.onnx", calib=_images(4), target="ort")
+    kinds = _conv_weight_kinds(ort_res.path)
+    assert kinds and sum(not q for q in kinds.values()) == 1  # exactly the classifier conv in float
+    assert ort_res.head_in_float and read_meta(ort_res.path).extra["head_in_float"]
+    trt_res = quantize_onnx(fp32_onnx, tmp_path / "m.int8.trt.onnx", calib=_images(4), target="tensorrt")
+    assert all(_conv_weight_kinds(trt_res.path).values()) and not trt_res.head_in_float
+    off = quantize_onnx(fp32_onnx, tmp_path / "all.int8.onnx", calib=_images(4), float_head=False)
+    assert all(_conv_weight_kinds(off.path).values())
+
+
 def test_calibration_cache_hit_and_miss_on_provenance(fp32_onnx, tmp_path, caplog):
     cache = tmp_path / "m.calib.json"
     first = quantize_onnx(fp32_onnx, tmp_path / "a.onnx", calib=_images(4), cache_path=cache)
