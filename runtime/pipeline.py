@@ -8,9 +8,11 @@ Three threads work at once: a capture thread reads the source, an inference thre
 segmenter, and the calling thread renders and writes (so a window and signal handlers live in
 the main thread). Between them sit small queues:
 
-* live sources ("latest frame wins"): the capture->inference queue holds one frame and a newer
-  frame replaces an unread one (the replaced frame is counted in ``drops``), so a model slower
-  than the camera never builds a backlog and lag stays constant;
+* live sources ("latest frame wins"): the source's own reader thread keeps only the newest
+  frame and the inference thread takes it from there (a newer frame replaces an unread one and
+  is counted in ``drops``), so a model slower than the camera never builds a backlog and lag
+  stays constant; with ``latest_frame_wins=True`` on a file, a capture thread and a one-frame
+  slot do the same;
 * files, folders and clips: blocking queues; every frame is processed, in order, none dropped.
 
 Statistics (per-stage latency, capture-to-render latency, FPS, drops, reconnects) go into a
@@ -294,6 +296,11 @@ def run_pipeline(segmenter: Any, source: Source, sinks: Iterable[Sink] = (), ren
     q_in: Any = _LatestSlot() if latest else queue.Queue(maxsize=4)
     q_out: queue.Queue = queue.Queue(maxsize=1 if latest else 2)
     slot_drops = 0
+    # A live source already keeps only its newest frame (its own thread reads the device), so the
+    # inference thread takes frames from it directly: no second hand-off, and a source that
+    # decodes lazily decodes only the frames that are actually used.
+    direct = latest and source.is_live
+    live_timeout = float(getattr(source, "timeout", 5.0))
     base_drops, base_reconnects, base_corrupt = source.drops, source.reconnects, source.corrupt
 
     def put_blocking(q: queue.Queue, item: Any) -> bool:
@@ -341,11 +348,34 @@ def run_pipeline(segmenter: Any, source: Source, sinks: Iterable[Sink] = (), ren
         else:
             put_blocking(q_in, end)
 
+    def read_live() -> Any:
+        """The newest frame straight from a live source (or an _End); None once halted."""
+        waited = 0.0
+        while not halt.is_set():
+            frame = source.read(timeout=POLL_S)  # short waits: a stop request is seen within POLL_S
+            if frame.status is FrameStatus.OK:
+                return frame
+            if frame.status is FrameStatus.TIMEOUT:
+                waited += POLL_S
+                if waited >= live_timeout:
+                    stats.timeouts += 1
+                    waited = 0.0
+                continue
+            return _End("eos" if frame.status is FrameStatus.EOS else "error", frame.message)
+        return None
+
+    def next_input() -> Any:
+        if direct:
+            return read_live()
+        try:
+            return q_in.get(timeout=POLL_S)
+        except queue.Empty:
+            return None
+
     def infer() -> None:
         while not halt.is_set():
-            try:
-                item = q_in.get(timeout=POLL_S)
-            except queue.Empty:
+            item = next_input()
+            if item is None:
                 continue
             if isinstance(item, _End):
                 put_blocking(q_out, item)
@@ -360,8 +390,9 @@ def run_pipeline(segmenter: Any, source: Source, sinks: Iterable[Sink] = (), ren
                 item.release()
                 return
 
-    threads = [threading.Thread(target=capture, name="pipeline-capture", daemon=True),
-               threading.Thread(target=infer, name="pipeline-infer", daemon=True)]
+    threads = [threading.Thread(target=infer, name="pipeline-infer", daemon=True)]
+    if not direct:
+        threads.append(threading.Thread(target=capture, name="pipeline-capture", daemon=True))
     end: _End | None = None
     failure: BaseException | None = None
     lat = stats.latency
