@@ -41,6 +41,7 @@ from .visualize import colorize, draw_legend, draw_text_panel, legend_width, ove
 RENDERS = ("overlay", "mask", "side", None)
 STAGES = ("capture", "preprocess", "infer", "postprocess", "render", "write")
 POLL_S = 0.1  # how often blocked threads look at the stop flag
+IN_FLIGHT = 3  # pre-processed input buffers: one being filled, one queued, one in inference
 
 
 class LatencyHistogram:
@@ -204,6 +205,24 @@ class _LatestSlot:
             return end
 
 
+class _Prepared:
+    """A frame and the input buffer (slot) its pre-processed copy sits in."""
+
+    __slots__ = ("frame", "slot", "pre_ms", "_free")
+
+    def __init__(self, frame: Frame, slot: int, pre_ms: float, free: queue.Queue) -> None:
+        self.frame, self.slot, self.pre_ms, self._free = frame, slot, pre_ms, free
+
+    def free_slot(self) -> None:
+        if self.slot >= 0:
+            self._free.put(self.slot)
+            self.slot = -1
+
+    def release(self) -> None:
+        self.free_slot()
+        self.frame.release()
+
+
 @dataclass
 class _End:
     """End-of-run marker travelling down the queues behind the last frame."""
@@ -300,6 +319,17 @@ def run_pipeline(segmenter: Any, source: Source, sinks: Iterable[Sink] = (), ren
     # inference thread takes frames from it directly: no second hand-off, and a source that
     # decodes lazily decodes only the frames that are actually used.
     direct = latest and source.is_live
+    # With a real Segmenter the three stages run in three threads: pre-processing in the capture
+    # thread (in-order runs; live frames are pre-processed when picked, to stay the newest),
+    # inference alone in the inference thread, argmax/resize next to rendering. The model then
+    # never waits for the cheap stages. Anything else with ``__call__`` and ``meta`` works too,
+    # all stages in the inference thread.
+    staged = hasattr(segmenter, "infer_prepared") and (getattr(segmenter, "fixed_batch", None) or 1) == 1
+    preprocessors = [segmenter.new_preprocessor() for _ in range(IN_FLIGHT)] if staged else []
+    free_buffers: queue.Queue = queue.Queue()
+    for k in range(len(preprocessors)):
+        free_buffers.put(k)
+    own_pre = segmenter.new_preprocessor() if staged else None
     live_timeout = float(getattr(source, "timeout", 5.0))
     base_drops, base_reconnects, base_corrupt = source.drops, source.reconnects, source.corrupt
 
@@ -311,6 +341,18 @@ def run_pipeline(segmenter: Any, source: Source, sinks: Iterable[Sink] = (), ren
             except queue.Full:
                 continue
         return False
+
+    def prepare_in_capture(frame: Frame) -> _Prepared | None:
+        """Pre-process into a free input buffer (waits for one); None once halted."""
+        while not halt.is_set():
+            try:
+                k = free_buffers.get(timeout=POLL_S)
+            except queue.Empty:
+                continue
+            t = time.perf_counter()
+            preprocessors[k].one(frame.image, 0)
+            return _Prepared(frame, k, (time.perf_counter() - t) * 1e3, free_buffers)
+        return None
 
     def capture() -> None:
         nonlocal slot_drops
@@ -328,6 +370,14 @@ def run_pipeline(segmenter: Any, source: Source, sinks: Iterable[Sink] = (), ren
                         if old is not None:
                             slot_drops += 1  # the model is busy: the newest frame replaces it
                             old.release()
+                    elif staged:
+                        item = prepare_in_capture(frame)
+                        if item is None or not put_blocking(q_in, item):
+                            if item is not None:
+                                item.release()
+                            else:
+                                frame.release()
+                            return
                     elif not put_blocking(q_in, frame):
                         frame.release()
                         return
@@ -381,13 +431,27 @@ def run_pipeline(segmenter: Any, source: Source, sinks: Iterable[Sink] = (), ren
                 put_blocking(q_out, item)
                 return
             try:
-                res = segmenter(item.image)
+                if not staged:
+                    res: Any = segmenter(item.image)
+                    frame = item
+                else:
+                    if isinstance(item, _Prepared):  # pre-processed by the capture thread
+                        frame, batch, pre_ms = item.frame, preprocessors[item.slot].reserve(1), item.pre_ms
+                    else:  # a live frame picked just now: pre-process it here
+                        frame, t = item, time.perf_counter()
+                        batch = own_pre([frame.image])
+                        pre_ms = (time.perf_counter() - t) * 1e3
+                    t = time.perf_counter()
+                    out = segmenter.infer_prepared(batch)  # raw output; the input buffer is free again
+                    res = (out, pre_ms, (time.perf_counter() - t) * 1e3)
+                    if isinstance(item, _Prepared):
+                        item.free_slot()
             except BaseException as e:  # noqa: BLE001 - handed to the main thread and re-raised there
                 item.release()
                 put_blocking(q_out, _End("error", str(e), e))
                 return
-            if not put_blocking(q_out, (item, res)):
-                item.release()
+            if not put_blocking(q_out, (frame, res)):
+                frame.release()
                 return
 
     threads = [threading.Thread(target=infer, name="pipeline-infer", daemon=True)]
@@ -411,6 +475,9 @@ def run_pipeline(segmenter: Any, source: Source, sinks: Iterable[Sink] = (), ren
                 end = item
                 break
             frame, res = item
+            if staged:  # post-processing (argmax, resize to the frame) runs here, beside rendering
+                out, pre_ms, infer_ms = res
+                res = segmenter.finish(frame.image, out, 0, pre_ms, infer_ms)
             t0 = time.perf_counter()
             image = renderer(frame.image, res.class_map, stats)  # (H, W, 3) uint8 BGR
             t1 = time.perf_counter()
@@ -491,5 +558,5 @@ def _drain(q: Any) -> None:
         except queue.Empty:
             return
         frame = item[0] if isinstance(item, tuple) else item
-        if isinstance(frame, Frame):
+        if isinstance(frame, (Frame, _Prepared)):
             frame.release()

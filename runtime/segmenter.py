@@ -224,14 +224,28 @@ class Segmenter:
         t = time.perf_counter()
         out = self.backend.infer(batch)  # (N, C, h, w) logits or (N, h, w) class ids
         infer_ms = (time.perf_counter() - t) * 1e3 / n
-        results = []
-        for i, frame in enumerate(frames):
-            t = time.perf_counter()
-            class_map = resize_nearest(self._lowres_map(out, i), frame.shape[:2])  # (H, W) uint8
-            post_ms = (time.perf_counter() - t) * 1e3
-            timings = {"preprocess_ms": pre_ms[i], "infer_ms": infer_ms, "postprocess_ms": post_ms}
-            results.append(Result(frame, class_map, timings, self.meta.classes, self.meta.palette, self._lut))
-        return results
+        return [self.finish(frame, out, i, pre_ms[i], infer_ms) for i, frame in enumerate(frames)]
+
+    # -- stages, for pipelines that run them in different threads ---------------------------------
+    def new_preprocessor(self) -> Preprocessor:
+        """A pre-processor with its own input buffer (one per thread that pre-processes)."""
+        return Preprocessor(self.meta, self.input_size, self.fixed_batch or 1)
+
+    def infer_prepared(self, batch: np.ndarray) -> np.ndarray:
+        """Run the backend on a batch from :meth:`new_preprocessor`; the raw model output."""
+        return self.backend.infer(batch)
+
+    def finish(self, frame: np.ndarray, out: np.ndarray, index: int = 0, preprocess_ms: float = 0.0,
+               infer_ms: float = 0.0) -> Result:
+        """Raw output item ``index`` -> :class:`Result` at the frame's size (argmax, resize).
+
+        Not thread-safe against itself (scratch buffers are shared): call it from one thread.
+        """
+        t = time.perf_counter()
+        class_map = resize_nearest(self._lowres_map(out, index), frame.shape[:2])  # (H, W) uint8
+        post_ms = (time.perf_counter() - t) * 1e3
+        timings = {"preprocess_ms": preprocess_ms, "infer_ms": infer_ms, "postprocess_ms": post_ms}
+        return Result(frame, class_map, timings, self.meta.classes, self.meta.palette, self._lut)
 
     def _lowres_map(self, out: np.ndarray, i: int) -> np.ndarray:
         """Model output for batch item ``i`` -> (h, w) uint8 class ids at model resolution."""
