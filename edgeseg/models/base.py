@@ -27,8 +27,5 @@ class SegmentationModel(nn.Module):
         x = pad_to_multiple(x, self.pad_multiple)  # (N, 3, H', W'), H' and W' multiples of the stride
         features = self.encoder(x)  # list, finest first
         out = self.decoder(features)
-        if getattr(self.head, "takes_size", False):
-            out = self.head(out, (h, w))  # (N, num_classes, >=H, >=W), cropped before its upsampling
-        else:
-            out = self.head(out)  # (N, num_classes, H', W')
+        out = self.head(out)  # (N, num_classes, H', W')
         return out[:, :, :h, :w]  # (N, num_classes, H, W)

@@ -74,16 +74,9 @@ class SegmentationHead(nn.Module):
         self.conv = nn.Conv2d(in_ch, num_classes, 1)
         self.upsample = int(upsample)
 
-    takes_size = True  # SegmentationModel passes the unpadded output size
-
-    def forward(self, x: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv(x)  # (N, num_classes, h, w)
         if self.upsample > 1:
-            if size is not None:
-                # Crop the padding off before upsampling, not after: the resize then works on
-                # real pixels only (360x480: 360 output rows instead of 384 then a 24-row slice).
-                s = self.upsample
-                x = x[:, :, : (size[0] + s - 1) // s, : (size[1] + s - 1) // s]
             # Logits are smooth: bilinear on num_classes channels is cheap and better than nearest.
             x = F.interpolate(x, scale_factor=float(self.upsample), mode="bilinear", align_corners=False)
         return x  # (N, num_classes, h * upsample, w * upsample)
