@@ -80,6 +80,22 @@ def test_classifier_head_stays_float_for_ort_only(fp32_onnx, tmp_path):
     assert all(_conv_weight_kinds(off.path).values())
 
 
+def test_fused_preprocessing_stays_float(tiny_model, tmp_path):
+    from edgeseg.export.quantize import input_preprocessing
+
+    fused = torch_to_onnx(tiny_model, tmp_path / "f.onnx", imgsz="32x48", classes=CLASSES, fuse_preprocess=True)
+    names = input_preprocessing(onnx.load(str(fused)))
+    assert names  # the normalisation block was found
+    res = quantize_onnx(fused, tmp_path / "f.int8.onnx", calib=_images(4))
+    g = onnx.load(str(res.path)).graph
+    producer = {o: n for n in g.node for o in n.output}
+    math_nodes = [n for n in g.node if n.op_type in ("Mul", "Add", "Sub", "Div") and n.name in names]
+    assert math_nodes
+    for n in math_nodes:  # fed by float tensors, not by DequantizeLinear: ORT keeps them as float math
+        assert all(producer.get(i) is None or producer[i].op_type != "DequantizeLinear" for i in n.input), n.name
+    assert not [n for n in g.node if n.op_type == "Conv" and n.name in names]
+
+
 def test_calibration_cache_hit_and_miss_on_provenance(fp32_onnx, tmp_path, caplog):
     cache = tmp_path / "m.calib.json"
     first = quantize_onnx(fp32_onnx, tmp_path / "a.onnx", calib=_images(4), cache_path=cache)
