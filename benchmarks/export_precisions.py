@@ -43,6 +43,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--calib-method", default="percentile", help="minmax, entropy or percentile")
     p.add_argument("--max-miou-drop", type=float, default=0.5, help="INT8 gate limit (issue 3 target: 0.5)")
     p.add_argument("--out", default="runs/export_bench", help="folder for the exported artifacts (git-ignored)")
+    p.add_argument("--spin", action="store_true",
+                   help="let idle ONNX Runtime worker threads spin (its library default; the runtime turns it off)")
     p.add_argument("--json", default=None, help="write all figures here")
     return p.parse_args(argv)
 
@@ -73,7 +75,7 @@ def export_all(ckpt: Path, args: argparse.Namespace, out_dir: Path) -> dict[str,
 
 
 def time_interleaved(ckpt: Path, paths: dict[str, str], imgsz: tuple[int, int], threads: int, runs: int,
-                     warmup: int, image: np.ndarray) -> dict[str, float]:
+                     warmup: int, image: np.ndarray, spin: bool = False) -> dict[str, float]:
     """Median latency (ms) of each candidate, timed in interleaved rounds."""
     import onnxruntime as ort
     import torch
@@ -91,6 +93,9 @@ def time_interleaved(ckpt: Path, paths: dict[str, str], imgsz: tuple[int, int], 
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
+    # Same session policy as the runtime (runtime/backends/ort.py): idle workers sleep instead of
+    # spinning, unless --spin. On these 2-vCPU machines spinning INT8 sessions ran slower.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
     fns = {}
     with torch.inference_mode():
         fns["pytorch"] = lambda: model(xt)
@@ -153,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         lat = {}
         for t in thread_counts:
             print(f"== {name}: timing at {t} thread(s), {args.runs} interleaved rounds", file=sys.stderr)
-            lat[t] = time_interleaved(ckpt, exp["paths"], imgsz, t, args.runs, args.warmup, image)
+            lat[t] = time_interleaved(ckpt, exp["paths"], imgsz, t, args.runs, args.warmup, image, args.spin)
         results["models"][name] = {"checkpoint": str(ckpt), **exp, "latency_ms": lat,
                                    "ratios": {t: ratios(lat[t], exp["miou"]) for t in thread_counts}}
     print(table(results, thread_counts))
