@@ -43,10 +43,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--calib-method", default="percentile", help="minmax, entropy or percentile")
     p.add_argument("--max-miou-drop", type=float, default=0.5, help="INT8 gate limit (issue 3 target: 0.5)")
     p.add_argument("--out", default="runs/export_bench", help="folder for the exported artifacts (git-ignored)")
+    p.add_argument("--from-json", default=None, metavar="PATH",
+                   help="re-time the artifacts (and reuse the mIoU) of an earlier run's --json instead of "
+                        "exporting again, e.g. export while training runs, time on a quiet machine")
     p.add_argument("--spin", action="store_true",
                    help="let idle ONNX Runtime worker threads spin (its library default; the runtime turns it off)")
     p.add_argument("--json", default=None, help="write all figures here")
     return p.parse_args(argv)
+
+
+def reused(report: str, ckpt: Path) -> dict[str, Any]:
+    """The export part of an earlier run's entry for ``ckpt`` (paths, mIoU, gate), without its timings."""
+    models = json.loads(Path(report).read_text(encoding="utf-8"))["models"]
+    for entry in models.values():
+        if Path(entry["checkpoint"]).resolve() == ckpt.resolve():
+            missing = [p for p in entry["paths"].values() if not Path(p).is_file()]
+            if missing:
+                raise SystemExit(f"{report}: artifact {missing[0]} is gone; run without --from-json")
+            return {k: v for k, v in entry.items() if k not in ("checkpoint", "latency_ms", "ratios")}
+    raise SystemExit(f"{report} has no entry for {ckpt}; run without --from-json")
 
 
 def export_all(ckpt: Path, args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
@@ -152,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         ckpt = Path(ck)
         name = f"{load_checkpoint(ckpt).model_name} ({ckpt.parent.name})"
         print(f"== {name}: exporting FP32 / FP16 / INT8 and scoring", file=sys.stderr)
-        exp = export_all(ckpt, args, out_dir)
+        exp = reused(args.from_json, ckpt) if args.from_json else export_all(ckpt, args, out_dir)
         data = args.data or load_checkpoint(ckpt).dataset.get("root")
         image = load_images(data, "val", 1, need_labels=False, what="benchmark").images[0]
         lat = {}
