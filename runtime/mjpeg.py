@@ -7,18 +7,29 @@ network can then watch the camera.
 
 It doubles as a live test source: :meth:`MjpegServer.play` publishes pre-encoded JPEGs at a
 fixed rate, so tests and benchmarks get a real network stream without any external tool.
+
+:class:`MjpegClient` is the other end: it reads such a stream (from this server or an IP camera)
+part by part and hands out the raw JPEG bytes without decoding them, so a live source can leave
+frames that get replaced before anyone reads them undecoded. Standard library only; every buffer
+is bounded (:data:`MAX_PART_BYTES`) so a hostile server cannot exhaust memory.
 """
 
 from __future__ import annotations
 
+import base64
+import http.client
 import ipaddress
 import logging
+import re
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Sequence
+from email.utils import collapse_rfc2231_value
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import quote, unquote, urlsplit
 
 import cv2
 import numpy as np
@@ -32,6 +43,10 @@ DEFAULT_PORT = 8080
 MAX_CLIENTS = 8  # each client is one thread; a handful is plenty for monitoring
 SNAPSHOT_EVERY_S = 0.5  # with no stream client connected, refresh the snapshot at most this often
 SEND_TIMEOUT_S = 5.0  # a stalled client is dropped instead of holding its thread forever
+MAX_PART_BYTES = 32 << 20  # largest JPEG part a client accepts (an 8K frame at quality 100 is ~15 MB)
+MAX_HEADER_BYTES = 16 << 10  # the header block of one part
+READ_CHUNK = 64 << 10  # bytes asked of the socket at a time
+_URL_SAFE = "".join(chr(c) for c in range(0x21, 0x7F))  # printable ASCII stays as written
 
 
 def is_loopback(host: str) -> bool:
@@ -275,3 +290,251 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return s.getsockname()[1]
+
+
+# -- client -----------------------------------------------------------------------------------------
+def redact_url(url: str) -> str:
+    """``url`` with any ``user:password@`` replaced by ``***@`` (for logs and error messages)."""
+    return re.sub(r"//[^/@]*@", "//***@", url)
+
+
+class NotMjpegError(SourceError):
+    """The server answered, but not with a multipart MJPEG stream (another reader such as FFmpeg may cope).
+
+    ``answer`` says what came back instead, e.g. ``"HTTP 404 Not Found"``.
+    """
+
+    def __init__(self, message: str, answer: str) -> None:
+        super().__init__(message)
+        self.answer = answer
+
+
+class MjpegProtocolError(SourceError):
+    """The stream broke the format or a limit (an oversized part, endless headers): not just an outage."""
+
+
+def _why(e: BaseException) -> str:
+    text = getattr(e, "strerror", None) or str(e) or type(e).__name__
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+class MjpegClient:
+    """One GET of an MJPEG-over-HTTP stream; :meth:`read_jpeg` returns the next part's JPEG bytes.
+
+    Connecting raises :class:`SourceError` when the server cannot be reached, and
+    :class:`NotMjpegError` when it answers with anything but ``200`` and
+    ``multipart/x-mixed-replace; boundary=...``. ``timeout`` bounds the connect and every
+    socket read. After a failed read the client stays failed (the stream position is lost):
+    open a new one. Not thread-safe: one reader at a time.
+    """
+
+    def __init__(self, url: str, timeout: float = 5.0, max_part: int = MAX_PART_BYTES) -> None:
+        self.url, self.shown, self.timeout, self.max_part = url, redact_url(url), timeout, max_part
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        if scheme not in ("http", "https") or not parts.hostname:
+            raise UsageError(f"MJPEG stream URL {self.shown!r} must be http://HOST[:PORT]/PATH or https://...")
+        try:
+            port = parts.port
+        except ValueError:
+            raise UsageError(f"stream URL {self.shown!r} has an invalid port") from None
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        path = quote(path, safe=_URL_SAFE)  # a request line is ASCII: percent-encode the rest (UTF-8)
+        headers = {"User-Agent": "edgeseg", "Accept": "*/*", "Connection": "close"}
+        if parts.username is not None:
+            user_pass = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+            headers["Authorization"] = "Basic " + base64.b64encode(user_pass.encode("utf-8")).decode("ascii")
+        if scheme == "https":
+            self._conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+                parts.hostname, port, timeout=timeout, context=ssl.create_default_context())
+        else:
+            self._conn = http.client.HTTPConnection(parts.hostname, port, timeout=timeout)
+        self._buf = bytearray()
+        self._failure: SourceError | None = None  # set once a read failed: the stream position is lost
+        try:
+            self._conn.request("GET", path, headers=headers)
+            self._resp = self._conn.getresponse()
+        except ssl.SSLCertVerificationError as e:
+            self.close()
+            raise NotMjpegError(f"stream {self.shown}: TLS certificate not trusted ({e.verify_message})",
+                                "with a TLS certificate this machine does not trust") from None
+        except (ssl.SSLError, http.client.HTTPException) as e:
+            # It answered, just not in HTTP(S) as http.client speaks it: let another reader try.
+            self.close()
+            raise NotMjpegError(f"stream {self.shown} did not answer in HTTP: {_why(e)}",
+                                f"something that is not HTTP ({_why(e)})") from None
+        except TimeoutError:
+            self.close()
+            raise SourceError(f"cannot open stream {self.shown}: no answer within {timeout:g} s; check the "
+                              "URL and that the camera/server is running") from None
+        except OSError as e:
+            self.close()
+            raise SourceError(f"cannot open stream {self.shown}: {_why(e)}; check the URL and that the "
+                              "camera/server is running") from None
+        status, reason = self._resp.status, self._resp.reason
+        ctype = self._resp.headers.get_content_type()  # lower case; text/plain when absent
+        boundary = self._resp.headers.get_param("boundary")
+        if isinstance(boundary, tuple):  # RFC 2231 form
+            boundary = collapse_rfc2231_value(boundary)
+        core = (boundary or "").strip().strip('"').lstrip("-")  # dashes or not: matched either way
+        if status != 200 or ctype != "multipart/x-mixed-replace" or not core or len(core) > 200:
+            self.close()
+            if status != 200:
+                answer = f"HTTP {status} {reason}".strip()
+            elif ctype != "multipart/x-mixed-replace":
+                answer = f"HTTP 200 with Content-Type {ctype}"
+            else:
+                answer = "a multipart stream without a usable boundary"
+            raise NotMjpegError(f"stream {self.shown} is not an MJPEG stream: the server answered {answer}",
+                                answer)
+        try:
+            self._core = core.encode("ascii")
+        except UnicodeEncodeError:
+            self.close()
+            raise NotMjpegError(f"stream {self.shown} has a non-ASCII multipart boundary",
+                                "a multipart stream without a usable boundary") from None
+
+    # -- reading ----------------------------------------------------------------------------------
+    def read_jpeg(self) -> bytes:
+        """The next part's body (JPEG bytes, not checked); :class:`SourceError` when the stream fails."""
+        if self._failure is not None:
+            raise type(self._failure)(str(self._failure))
+        try:
+            return self._next_part()
+        except SourceError as e:
+            failure = e
+        except TimeoutError:
+            failure = SourceError(f"no data from stream {self.shown} within {self.timeout:g} s")
+        except (OSError, ValueError, http.client.HTTPException) as e:
+            failure = SourceError(f"stream {self.shown} broke off: {_why(e)}")
+        self._failure = failure
+        raise failure from None
+
+    def _next_part(self) -> bytes:
+        self._skip_to_boundary()
+        length: int | None = None
+        size = 0
+        while True:  # part headers, up to the blank line
+            line = self._readline(MAX_HEADER_BYTES)
+            if line.startswith(b"\xff\xd8"):  # no headers at all, JPEG data right away: give it back
+                self._buf[:0] = line
+                break
+            size += len(line)
+            if not line.endswith(b"\n") or size > MAX_HEADER_BYTES:
+                raise MjpegProtocolError(f"stream {self.shown} sent part headers over {MAX_HEADER_BYTES} bytes")
+            text = line.strip()
+            if not text:
+                break
+            name, sep, value = text.partition(b":")
+            if sep and name.strip().lower() == b"content-length":
+                try:
+                    length = int(value.strip())
+                except ValueError:
+                    length = None  # a garbled length: find the end by the boundary instead
+                if length is not None and length < 0:
+                    length = None
+        if length is not None:
+            if length > self.max_part:
+                raise MjpegProtocolError(f"stream {self.shown} sent a part of {length} bytes, over the "
+                                  f"{self.max_part >> 20} MiB limit; refusing it")
+            return self._read_exact(length)
+        return self._read_to_boundary()
+
+    def _fill(self) -> None:
+        data = self._resp.read1(READ_CHUNK)  # what the socket has, up to one chunk (de-chunks too)
+        if not data:
+            raise SourceError(f"stream {self.shown} ended (the server closed the connection)")
+        self._buf += data
+
+    def _readline(self, limit: int) -> bytes:
+        """One line with its newline, or ``limit`` bytes without one when the line is longer."""
+        start = 0
+        while True:
+            i = self._buf.find(b"\n", start)
+            if 0 <= i < limit:
+                n = i + 1
+            elif i >= limit or len(self._buf) >= limit:
+                n = limit
+            else:
+                start = len(self._buf)
+                self._fill()
+                continue
+            line = bytes(self._buf[:n])
+            del self._buf[:n]
+            return line
+
+    def _boundary_kind(self, line: bytes) -> int:
+        """1 for a part boundary, 2 for the closing one, 0 for anything else (CRLF or LF, any dashes)."""
+        text = line.strip().lstrip(b"-")
+        if text == self._core:
+            return 1
+        if text == self._core + b"--":
+            return 2
+        return 0
+
+    def _skip_to_boundary(self) -> None:
+        skipped, at_line_start = 0, True
+        while True:
+            line = self._readline(1024)  # boundary lines are short; longer ones are skipped in pieces
+            kind = self._boundary_kind(line) if at_line_start else 0
+            if kind == 1:
+                return
+            if kind == 2:
+                raise SourceError(f"stream {self.shown} ended (closing boundary)")
+            at_line_start = line.endswith(b"\n")
+            skipped += len(line)
+            if skipped > self.max_part:
+                raise MjpegProtocolError(f"stream {self.shown} sent {skipped} bytes without a part boundary; "
+                                  "not an MJPEG stream this reader understands")
+
+    def _read_exact(self, n: int) -> bytes:
+        buf = self._buf
+        if len(buf) >= n:
+            data = bytes(buf[:n])
+            del buf[:n]
+            return data
+        head = bytes(buf)
+        buf.clear()
+        rest = self._resp.read(n - len(head))  # blocks until all of it arrived or the stream ended
+        if len(rest) < n - len(head):
+            raise SourceError(f"stream {self.shown} ended in the middle of a frame")
+        return head + rest
+
+    def _read_to_boundary(self) -> bytes:
+        """The body of a part without Content-Length: everything up to the next boundary line."""
+        buf, core = self._buf, self._core
+        pos = 0
+        while True:
+            i = buf.find(core, pos)
+            while i >= 0:
+                j = i
+                while j > 0 and buf[j - 1] == 0x2D:  # the boundary's dashes, however many
+                    j -= 1
+                if j == 0 or buf[j - 1] == 0x0A:  # only a match at the start of a line counts
+                    end = j
+                    if end > 0 and buf[end - 1] == 0x0A:
+                        end -= 1
+                        if end > 0 and buf[end - 1] == 0x0D:
+                            end -= 1
+                    data = bytes(buf[:end])
+                    del buf[:j]  # the boundary line stays: it starts the next part
+                    return data
+                i = buf.find(core, i + 1)
+            if len(buf) > self.max_part:
+                raise MjpegProtocolError(f"stream {self.shown} sent a part over the {self.max_part >> 20} MiB "
+                                  "limit without a boundary; refusing it")
+            pos = max(0, len(buf) - len(core))
+            self._fill()
+
+    def close(self) -> None:
+        """Close the connection (safe to call twice)."""
+        resp = getattr(self, "_resp", None)
+        if resp is not None:
+            resp.close()
+        self._conn.close()
+
+    def __enter__(self) -> MjpegClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

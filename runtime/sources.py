@@ -7,17 +7,23 @@
 ``csi://0``                            a Jetson CSI camera through GStreamer (live)
 ``video.mp4``, ``file:///x/video.mp4``  a video file, every frame in order
 ``frames/``, ``'frames/*.png'``, ``a.jpg``  images of a folder / glob (sorted) / one image
-``rtsp://…``, ``http(s)://…``           a network stream through OpenCV's FFmpeg (live; MJPEG works)
+``rtsp://…``, ``http(s)://…``           a network stream through OpenCV's FFmpeg (live)
+``http(s)://…`` serving MJPEG           ``multipart/x-mixed-replace`` read natively, decoded on read()
 ``videotestsrc ! … ! appsink``          a GStreamer pipeline, when OpenCV was built with GStreamer
 ``synthetic://?size=360x480&fps=30&frames=300&realtime=1``  procedural driving scenes
 =====================================  ==========================================================
 
 ``src.read()`` returns a :class:`Frame` whose ``status`` tells a frame (``OK``) from the end of
 a file (``EOS``), a live source with nothing new in time (``TIMEOUT``) and a source that is gone
-for good (``ERROR``, with a message). Live sources decode in their own thread and keep only the
+for good (``ERROR``, with a message). Live sources capture in their own thread and keep only the
 newest frame (older unread ones are dropped and counted) so a slow reader never sees stale
 video; they reconnect with exponential backoff and count the reconnects. Frames that fail to
 decode are skipped and counted in ``src.corrupt``.
+
+An ``http(s)://`` URL is probed once: a ``multipart/x-mixed-replace`` (MJPEG) answer is read by
+:class:`~edgeseg.runtime.mjpeg.MjpegClient`, whose capture thread only receives JPEG bytes; the
+JPEG is decoded in ``read()``, so frames replaced before anyone read them cost no decode at all
+(``describe()["reader"]`` is ``"mjpeg"``). Anything else (an .mp4, HLS, ...) goes to FFmpeg.
 
 Frame buffers come from a small pool: call ``frame.release()`` when done with a frame to let
 the next one be decoded into the same memory (the pipeline does); frames never released are
@@ -28,11 +34,13 @@ from __future__ import annotations
 
 import enum
 import glob
+import logging
 import os
 import re
 import sys
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -41,7 +49,10 @@ import cv2
 import numpy as np
 
 from .errors import SourceError, UsageError
+from .mjpeg import MjpegClient, MjpegProtocolError, NotMjpegError, redact_url
 from .sizes import parse_hw
+
+log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 SCHEMES = ("file", "v4l2", "csi", "rtsp", "rtsps", "http", "https", "synthetic")
@@ -90,6 +101,7 @@ class Frame:
     capture_ms: float = 0.0  # time spent reading and decoding this frame
     message: str = ""  # why, for EOS / TIMEOUT / ERROR
     _pool: _BufferPool | None = field(default=None, repr=False)
+    _jpeg: bytes | None = field(default=None, repr=False)  # not yet decoded (inside a live source only)
 
     @property
     def ok(self) -> bool:
@@ -116,6 +128,7 @@ class Source:
         self.reconnects = 0
         self.corrupt = 0  # frames that failed to decode and were skipped
         self.drops = 0  # live frames replaced by a newer one before anyone read them
+        self.reader: str | None = None  # what reads the frames ("ffmpeg", "mjpeg", ...), for describe()
         self._index = 0
         self._pool = _BufferPool()
         self._closed = False
@@ -157,19 +170,24 @@ class Source:
     def describe(self) -> dict:
         return {"uri": self.uri, "kind": type(self).__name__.lstrip("_"), "live": self.is_live,
                 "fps": self.fps, "size": list(self.size) if self.size else None,
-                "frames": self.frame_count}
+                "frames": self.frame_count, "reader": self.reader}
 
-    def _finish(self, decoded: np.ndarray, t0: float, name: str = "") -> Frame:
-        """Wrap a decoded image (resizing it into a pooled buffer when ``size`` was asked)."""
+    def _fit(self, decoded: np.ndarray) -> np.ndarray:
+        """Resize a decoded image into a pooled buffer when ``size`` was asked; note the size otherwise."""
         if self.out_size is not None and decoded.shape[:2] != self.out_size:
             h, w = self.out_size
             out = self._pool.get((h, w, 3))
             cv2.resize(decoded, (w, h), dst=out, interpolation=cv2.INTER_AREA)  # (h, w, 3) uint8
             if decoded.base is None:
                 self._pool.put(decoded)  # the decode buffer is free again
-            decoded = out
-        elif self.size is None:
+            return out
+        if self.size is None:
             self.size = decoded.shape[:2]
+        return decoded
+
+    def _finish(self, decoded: np.ndarray, t0: float, name: str = "") -> Frame:
+        """Wrap a decoded image (resizing it into a pooled buffer when ``size`` was asked)."""
+        decoded = self._fit(decoded)
         t1 = time.perf_counter()
         frame = Frame(FrameStatus.OK, decoded, t1, self._index, name, (t1 - t0) * 1e3, _pool=self._pool)
         self._index += 1
@@ -181,6 +199,7 @@ class _VideoFileSource(Source):
     def __init__(self, path: Path, loop: bool = False, size: tuple[int, int] | None = None) -> None:
         super().__init__(str(path), size)
         self.path, self.loop = path, loop
+        self.reader = "ffmpeg"
         self._cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
         if not self._cap.isOpened():
             raise SourceError(f"cannot decode video file {path}: not a video, or a codec this OpenCV/FFmpeg "
@@ -228,6 +247,7 @@ class _ImageListSource(Source):
                  size: tuple[int, int] | None = None) -> None:
         super().__init__(uri, size)
         self.files, self.loop = files, loop
+        self.reader = "imread"
         self.frame_count = len(files)
         self._pos = 0
 
@@ -249,20 +269,52 @@ class _ImageListSource(Source):
 
 
 # -- live sources -------------------------------------------------------------------------------------
+def _decode_jpeg(data: bytes) -> np.ndarray | None:
+    """JPEG bytes -> (H, W, 3) uint8 BGR, or None when they do not decode."""
+    try:
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)  # (H, W, 3) uint8 or None
+    except cv2.error:
+        return None
+    if img is None or img.ndim != 3 or img.shape[2] != 3:
+        return None
+    return img
+
+
+class _MjpegCapture:
+    """:class:`MjpegClient` behind the capture interface: ``read_encoded()`` gives JPEG bytes, undecoded."""
+
+    encoded = True  # _LiveSource publishes the bytes and decodes in read()
+
+    def __init__(self, client: MjpegClient) -> None:
+        self._client = client
+
+    def get(self, prop: int) -> float:
+        return 0.0  # MJPEG over HTTP announces no frame rate
+
+    def read_encoded(self) -> bytes:
+        return self._client.read_jpeg()  # SourceError when the stream broke
+
+    def release(self) -> None:
+        self._client.close()
+
+
 class _LiveSource(Source):
     """A capture thread reads continuously; ``read()`` hands out the newest frame.
 
     ``opener()`` returns an object with OpenCV's ``read(buf) -> (ok, img)`` and ``release()``
-    (a ``cv2.VideoCapture`` or the synthetic clip player); it raises :class:`SourceError` when
-    the device or stream cannot be opened.
+    (a ``cv2.VideoCapture`` or the synthetic clip player), or one with ``encoded = True`` and
+    ``read_encoded() -> bytes`` (JPEG; raises :class:`SourceError` when the stream broke), whose
+    frames are decoded only in ``read()``. It raises :class:`SourceError` when the device or
+    stream cannot be opened.
     """
 
     is_live = True
 
     def __init__(self, uri: str, opener, timeout: float = DEFAULT_TIMEOUT, reconnect: int = DEFAULT_RECONNECTS,
                  size: tuple[int, int] | None = None, backoff: tuple[float, float] = BACKOFF,
-                 eos_when_ended: bool = False) -> None:
+                 eos_when_ended: bool = False, reader: str | None = None) -> None:
         super().__init__(uri, size)
+        self.reader = reader
         self.timeout, self.max_reconnects, self.backoff = timeout, reconnect, backoff
         self._opener = opener
         self._eos_when_ended = eos_when_ended  # finite clips end with EOS rather than reconnecting
@@ -272,6 +324,8 @@ class _LiveSource(Source):
         self._cond = threading.Condition()
         self._latest: Frame | None = None
         self._end: Frame | None = None  # EOS / ERROR once the thread has stopped for good
+        self._shape: tuple[int, ...] | None = None  # shape of the last decoded frame (capture thread)
+        self._read_error: SourceError | None = None  # why the last read failed, when the reader said so
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"capture:{uri[:40]}", daemon=True)
         self._thread.start()
@@ -290,28 +344,45 @@ class _LiveSource(Source):
         finally:
             self._cap.release()  # the thread owns the capture: never released under a blocked read
 
+    def _grab(self) -> Frame | None:
+        """The next frame from the capture, or None when the read failed."""
+        if getattr(self._cap, "encoded", False):
+            try:
+                data = self._cap.read_encoded()
+            except SourceError as e:
+                self._read_error = e
+                return None
+            # Received, not decoded: read() decodes it, and only if nobody replaced it first.
+            frame = Frame(FrameStatus.OK, None, time.perf_counter(), self._index, _jpeg=data)
+            self._index += 1
+            return frame
+        t0 = time.perf_counter()
+        buf = self._pool.get(self._shape) if self._shape else None
+        try:
+            ok, img = self._cap.read(buf) if buf is not None else self._cap.read()
+        except cv2.error:
+            ok, img = False, None
+        if ok and img is not None and img.ndim == 3 and img.shape[2] == 3:
+            self._shape = img.shape
+            return self._finish(img, t0)
+        if buf is not None:
+            self._pool.put(buf)
+        return None
+
     def _capture_loop(self) -> None:
-        shape: tuple[int, ...] | None = None
         failed = 0
         pace = getattr(self._cap, "pace", None)  # a paced clip waits here, outside the capture time
         while not self._stop.is_set():
             if pace is not None:
                 pace()
-            t0 = time.perf_counter()
-            buf = self._pool.get(shape) if shape else None
-            try:
-                ok, img = self._cap.read(buf) if buf is not None else self._cap.read()
-            except cv2.error:
-                ok, img = False, None
-            if ok and img is not None and img.ndim == 3 and img.shape[2] == 3:
+            frame = self._grab()
+            if frame is not None:
                 if failed:
-                    self.corrupt += failed  # the stream kept going: those were bad frames
+                    with self._cond:
+                        self.corrupt += failed  # the stream kept going: those were bad frames
                     failed = 0
-                shape = img.shape
-                self._publish(self._finish(img, t0))
+                self._publish(frame)
                 continue
-            if buf is not None:
-                self._pool.put(buf)
             failed += 1
             if failed < 2:
                 continue  # one bad frame is not an outage; a second failure in a row is
@@ -319,9 +390,15 @@ class _LiveSource(Source):
             if self._eos_when_ended:
                 self._stop_with(Frame(FrameStatus.EOS, index=self._index, message=f"end of {self.uri}"))
                 return
+            if self._read_error is not None:  # the reader knows why: say it once per outage
+                # A stream breaking the format (e.g. an oversized part) is worth a warning; an outage
+                # is what reconnects are for, and the reconnect count already shows it.
+                level = logging.WARNING if isinstance(self._read_error, MjpegProtocolError) else logging.INFO
+                log.log(level, "%s%s", self._read_error, "; reconnecting" if self.max_reconnects else "")
+                self._read_error = None
             if not self._reconnect():
                 return
-            failed, shape = 0, None
+            failed, self._shape = 0, None
 
     def _reconnect(self) -> bool:
         delay, last = self.backoff[0], "the stream ended"
@@ -349,17 +426,38 @@ class _LiveSource(Source):
             self._end = frame
             self._cond.notify_all()
 
+    def _decode(self, frame: Frame) -> Frame | None:
+        """Decode a received JPEG frame in the caller's thread; None (counted corrupt) when it is broken."""
+        t0 = time.perf_counter()
+        img = _decode_jpeg(frame._jpeg)  # (H, W, 3) uint8 BGR; imdecode has no dst: a fresh array
+        if img is None:
+            with self._cond:
+                self.corrupt += 1
+            return None
+        img = self._fit(img)
+        capture_ms = (time.perf_counter() - t0) * 1e3  # decode (+ resize): the receive was in the thread
+        return Frame(FrameStatus.OK, img, frame.timestamp, frame.index, "", capture_ms, _pool=self._pool)
+
     def _read(self, timeout: float | None) -> Frame:
         timeout = self.timeout if timeout is None else timeout
-        with self._cond:
-            if self._latest is None and self._end is None:
-                self._cond.wait_for(lambda: self._latest is not None or self._end is not None or self._closed,
-                                    timeout)
-            if self._latest is not None:
-                frame, self._latest = self._latest, None
+        deadline = time.perf_counter() + timeout
+        while True:
+            with self._cond:
+                if self._latest is None and self._end is None:
+                    self._cond.wait_for(lambda: self._latest is not None or self._end is not None or self._closed,
+                                        max(0.0, deadline - time.perf_counter()))
+                frame = self._latest
+                if frame is None:
+                    if self._end is not None:
+                        return self._end
+                    break
+                self._latest = None
+            if frame._jpeg is None:
                 return frame
-            if self._end is not None:
-                return self._end
+            decoded = self._decode(frame)
+            if decoded is not None:
+                return decoded
+            # An undecodable part: skip it and wait for the next one within what is left of the timeout.
         if self._closed:
             return Frame(FrameStatus.ERROR, message=f"source {self.uri} is closed")
         return Frame(FrameStatus.TIMEOUT, index=self._index,
@@ -398,6 +496,31 @@ def _ffmpeg_opener(url: str, timeout: float, size: tuple[int, int] | None):
     return open_
 
 
+def _http_opener(url: str, timeout: float, size: tuple[int, int] | None):
+    """Probe an http(s) URL once -> ``(opener, reader, answer)``.
+
+    A ``multipart/x-mixed-replace`` answer is read by the native MJPEG client (``reader`` "mjpeg";
+    the probe's connection becomes the first capture); anything else goes to FFmpeg unchanged
+    (``reader`` "ffmpeg", ``answer`` says what the probe got, for the error message should FFmpeg
+    fail too). A server that cannot be reached raises :class:`SourceError` here.
+    """
+    parts = urlsplit(url)
+    if parts.scheme.lower() in urllib.request.getproxies_environment() and \
+            not urllib.request.proxy_bypass_environment(parts.hostname or ""):
+        return _ffmpeg_opener(url, timeout, size), "ffmpeg", ""  # FFmpeg honours *_proxy; the client does not
+    try:
+        first: MjpegClient | None = MjpegClient(url, timeout)
+    except NotMjpegError as e:
+        return _ffmpeg_opener(url, timeout, size), "ffmpeg", e.answer
+
+    def open_() -> _MjpegCapture:
+        nonlocal first
+        client, first = first, None
+        return _MjpegCapture(client if client is not None else MjpegClient(url, timeout))
+
+    return open_, "mjpeg", ""
+
+
 def _camera_opener(target: int | str, size: tuple[int, int] | None, fps: float | None = None):
     api = cv2.CAP_V4L2 if sys.platform.startswith("linux") else cv2.CAP_ANY
 
@@ -434,9 +557,8 @@ def has_gstreamer() -> bool:
     return bool(m and m.group(1).upper() not in ("NO", "NONE"))
 
 
-def _redact(url: str) -> str:
-    # user:password@ in a camera URL must not end up in logs or error messages.
-    return re.sub(r"//[^/@]*@", "//***@", url)
+# user:password@ in a camera URL must not end up in logs or error messages.
+_redact = redact_url
 
 
 # -- synthetic --------------------------------------------------------------------------------------
@@ -484,6 +606,7 @@ class _SyntheticSource(Source):
     def __init__(self, uri: str, clip: _SyntheticClip, size: tuple[int, int] | None) -> None:
         super().__init__(uri, size)
         self._clip = clip
+        self.reader = "synthetic"
         self.fps = clip.fps
         self.frame_count = clip.frames
         if size is None:
@@ -519,7 +642,8 @@ def _parse_synthetic(uri: str, parts, loop: bool, size: tuple[int, int] | None, 
     if realtime:
         def opener() -> _SyntheticClip:
             return _SyntheticClip(clip_size, fps, frames or None, seed, True, loop)
-        return _LiveSource(uri, opener, timeout=timeout, reconnect=0, size=size, eos_when_ended=True)
+        return _LiveSource(uri, opener, timeout=timeout, reconnect=0, size=size, eos_when_ended=True,
+                           reader="synthetic")
     return _SyntheticSource(uri, _SyntheticClip(clip_size, fps, frames or None, seed, False, loop), size)
 
 
@@ -558,7 +682,7 @@ def _open_camera(index: int, size: tuple[int, int] | None, timeout: float, recon
     if sys.platform.startswith("linux") and not dev.exists():
         raise SourceError(f"no camera {index}: {dev} does not exist; plug one in, check 'ls /dev/video*', "
                           "or give a video file / stream URL as the source")
-    return _LiveSource(str(index), _camera_opener(index, size), timeout, reconnect, size, backoff)
+    return _LiveSource(str(index), _camera_opener(index, size), timeout, reconnect, size, backoff, reader="camera")
 
 
 def open_source(uri: str | int | os.PathLike, *, timeout: float = DEFAULT_TIMEOUT,
@@ -591,7 +715,8 @@ def open_source(uri: str | int | os.PathLike, *, timeout: float = DEFAULT_TIMEOU
     if text.isdigit():
         return _open_camera(int(text), out_size, timeout, reconnects, backoff)
     if "!" in text and "://" not in text.split("!", 1)[0]:
-        return _LiveSource(text, _gstreamer_opener(text), timeout, reconnects, out_size, backoff)
+        return _LiveSource(text, _gstreamer_opener(text), timeout, reconnects, out_size, backoff,
+                           reader="gstreamer")
     if "://" not in text:
         return _open_path(text, loop, out_size)
 
@@ -611,7 +736,8 @@ def open_source(uri: str | int | os.PathLike, *, timeout: float = DEFAULT_TIMEOU
             raise UsageError(f"v4l2 source {text!r} must name a device like v4l2:///dev/video0")
         if not Path(dev_path).exists():
             raise SourceError(f"no camera at {dev_path}; check 'ls /dev/video*' or use another source")
-        return _LiveSource(text, _camera_opener(dev_path, out_size), timeout, reconnects, out_size, backoff)
+        return _LiveSource(text, _camera_opener(dev_path, out_size), timeout, reconnects, out_size, backoff,
+                           reader="camera")
     if scheme == "csi":
         sensor = (parts.netloc or parts.path.strip("/")) or "0"
         if not sensor.isdigit():
@@ -620,11 +746,20 @@ def open_source(uri: str | int | os.PathLike, *, timeout: float = DEFAULT_TIMEOU
         pipeline = (f"nvarguscamerasrc sensor-id={int(sensor)} ! video/x-raw(memory:NVMM), width={w}, "
                     f"height={h}, framerate=30/1 ! nvvidconv ! video/x-raw, format=BGRx ! videoconvert ! "
                     "video/x-raw, format=BGR ! appsink drop=1 max-buffers=1")
-        return _LiveSource(text, _gstreamer_opener(pipeline), timeout, reconnects, out_size, backoff)
+        return _LiveSource(text, _gstreamer_opener(pipeline), timeout, reconnects, out_size, backoff,
+                           reader="gstreamer")
     if scheme == "synthetic":
         return _parse_synthetic(text, parts, loop, out_size, timeout)
-    # rtsp / rtsps / http / https: network streams through FFmpeg.
+    # rtsp / rtsps / http / https: network streams through FFmpeg, MJPEG over http(s) natively.
     if not parts.hostname:
         raise UsageError(f"stream URL {_redact(text)!r} has no host; write e.g. rtsp://192.168.1.10:554/stream")
-    opener = _ffmpeg_opener(text, timeout, out_size)
-    return _LiveSource(_redact(text), opener, timeout, reconnects, out_size, backoff)
+    if scheme in ("http", "https"):
+        opener, reader, answer = _http_opener(text, timeout, out_size)
+    else:
+        opener, reader, answer = _ffmpeg_opener(text, timeout, out_size), "ffmpeg", ""
+    try:
+        return _LiveSource(_redact(text), opener, timeout, reconnects, out_size, backoff, reader=reader)
+    except SourceError as e:
+        if not answer:
+            raise
+        raise SourceError(f"{e} (the server answered {answer})") from None

@@ -1,17 +1,31 @@
-"""The MJPEG server: endpoints, loopback default, address parsing, clean stop."""
+"""The MJPEG server (endpoints, loopback default, address parsing, clean stop) and the MJPEG client."""
 
 from __future__ import annotations
 
+import base64
 import http.client
 import logging
+import socket
+import threading
 import time
 
 import cv2
 import numpy as np
 import pytest
+from testkit.http_streams import RawHttpServer, hold, multipart_head, part
 
 from edgeseg.runtime.errors import SourceError, UsageError
-from edgeseg.runtime.mjpeg import BOUNDARY, MjpegServer, encode_jpeg, is_loopback, parse_address
+from edgeseg.runtime.mjpeg import (
+    BOUNDARY,
+    MjpegClient,
+    MjpegServer,
+    NotMjpegError,
+    encode_jpeg,
+    free_port,
+    is_loopback,
+    parse_address,
+    redact_url,
+)
 
 
 def _get(port: int, path: str, timeout: float = 3.0) -> http.client.HTTPResponse:
@@ -95,3 +109,121 @@ def test_parse_address_rejects(text: str) -> None:
 def test_is_loopback() -> None:
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.2") and not is_loopback("example.com")
+
+
+# -- client -----------------------------------------------------------------------------------------
+def _jpegs(n: int) -> list[bytes]:
+    return [encode_jpeg(np.full((12, 16, 3), 30 * i, np.uint8)) for i in range(n)]  # distinct payloads
+
+
+def _send(*chunks: bytes):
+    """A responder that writes ``chunks`` and closes the connection."""
+    def respond(conn: socket.socket, stop: threading.Event) -> None:
+        for c in chunks:
+            conn.sendall(c)
+    return respond
+
+
+def test_client_reads_parts_from_the_server_and_authenticates() -> None:
+    jpegs = _jpegs(3)
+    with MjpegServer(port=0) as srv:
+        srv.play(jpegs, fps=100)
+        with MjpegClient(srv.url, timeout=2.0) as client:
+            got = {client.read_jpeg() for _ in range(6)}
+    assert got <= set(jpegs) and len(got) >= 2  # exact bytes of the published JPEGs
+
+
+# Header boundary / part boundary line / newline / Content-Length: what real cameras send.
+@pytest.mark.parametrize("header, line, nl, length", [
+    ("frame", b"--frame", b"\r\n", True),          # RFC 2046
+    ("frame", b"--frame", b"\r\n", False),         # no Content-Length: scan for the boundary
+    ("--frame", b"--frame", b"\r\n", True),        # boundary parameter already has the dashes
+    ("--frame", b"--frame", b"\n", False),          # ... with bare LF and no length
+    ("frame", b"frame", b"\r\n", False),           # boundary written without dashes
+    ('"frame"', b"--frame", b"\n", True),           # quoted parameter, LF
+])
+def test_client_boundary_variants(header: str, line: bytes, nl: bytes, length: bool) -> None:
+    jpegs = _jpegs(3)
+    # Without a length a part ends where the next boundary starts, so a live server's next frame
+    # begins with it: the trailing boundary line.
+    body = b"".join(part(j, line, nl, length) for j in jpegs) + line + nl
+    with RawHttpServer(_send(multipart_head(header), body)) as srv, MjpegClient(srv.url(), timeout=2.0) as c:
+        assert [c.read_jpeg() for _ in jpegs] == jpegs
+        with pytest.raises(SourceError, match="ended"):
+            c.read_jpeg()  # the server closed the connection
+        with pytest.raises(SourceError, match="ended"):
+            c.read_jpeg()  # and the client stays failed
+
+
+def test_client_part_without_headers_and_closing_boundary() -> None:
+    jpeg = _jpegs(1)[0]
+    body = b"--frame\r\n" + jpeg + b"\r\n--frame--\r\n"  # JPEG right after the boundary line
+    with RawHttpServer(_send(multipart_head("frame"), body)) as srv, MjpegClient(srv.url(), timeout=2.0) as c:
+        assert c.read_jpeg() == jpeg
+        with pytest.raises(SourceError, match="closing boundary"):
+            c.read_jpeg()
+
+
+def test_client_sends_basic_auth_and_never_shows_the_password() -> None:
+    jpeg = _jpegs(1)[0]
+    with RawHttpServer(_send(multipart_head(), part(jpeg))) as srv:
+        url = srv.url(userinfo="user:p%40ss")
+        with MjpegClient(url, timeout=2.0) as c:
+            assert c.read_jpeg() == jpeg
+            assert "p%40ss" not in c.shown and "***@" in c.shown
+    token = base64.b64encode(b"user:p@ss").decode("ascii")
+    assert f"Authorization: Basic {token}".encode() in srv.requests[0]
+    assert redact_url("https://a:b@cam/x") == "https://***@cam/x"
+
+
+@pytest.mark.parametrize("head, answer", [
+    (b"HTTP/1.0 401 Unauthorized\r\nWWW-Authenticate: Basic realm=x\r\n\r\n", "HTTP 401 Unauthorized"),
+    (b"HTTP/1.0 200 OK\r\nContent-Type: video/mp4\r\n\r\n", "Content-Type video/mp4"),
+    (b"HTTP/1.0 200 OK\r\nContent-Type: multipart/x-mixed-replace\r\n\r\n", "without a usable boundary"),
+])
+def test_client_not_mjpeg_says_what_the_server_answered(head: bytes, answer: str) -> None:
+    with RawHttpServer(_send(head)) as srv:
+        with pytest.raises(NotMjpegError) as e:
+            MjpegClient(srv.url(userinfo="u:secret"), timeout=2.0)
+    assert answer in e.value.answer and answer in str(e.value)
+    assert "secret" not in str(e.value) and "\n" not in str(e.value)
+
+
+def test_client_unreachable_is_a_source_error_not_a_probe_miss() -> None:
+    with pytest.raises(SourceError) as e:
+        MjpegClient(f"http://u:secret@127.0.0.1:{free_port()}/stream", timeout=1.0)
+    assert not isinstance(e.value, NotMjpegError)
+    assert "cannot open stream http://***@127.0.0.1" in str(e.value) and "secret" not in str(e.value)
+
+
+def test_client_refuses_oversized_parts_without_reading_them() -> None:
+    big = (b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: 1099511627776\r\n\r\n")
+    with RawHttpServer(lambda conn, stop: (conn.sendall(multipart_head() + big), hold(conn, stop))) as srv:
+        with MjpegClient(srv.url(), timeout=2.0) as c:
+            t0 = time.perf_counter()
+            with pytest.raises(SourceError, match="over the 32 MiB limit; refusing it"):
+                c.read_jpeg()
+            assert time.perf_counter() - t0 < 1.0  # refused from the header, nothing was read
+
+
+@pytest.mark.parametrize("body, words", [
+    (part(b"\xff\xd8" + b"x" * 5000, length=False), "part over the 0 MiB limit without a boundary"),
+    (b"\x00" * 9000, "without a part boundary"),  # junk, never a boundary
+])
+def test_client_bounds_parts_without_length(body: bytes, words: str) -> None:
+    with RawHttpServer(lambda conn, stop: (conn.sendall(multipart_head() + body), hold(conn, stop))) as srv:
+        with MjpegClient(srv.url(), timeout=2.0, max_part=4096) as c:
+            with pytest.raises(SourceError, match=words):
+                c.read_jpeg()
+
+
+def test_client_silent_stream_times_out() -> None:
+    with RawHttpServer(lambda conn, stop: (conn.sendall(multipart_head()), hold(conn, stop))) as srv:
+        with MjpegClient(srv.url(), timeout=0.3) as c:
+            with pytest.raises(SourceError, match="no data from stream .* within 0.3 s"):
+                c.read_jpeg()
+
+
+def test_client_rejects_non_http_urls() -> None:
+    with pytest.raises(UsageError):
+        MjpegClient("rtsp://127.0.0.1/stream")

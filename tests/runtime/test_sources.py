@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import itertools
+import logging
+import socket
+import threading
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from testkit.http_streams import FileHttpServer, RawHttpServer, hold, multipart_head, part
 
+from edgeseg.runtime import sources
 from edgeseg.runtime.errors import SourceError, UsageError
-from edgeseg.runtime.mjpeg import MjpegServer, free_port
+from edgeseg.runtime.mjpeg import MjpegServer, encode_jpeg, free_port
 from edgeseg.runtime.sources import FrameStatus, has_gstreamer, open_source
 
 FAST_BACKOFF = (0.05, 0.2)
@@ -117,12 +123,12 @@ def test_http_mjpeg_stream_reads_frames() -> None:
     with MjpegServer(port=0) as srv:
         srv.play(frames, fps=50)
         with open_source(srv.url, timeout=1.0) as src:
-            assert src.is_live
+            assert src.is_live and src.describe()["reader"] == "mjpeg"  # read natively, not by FFmpeg
             levels = set()
             for _ in range(8):
                 f = src.read()
-                assert f.ok and f.image.shape == (48, 64, 3), f.message
-                assert f.timestamp <= time.perf_counter()
+                assert f.ok and f.image.shape == (48, 64, 3) and f.image.dtype == np.uint8, f.message
+                assert f.timestamp <= time.perf_counter() and f.capture_ms > 0  # decode time
                 levels.add(int(round(f.image.mean() / 20)))
                 f.release()
     assert len(levels) >= 3 and levels <= {0, 1, 2, 3, 4}  # real, distinct frames of the clip
@@ -200,6 +206,150 @@ def test_latest_frame_wins_inside_live_source() -> None:
             f = src.read()
             assert f.ok and src.drops >= 5
             assert time.perf_counter() - f.timestamp < 0.2  # fresh, not a backlog
+
+
+def test_mjpeg_frames_replaced_before_read_are_never_decoded(monkeypatch: pytest.MonkeyPatch) -> None:
+    decoded_in: list[str] = []
+    real_decode = sources._decode_jpeg
+
+    def counting_decode(data: bytes) -> np.ndarray | None:
+        decoded_in.append(threading.current_thread().name)
+        return real_decode(data)
+
+    monkeypatch.setattr(sources, "_decode_jpeg", counting_decode)
+    with MjpegServer(port=0) as srv:
+        srv.play(grey_frames(10, (120, 160)), fps=60)
+        with open_source(srv.url, timeout=1.0) as src:
+            reads = 0
+            for _ in range(6):  # a slow reader: ~6 frames arrive per 0.1 s
+                f = src.read()
+                assert f.ok and f.image.shape == (120, 160, 3), f.message
+                f.release()
+                reads += 1
+                time.sleep(0.1)
+            drops = src.drops
+    assert len(decoded_in) == reads  # exactly the frames handed out were decoded ...
+    assert drops >= 8 and len(decoded_in) < drops + reads  # ... not the ones replaced unread
+    assert set(decoded_in) == {threading.current_thread().name}  # in the caller's thread
+
+
+def test_mjpeg_resize_on_read_and_buffers_reused() -> None:
+    with MjpegServer(port=0) as srv:
+        srv.play(grey_frames(4, (96, 128)), fps=50)
+        with open_source(srv.url, timeout=1.0, size=(24, 32)) as src:
+            f = src.read()
+            assert f.ok and f.image.shape == (24, 32, 3) and src.size == (24, 32)
+            buf = f.image
+            f.release()
+            g = src.read()
+            assert g.ok and g.image is buf  # the resize went into the released buffer
+
+
+def _level_jpeg(level: int, hw: tuple[int, int] = (32, 48)) -> bytes:
+    return encode_jpeg(np.full((*hw, 3), level, np.uint8))
+
+
+def test_mjpeg_corrupt_part_is_counted_and_skipped() -> None:
+    bodies = [_level_jpeg(40), b"this is not a JPEG", _level_jpeg(200)]
+
+    def respond(conn: socket.socket, stop: threading.Event) -> None:
+        conn.sendall(multipart_head())
+        for body in bodies:
+            conn.sendall(part(body))
+            if stop.wait(0.3):
+                return
+        hold(conn, stop)
+
+    with RawHttpServer(respond) as srv:
+        with open_source(srv.url(), timeout=0.6, reconnect=0) as src:
+            f1 = src.read(timeout=2.0)
+            assert f1.ok and abs(f1.image.mean() - 40) < 8
+            assert len(srv.requests) == 1  # the probe's connection is the stream: one GET only
+            f2 = src.read(timeout=2.0)  # the broken part arrives first: skipped, read() keeps waiting
+            assert f2.ok and abs(f2.image.mean() - 200) < 8, f2.message
+            assert src.corrupt == 1 and src.drops == 0 and f2.index == 2
+
+
+def test_mjpeg_parts_without_content_length() -> None:
+    def respond(conn: socket.socket, stop: threading.Event) -> None:
+        conn.sendall(multipart_head("--camframe"))  # the dashes in the parameter, as some cameras do
+        for i in range(200):
+            conn.sendall(part(_level_jpeg(20 * (i % 10)), b"--camframe", b"\n", length=False))
+            if stop.wait(0.02):
+                return
+
+    with RawHttpServer(respond) as srv, open_source(srv.url(), timeout=1.0) as src:
+        assert src.describe()["reader"] == "mjpeg"
+        levels = set()
+        for _ in range(5):
+            f = src.read()
+            assert f.ok and f.image.shape == (32, 48, 3), f.message
+            levels.add(int(round(f.image.mean() / 20)))
+            f.release()
+            time.sleep(0.03)
+        assert len(levels) >= 3
+
+
+def test_mjpeg_stream_cut_mid_part_reconnects() -> None:
+    calls = itertools.count()
+
+    def respond(conn: socket.socket, stop: threading.Event) -> None:
+        conn.sendall(multipart_head())
+        if next(calls) == 0:
+            conn.sendall(part(_level_jpeg(40)))
+            stop.wait(0.2)
+            conn.sendall(part(_level_jpeg(40))[:120])  # half a part, then the connection drops
+            return
+        while not stop.wait(0.03):
+            conn.sendall(part(_level_jpeg(200)))
+
+    with RawHttpServer(respond) as srv:
+        with open_source(srv.url(), timeout=1.0, reconnect=5, backoff=FAST_BACKOFF) as src:
+            assert src.read().ok
+            deadline = time.perf_counter() + 3.0
+            while src.reconnects == 0 and time.perf_counter() < deadline:
+                f = src.read(timeout=0.3)
+                assert f.status in (FrameStatus.OK, FrameStatus.TIMEOUT), f.message
+            assert src.reconnects == 1
+            f = src.read(timeout=2.0)
+            assert f.ok and abs(f.image.mean() - 200) < 8  # frames of the new connection
+
+
+def test_mjpeg_oversized_part_is_refused_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    huge = b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: 4294967296\r\n\r\n"  # 4 GiB "frame"
+
+    def respond(conn: socket.socket, stop: threading.Event) -> None:
+        conn.sendall(multipart_head() + huge + b"\xff\xd8" * 1000)
+        hold(conn, stop)
+
+    with caplog.at_level(logging.INFO, logger="edgeseg.runtime.sources"):
+        with RawHttpServer(respond) as srv, open_source(srv.url(), timeout=1.0, reconnect=0) as src:
+            f = src.read(timeout=2.0)
+            assert f.status is FrameStatus.EOS  # the stream is refused (and not reconnected: reconnect=0)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("4294967296 bytes, over the 32 MiB limit; refusing it" in w for w in warnings), warnings
+
+
+def test_http_video_file_falls_back_to_ffmpeg(tmp_path: Path) -> None:
+    levels = write_video(tmp_path / "clip.mp4", 6)
+    with FileHttpServer(tmp_path) as srv:
+        with open_source(srv.url("clip.mp4"), timeout=1.0, reconnect=0) as src:
+            assert src.describe()["reader"] == "ffmpeg"  # video/mp4, not multipart: FFmpeg reads it
+            f = src.read(timeout=2.0)
+            assert f.ok and f.image.shape == (48, 64, 3), f.message
+            assert min(abs(f.image.mean() - v) for v in levels) < 8
+            deadline = time.perf_counter() + 3.0
+            while (f := src.read(timeout=0.5)).status is not FrameStatus.EOS and time.perf_counter() < deadline:
+                pass
+            assert f.status is FrameStatus.EOS
+
+
+def test_http_error_answer_is_named_when_ffmpeg_fails_too(tmp_path: Path) -> None:
+    with FileHttpServer(tmp_path) as srv:
+        with pytest.raises(SourceError) as e:
+            open_source(srv.url("missing.mp4").replace("http://", "http://user:secret@"), timeout=1.0)
+    msg = str(e.value)
+    assert "cannot open stream" in msg and "HTTP 404" in msg and "secret" not in msg and "\n" not in msg
 
 
 # -- bad input: one clear line each -----------------------------------------------------------------------
