@@ -234,5 +234,5 @@ def test_staged_pipeline_matches_the_segmenter_frame_by_frame(tiny_onnx: Path, t
     with open_source(tmp_path / "in") as src:
         stats = run_pipeline(seg, src, [sink], render="mask")
     assert stats.frames == len(frames) and stats.latency["preprocess"].n == len(frames)
-    for got, want in zip(sink.images, expected):
+    for got, want in zip(sink.images, expected, strict=True):
         assert np.array_equal(got, want)
