@@ -322,6 +322,9 @@ class _LiveSource(Source):
         fps = self._cap.get(cv2.CAP_PROP_FPS)
         self.fps = fps if 0 < fps < 1000 else None
         self._cond = threading.Condition()
+        self._interval: float | None = None  # measured seconds between arrivals (frame_interval)
+        self._arrivals = 0
+        self._last_arrival: float | None = None
         self._latest: Frame | None = None
         self._end: Frame | None = None  # EOS / ERROR once the thread has stopped for good
         self._shape: tuple[int, ...] | None = None  # shape of the last decoded frame (capture thread)
@@ -330,7 +333,31 @@ class _LiveSource(Source):
         self._thread = threading.Thread(target=self._run, name=f"capture:{uri[:40]}", daemon=True)
         self._thread.start()
 
+    @property
+    def frame_interval(self) -> float | None:
+        """Seconds between frames as they arrive (moving average), None until a few have come."""
+        return self._interval if self._arrivals >= 4 else None
+
+    def newest_timestamp(self) -> float | None:
+        """Arrival time of the frame ``read()`` would return now; None when none is waiting."""
+        with self._cond:
+            return self._latest.timestamp if self._latest is not None else None
+
+    def wait_newer(self, than: float, timeout: float) -> bool:
+        """Wait up to ``timeout`` s for a frame that arrived after ``than``; True if one did."""
+        with self._cond:
+            return self._cond.wait_for(
+                lambda: (self._latest is not None and self._latest.timestamp > than) or self._end is not None
+                or self._closed, timeout) and self._latest is not None and self._latest.timestamp > than
+
     def _publish(self, frame: Frame) -> None:
+        if self._last_arrival is not None:
+            gap = frame.timestamp - self._last_arrival
+            # An outage (reconnect) is not a frame interval; a 1/8 moving average follows rate changes.
+            if 0 < gap < 1.0:
+                self._interval = gap if self._interval is None else self._interval + (gap - self._interval) / 8
+                self._arrivals += 1
+        self._last_arrival = frame.timestamp
         with self._cond:
             if self._latest is not None:
                 self.drops += 1  # nobody read it in time: the newer frame wins

@@ -236,3 +236,57 @@ def test_staged_pipeline_matches_the_segmenter_frame_by_frame(tiny_onnx: Path, t
     assert stats.frames == len(frames) and stats.latency["preprocess"].n == len(frames)
     for got, want in zip(sink.images, expected, strict=True):
         assert np.array_equal(got, want)
+
+
+class StaleLiveSource:
+    """A live source whose waiting frame is always 15 ms old at a 20 ms frame interval."""
+
+    is_live = True
+    timeout = 1.0
+    frame_interval = 0.020
+    drops = reconnects = corrupt = 0
+
+    def __init__(self, n: int) -> None:
+        self.n, self.waits = n, []
+
+    def newest_timestamp(self) -> float:
+        return time.perf_counter() - 0.015
+
+    def wait_newer(self, than: float, timeout: float) -> bool:
+        self.waits.append(timeout)
+        return True
+
+    def read(self, timeout: float | None = None):
+        from edgeseg.runtime.sources import Frame, FrameStatus
+
+        if self.n == 0:
+            return Frame(FrameStatus.EOS, message="done")
+        self.n -= 1
+        return Frame(FrameStatus.OK, np.zeros((8, 8, 3), np.uint8), time.perf_counter())
+
+    def describe(self) -> dict:
+        return {"uri": "stale://"}
+
+
+@pytest.mark.parametrize("fresh", [True, False])
+def test_stale_live_frames_wait_for_the_next_one(fresh: bool) -> None:
+    src = StaleLiveSource(5)
+    stats = run_pipeline(FakeSegmenter(), src, [], wait_for_fresh=fresh)
+    assert stats.frames == 5 and stats.stopped_by == "eos"
+    if fresh:
+        # 15 ms old > half of 20 ms: wait for the next frame, due in 5 ms, at most 5 + 10 ms.
+        assert stats.fresh_waits == len(src.waits) >= 5 and all(t == pytest.approx(0.015, abs=0.002) for t in src.waits)
+    else:
+        assert stats.fresh_waits == 0 and src.waits == []
+
+
+def test_live_source_measures_its_frame_interval() -> None:
+    with MjpegServer(port=0) as server:
+        server.play([cv2.imencode(".jpg", np.zeros((16, 16, 3), np.uint8))[1].tobytes()], fps=50, loop=True)
+        with open_source(server.url, timeout=5.0) as src:
+            deadline = time.perf_counter() + 5.0
+            while src.frame_interval is None and time.perf_counter() < deadline:
+                time.sleep(0.05)
+            assert src.frame_interval == pytest.approx(0.020, rel=0.5)
+            newest = src.newest_timestamp() or time.perf_counter()
+            assert src.wait_newer(newest, 1.0) and src.newest_timestamp() > newest
