@@ -50,6 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reconnect", type=int, default=5,
                         help="reconnect attempts when a live stream drops, with backoff (default 5; 0 = none)")
     parser.add_argument("--loop", action="store_true", help="loop a video file or clip source")
+    parser.add_argument("--no-wait-fresh", action="store_true",
+                        help="live sources: always take the newest frame at once (more FPS) instead of waiting "
+                             "for the next one when it is over half a frame interval old (less latency)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -97,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
             try:
                 stats = run_pipeline(seg, source, sinks, render=args.visualize, alpha=args.alpha,
                                      max_frames=args.max_frames, ignore=ignore, hud=not args.no_hud, stop=stop,
+                                     wait_for_fresh=not args.no_wait_fresh,
                                      on_progress=lambda s: progress.update(1, **status_fields(s)))
             except StreamError as e:
                 finish_report(e.stats, seg, args, {"source_uri": source.uri})
