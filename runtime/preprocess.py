@@ -28,15 +28,44 @@ def check_frame(frame: np.ndarray) -> np.ndarray:
     return frame
 
 
+FITS = ("stretch", "letterbox")
+
+
+def content_box(frame_hw: tuple[int, int], input_hw: tuple[int, int], fit: str) -> tuple[int, int, int, int]:
+    """(top, left, height, width) of the frame's picture inside the model input.
+
+    ``stretch`` fills the whole input; ``letterbox`` keeps the aspect ratio and centres the picture
+    (a 16:9 dashcam frame in a 4:3 CamVid model keeps its shapes instead of being squeezed).
+    """
+    h, w = input_hw
+    if fit == "stretch":
+        return 0, 0, h, w
+    fh, fw = frame_hw
+    scale = min(h / fh, w / fw)
+    ch, cw = max(1, min(h, round(fh * scale))), max(1, min(w, round(fw * scale)))
+    return (h - ch) // 2, (w - cw) // 2, ch, cw
+
+
+def check_fit(fit: str) -> str:
+    if fit not in FITS:
+        raise UsageError(f"unknown fit {fit!r}; choose stretch or letterbox")
+    return fit
+
+
 class Preprocessor:
     """Turns BGR frames into a batch laid out as ``meta.input_layout`` says, at ``size`` (H, W).
 
     The returned batch is a buffer owned by this object and overwritten by the next call.
+    ``fit="letterbox"`` keeps each frame's aspect ratio; the border is the mean colour (zero after
+    normalisation), and :func:`content_box` says where the picture is.
     """
 
-    def __init__(self, meta: ModelMeta, size: tuple[int, int], batch: int = 1) -> None:
+    def __init__(self, meta: ModelMeta, size: tuple[int, int], batch: int = 1, fit: str = "stretch") -> None:
         self.size = (int(size[0]), int(size[1]))
+        self.fit = check_fit(fit)
         self.fused = meta.input_layout == LAYOUT_UINT8
+        # Border for letterboxing: the mean colour, so the model sees "nothing" there.
+        self._fill_bgr = tuple(int(round(255 * m)) for m in reversed(meta.mean))
         h, w = self.size
         mean = np.asarray(meta.mean, np.float64)  # RGB
         std = np.asarray(meta.std, np.float64)
@@ -65,6 +94,10 @@ class Preprocessor:
 
     def one(self, frame: np.ndarray, index: int = 0) -> None:
         """Write one frame into slot ``index`` of the batch buffer."""
+        top, left, ch, cw = content_box(frame.shape[:2], self.size, self.fit)
+        if (ch, cw) != self.size:
+            self._one_boxed(frame, index, top, left, ch, cw)
+            return
         h, w = self.size
         if self.fused:
             dst = self._batch[index]  # (h, w, 3) uint8 view
@@ -84,6 +117,28 @@ class Preprocessor:
             # written straight into the float32 plane (one pass, no temporaries).
             src = self._planes[2 - c]
             cv2.addWeighted(src, self.scale[c], src, 0.0, self.bias[c], dst=out[c], dtype=cv2.CV_32F)
+
+
+    def _one_boxed(self, frame: np.ndarray, index: int, top: int, left: int, ch: int, cw: int) -> None:
+        h, w = self.size
+        inner = cv2.resize(frame, (cw, ch), interpolation=cv2.INTER_LINEAR)  # as the stretch path
+        if self.fused:
+            dst = self._batch[index]  # (h, w, 3) uint8
+            dst[:] = self._fill_bgr
+            dst[top:top + ch, left:left + cw] = inner
+            return
+        boxed = self._resized  # (h, w, 3) BGR uint8 scratch
+        boxed[:] = self._fill_bgr
+        boxed[top:top + ch, left:left + cw] = inner
+        cv2.split(boxed, self._planes)
+        out = self._batch[index]
+        for c in range(3):
+            src = self._planes[2 - c]
+            cv2.addWeighted(src, self.scale[c], src, 0.0, self.bias[c], dst=out[c], dtype=cv2.CV_32F)
+            out[c, :top] = 0.0  # exactly the normalised mean (the rounded fill is off by < 1/255)
+            out[c, top + ch:] = 0.0
+            out[c, :, :left] = 0.0
+            out[c, :, left + cw:] = 0.0
 
 
 class Postprocessor:

@@ -23,7 +23,7 @@ from . import zoo
 from .backends.base import Backend
 from .errors import BackendUnavailableError, ModelFormatError, UsageError, unknown_name
 from .metadata import LAYOUT_UINT8, OUTPUT_CLASS_MAP, ModelMeta
-from .preprocess import Postprocessor, Preprocessor, check_frame, resize_nearest
+from .preprocess import Postprocessor, Preprocessor, check_fit, check_frame, content_box, resize_nearest
 from .sizes import format_hw, parse_hw
 from .visualize import colorize, overlay, palette_lut
 
@@ -147,13 +147,16 @@ class Segmenter:
         imgsz: inference size (H, W) or ``"HxW"`` for models with dynamic height/width.
         classes, palette, mean, std: for an ONNX model without edgeseg metadata (or to override it).
         providers: ONNX Runtime providers by name (``["tensorrt", "cuda"]``); default from ``device``.
+        fit: ``"stretch"`` resizes frames to the input size; ``"letterbox"`` keeps their aspect ratio
+            (mean-colour border, cropped off again in the class map).
     """
 
     def __init__(self, model: str | Path, backend: str = "auto", device: str = "cpu", *,
                  threads: int | None = None, imgsz: str | int | tuple[int, int] | None = None,
                  classes: Sequence[str] | None = None, palette: Sequence[Sequence[int]] | None = None,
                  mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-                 providers: Sequence[str] | None = None) -> None:
+                 providers: Sequence[str] | None = None, fit: str = "stretch") -> None:
+        self.fit = check_fit(fit)
         self.path = resolve_model(model)
         opts: dict[str, Any] = {"threads": threads}
         if providers:
@@ -168,7 +171,7 @@ class Segmenter:
         self.input_size = self._input_size(imgsz)
         n = self.backend.input_shape[0]
         self.fixed_batch: int | None = n if isinstance(n, int) else None  # None: any batch size
-        self._pre = Preprocessor(self.meta, self.input_size, self.fixed_batch or 1)
+        self._pre = Preprocessor(self.meta, self.input_size, self.fixed_batch or 1, fit=self.fit)
         self._post = Postprocessor()
         self._lowres = np.empty(self.input_size, np.uint8)  # (h, w) argmax buffer, reused
         self._lut = palette_lut(self.meta.palette)
@@ -229,7 +232,7 @@ class Segmenter:
     # -- stages, for pipelines that run them in different threads ---------------------------------
     def new_preprocessor(self) -> Preprocessor:
         """A pre-processor with its own input buffer (one per thread that pre-processes)."""
-        return Preprocessor(self.meta, self.input_size, self.fixed_batch or 1)
+        return Preprocessor(self.meta, self.input_size, self.fixed_batch or 1, fit=self.fit)
 
     def infer_prepared(self, batch: np.ndarray) -> np.ndarray:
         """Run the backend on a batch from :meth:`new_preprocessor`; the raw model output."""
@@ -242,7 +245,11 @@ class Segmenter:
         Not thread-safe against itself (scratch buffers are shared): call it from one thread.
         """
         t = time.perf_counter()
-        class_map = resize_nearest(self._lowres_map(out, index), frame.shape[:2])  # (H, W) uint8
+        lowres = self._lowres_map(out, index)  # (h, w) uint8 at the model's resolution
+        if self.fit != "stretch":
+            top, left, ch, cw = content_box(frame.shape[:2], lowres.shape, self.fit)
+            lowres = lowres[top:top + ch, left:left + cw]  # the picture without its border
+        class_map = resize_nearest(lowres, frame.shape[:2])  # (H, W) uint8
         post_ms = (time.perf_counter() - t) * 1e3
         timings = {"preprocess_ms": preprocess_ms, "infer_ms": infer_ms, "postprocess_ms": post_ms}
         return Result(frame, class_map, timings, self.meta.classes, self.meta.palette, self._lut)

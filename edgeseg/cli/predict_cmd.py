@@ -30,6 +30,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", nargs="?", default=DEFAULT_MODEL,
                         help=f"a .onnx / .engine / .pt file or a bundled model name (default: {DEFAULT_MODEL})")
     parser.add_argument("--imgsz", default=None, help="inference size HxW for dynamic-size models, e.g. 360x480")
+    parser.add_argument("--fit", choices=("stretch", "letterbox"), default="stretch",
+                        help="how frames meet the input size: stretch, or letterbox to keep their aspect ratio")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     parser.add_argument("--backend", default="auto", help="auto (by file suffix), onnxruntime, tensorrt or pytorch")
     parser.add_argument("--threads", type=int, default=None, help="inference threads (default: the backend's)")
@@ -134,7 +136,8 @@ def load_segmenter(args: argparse.Namespace):
         from edgeseg.runtime.errors import UsageError
 
         raise UsageError(f"--threads {args.threads} must be at least 1")
-    return Segmenter(args.model, backend=args.backend, device=args.device, threads=args.threads, imgsz=args.imgsz)
+    return Segmenter(args.model, backend=args.backend, device=args.device, threads=args.threads, imgsz=args.imgsz,
+                     fit=args.fit)
 
 
 def _progress(total: int | None, desc: str):

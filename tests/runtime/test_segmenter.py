@@ -187,3 +187,31 @@ def test_result_overlay_and_fractions(tiny_model):
         res.overlay(0.5, ignore=["clas1"])
     fr = res.fractions()
     assert abs(sum(fr.values()) - 1.0) < 1e-9 and set(fr) <= set(seg.classes)
+
+
+def test_content_box_keeps_the_aspect_ratio() -> None:
+    from edgeseg.runtime.preprocess import content_box
+
+    assert content_box((540, 960), (360, 480), "stretch") == (0, 0, 360, 480)
+    assert content_box((540, 960), (360, 480), "letterbox") == (45, 0, 270, 480)  # 16:9 in 4:3: bars
+    assert content_box((720, 960), (360, 480), "letterbox") == (0, 0, 360, 480)  # same aspect: no bars
+    assert content_box((1000, 100), (360, 480), "letterbox") == (0, 222, 360, 36)
+
+
+def test_letterbox_borders_are_the_mean_and_the_map_fits_the_frame(tiny_onnx) -> None:
+    from edgeseg.runtime.errors import UsageError
+    from edgeseg.runtime.preprocess import Preprocessor
+
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 256, (30, 120, 3), dtype=np.uint8)  # 4:1, into a square-ish input
+    seg = Segmenter(tiny_onnx, fit="letterbox")
+    pre = Preprocessor(seg.meta, (60, 80), fit="letterbox")
+    batch = pre([frame])[0]  # (3, 60, 80) float32
+    top, ch, cw = 20, 20, 80  # 120x30 scaled by 2/3 into 80 wide, centred in 60 rows
+    assert not batch[:, :top].any() and not batch[:, top + ch:].any()  # normalised mean = 0
+    stretched = Preprocessor(seg.meta, (ch, cw))([frame])[0]
+    assert np.allclose(batch[:, top:top + ch], stretched, atol=1e-5)
+    res = seg(frame)
+    assert res.class_map.shape == (30, 120)
+    with pytest.raises(UsageError, match="letterbox"):
+        Segmenter(tiny_onnx, fit="crop")
