@@ -247,6 +247,9 @@ def export_checkpoint(checkpoint: str | os.PathLike, *, fmt: str = "onnx", preci
             _finish(row, False, keep_failed, str(e), result)
             return _fail(result, str(e))
         _say(f"calibration cache {'reused' if qres.cache_hit else 'written'}: {cache.name}", progress)
+        if qres.head_in_float:
+            _say(f"kept in float by design: the classifier and what follows it ({len(qres.head_in_float)} nodes)",
+                 progress)
         row = _check(path, ctx, threads, progress)
         row["quantization"] = {**qres.to_dict(), "calib_source": str(calib_source), "calib_ids": list(calib_set.ids)}
         row["gate"] = gate.to_dict()
