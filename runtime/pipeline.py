@@ -43,7 +43,7 @@ RENDERS = ("overlay", "mask", "side", None)
 STAGES = ("capture", "preprocess", "infer", "postprocess", "render", "write")
 POLL_S = 0.1  # how often blocked threads look at the stop flag
 MAX_FRESH_INTERVAL_S = 0.1  # waiting for a fresh frame only pays on sources of 10 FPS and more
-IN_FLIGHT = 3  # pre-processed input buffers: one being filled, one queued, one in inference
+IN_FLIGHT = 3  # pre-processed input buffers (in-order runs): one being filled, one queued, one in inference
 
 
 class LatencyHistogram:
@@ -210,21 +210,29 @@ class _LatestSlot:
 
 
 class _Prepared:
-    """A frame and the input buffer (slot) its pre-processed copy sits in."""
+    """A frame and its pre-processed batch, which lives in a pre-processor lent from ``free``."""
 
-    __slots__ = ("frame", "slot", "pre_ms", "_free")
+    __slots__ = ("frame", "batch", "pre_ms", "_pre", "_free")
 
-    def __init__(self, frame: Frame, slot: int, pre_ms: float, free: queue.Queue) -> None:
-        self.frame, self.slot, self.pre_ms, self._free = frame, slot, pre_ms, free
+    def __init__(self, frame: Frame, pre: Any, batch: np.ndarray, pre_ms: float, free: queue.Queue) -> None:
+        self.frame, self.batch, self.pre_ms, self._pre, self._free = frame, batch, pre_ms, pre, free
 
     def free_slot(self) -> None:
-        if self.slot >= 0:
-            self._free.put(self.slot)
-            self.slot = -1
+        """Give the pre-processor (and its buffer) back once the model has read the batch."""
+        if self._pre is not None:
+            self._free.put(self._pre)
+            self._pre = None
 
     def release(self) -> None:
         self.free_slot()
         self.frame.release()
+
+
+def _timed_preprocess(pre: Any, image: np.ndarray) -> tuple[np.ndarray, float]:
+    """``pre([image])`` and the milliseconds it took."""
+    t = time.perf_counter()
+    batch = pre([image])
+    return batch, (time.perf_counter() - t) * 1e3
 
 
 @dataclass
@@ -334,11 +342,11 @@ def run_pipeline(segmenter: Any, source: Source, sinks: Iterable[Sink] = (), ren
     # never waits for the cheap stages. Anything else with ``__call__`` and ``meta`` works too,
     # all stages in the inference thread.
     staged = hasattr(segmenter, "infer_prepared") and (getattr(segmenter, "fixed_batch", None) or 1) == 1
-    preprocessors = [segmenter.new_preprocessor() for _ in range(IN_FLIGHT)] if staged else []
-    free_buffers: queue.Queue = queue.Queue()
-    for k in range(len(preprocessors)):
-        free_buffers.put(k)
-    own_pre = segmenter.new_preprocessor() if staged else None
+    free_pre: queue.Queue = queue.Queue()  # in-order runs: pre-processors (input buffers) not in flight
+    if staged and not latest:
+        for _ in range(IN_FLIGHT):
+            free_pre.put(segmenter.new_preprocessor())
+    own_pre = segmenter.new_preprocessor() if staged and latest else None  # for frames picked at inference
     live_timeout = float(getattr(source, "timeout", 5.0))
     base_drops, base_reconnects, base_corrupt = source.drops, source.reconnects, source.corrupt
 
@@ -355,12 +363,11 @@ def run_pipeline(segmenter: Any, source: Source, sinks: Iterable[Sink] = (), ren
         """Pre-process into a free input buffer (waits for one); None once halted."""
         while not halt.is_set():
             try:
-                k = free_buffers.get(timeout=POLL_S)
+                pre = free_pre.get(timeout=POLL_S)
             except queue.Empty:
                 continue
-            t = time.perf_counter()
-            preprocessors[k].one(frame.image, 0)
-            return _Prepared(frame, k, (time.perf_counter() - t) * 1e3, free_buffers)
+            batch, pre_ms = _timed_preprocess(pre, frame.image)
+            return _Prepared(frame, pre, batch, pre_ms, free_pre)
         return None
 
     def capture() -> None:
@@ -463,11 +470,10 @@ def run_pipeline(segmenter: Any, source: Source, sinks: Iterable[Sink] = (), ren
                     frame = item
                 else:
                     if isinstance(item, _Prepared):  # pre-processed by the capture thread
-                        frame, batch, pre_ms = item.frame, preprocessors[item.slot].reserve(1), item.pre_ms
+                        frame, batch, pre_ms = item.frame, item.batch, item.pre_ms
                     else:  # a live frame picked just now: pre-process it here
-                        frame, t = item, time.perf_counter()
-                        batch = own_pre([frame.image])
-                        pre_ms = (time.perf_counter() - t) * 1e3
+                        frame = item
+                        batch, pre_ms = _timed_preprocess(own_pre, frame.image)
                     t = time.perf_counter()
                     out = segmenter.infer_prepared(batch)  # raw output; the input buffer is free again
                     res = (out, pre_ms, (time.perf_counter() - t) * 1e3)
