@@ -31,7 +31,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import cv2
 import numpy as np
 
 from .errors import EdgesegError, SourceError, UsageError
@@ -493,11 +492,6 @@ def run_pipeline(segmenter: Any, source: Source, sinks: Iterable[Sink] = (), ren
     end: _End | None = None
     failure: BaseException | None = None
     lat = stats.latency
-    # The stages already run side by side in their own threads; OpenCV's own worker threads on top
-    # would only compete with the model for the cores. Restored when the run ends.
-    cv_threads = cv2.getNumThreads()
-    if staged:
-        cv2.setNumThreads(1)
     try:
         for t in threads:
             t.start()
@@ -560,7 +554,6 @@ def run_pipeline(segmenter: Any, source: Source, sinks: Iterable[Sink] = (), ren
         halt.set()
         for t in threads:
             t.join(timeout=10.0)
-        cv2.setNumThreads(cv_threads)
         _drain(q_in)
         _drain(q_out)
         stats.duration_s = time.perf_counter() - stats.started
