@@ -95,50 +95,32 @@ class Preprocessor:
     def one(self, frame: np.ndarray, index: int = 0) -> None:
         """Write one frame into slot ``index`` of the batch buffer."""
         top, left, ch, cw = content_box(frame.shape[:2], self.size, self.fit)
-        if (ch, cw) != self.size:
-            self._one_boxed(frame, index, top, left, ch, cw)
-            return
-        h, w = self.size
-        if self.fused:
-            dst = self._batch[index]  # (h, w, 3) uint8 view
-            if frame.shape[:2] == (h, w):
-                np.copyto(dst, frame)
-            else:
-                cv2.resize(frame, (w, h), dst=dst, interpolation=cv2.INTER_LINEAR)
-            return
-        if frame.shape[:2] == (h, w):
-            resized = frame
+        boxed = (ch, cw) != self.size
+        # The BGR picture at input size: the batch slot itself for fused models, else a scratch.
+        bgr = self._batch[index] if self.fused else self._resized  # (h, w, 3) uint8
+        if boxed:
+            bgr[:] = self._fill_bgr
+            bgr[top:top + ch, left:left + cw] = cv2.resize(frame, (cw, ch), interpolation=cv2.INTER_LINEAR)
+        elif frame.shape[:2] != self.size:
+            cv2.resize(frame, self.size[::-1], dst=bgr, interpolation=cv2.INTER_LINEAR)
+        elif self.fused:
+            np.copyto(bgr, frame)
         else:
-            resized = cv2.resize(frame, (w, h), dst=self._resized, interpolation=cv2.INTER_LINEAR)
-        cv2.split(resized, self._planes)  # contiguous B, G, R planes (h, w) uint8
+            bgr = frame  # already the right size: normalise it directly
+        if self.fused:
+            return
+        cv2.split(bgr, self._planes)  # contiguous B, G, R planes (h, w) uint8
         out = self._batch[index]  # (3, h, w) float32 view, RGB order
         for c in range(3):
             # RGB channel c comes from BGR plane 2 - c; addWeighted with beta=0 is u8 * scale + bias
             # written straight into the float32 plane (one pass, no temporaries).
             src = self._planes[2 - c]
             cv2.addWeighted(src, self.scale[c], src, 0.0, self.bias[c], dst=out[c], dtype=cv2.CV_32F)
-
-
-    def _one_boxed(self, frame: np.ndarray, index: int, top: int, left: int, ch: int, cw: int) -> None:
-        h, w = self.size
-        inner = cv2.resize(frame, (cw, ch), interpolation=cv2.INTER_LINEAR)  # as the stretch path
-        if self.fused:
-            dst = self._batch[index]  # (h, w, 3) uint8
-            dst[:] = self._fill_bgr
-            dst[top:top + ch, left:left + cw] = inner
-            return
-        boxed = self._resized  # (h, w, 3) BGR uint8 scratch
-        boxed[:] = self._fill_bgr
-        boxed[top:top + ch, left:left + cw] = inner
-        cv2.split(boxed, self._planes)
-        out = self._batch[index]
-        for c in range(3):
-            src = self._planes[2 - c]
-            cv2.addWeighted(src, self.scale[c], src, 0.0, self.bias[c], dst=out[c], dtype=cv2.CV_32F)
-            out[c, :top] = 0.0  # exactly the normalised mean (the rounded fill is off by < 1/255)
-            out[c, top + ch:] = 0.0
-            out[c, :, :left] = 0.0
-            out[c, :, left + cw:] = 0.0
+        if boxed:  # the border exactly the normalised mean (the rounded fill colour is off by < 1/255)
+            out[:, :top] = 0.0
+            out[:, top + ch:] = 0.0
+            out[:, :, :left] = 0.0
+            out[:, :, left + cw:] = 0.0
 
 
 class Postprocessor:
