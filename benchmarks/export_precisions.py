@@ -92,11 +92,11 @@ def export_all(ckpt: Path, args: argparse.Namespace, out_dir: Path) -> dict[str,
 def time_interleaved(ckpt: Path, paths: dict[str, str], imgsz: tuple[int, int], threads: int, runs: int,
                      warmup: int, image: np.ndarray, spin: bool = False) -> dict[str, float]:
     """Median latency (ms) of each candidate, timed in interleaved rounds."""
-    import onnxruntime as ort
     import torch
 
     from edgeseg.export.calibration import preprocess
     from edgeseg.export.onnx_export import read_meta
+    from edgeseg.export.parity import ort_session
     from edgeseg.train.checkpoint import load_checkpoint
 
     torch.set_num_threads(threads)
@@ -104,19 +104,12 @@ def time_interleaved(ckpt: Path, paths: dict[str, str], imgsz: tuple[int, int], 
     meta = read_meta(paths["fp32"])
     x = preprocess([image], meta, imgsz)  # (1, 3, H, W) float32, as the runtime feeds it
     xt = torch.from_numpy(x)
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
-    # Same session policy as the runtime (runtime/backends/ort.py): idle workers sleep instead of
-    # spinning, unless --spin. On these 2-vCPU machines spinning INT8 sessions ran slower.
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
     fns = {}
     with torch.inference_mode():
         fns["pytorch"] = lambda: model(xt)
         for prec in ("fp32", "fp16", "int8"):
             if prec in paths and Path(paths[prec]).exists():
-                sess = ort.InferenceSession(paths[prec], opts, providers=["CPUExecutionProvider"])
+                sess = ort_session(paths[prec], threads, spin=spin)  # the runtime's no-spin policy unless --spin
                 name = sess.get_inputs()[0].name
                 fns[f"ort_{prec}"] = (lambda s=sess, n=name: s.run(None, {n: x}))
         for fn in fns.values():

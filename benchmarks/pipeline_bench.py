@@ -169,8 +169,7 @@ def part_live(seg: Segmenter, video: str, seconds: float, window_s: float, serve
     model_ms = d["latency_ms"]["infer"]["p50"]
     p99s = [w["c2r_p99_ms"] for w in windows]
     return {"serve_fps": serve_fps, "seconds": seconds, "wait_for_fresh": wait_for_fresh, "window_s": window_s,
-            "url": url,
-            "model_infer_p50_ms": model_ms, "overall": d, "windows": windows,
+            "url": url, "model_infer_p50_ms": model_ms, "overall": d, "windows": windows,
             "worst_window_p99_over_infer": max((w["p99_over_infer"] for w in windows), default=None),
             "last_over_first_window_p99": round(p99s[-1] / p99s[0], 3) if len(p99s) >= 2 else None,
             "target_p99_over_infer": 2.0, "source_reader": d["source"].get("reader")}

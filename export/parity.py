@@ -29,11 +29,16 @@ from .calibration import ImageSet, preprocess
 from .onnx_export import read_meta
 
 
-def ort_session(path: str | os.PathLike, threads: int = 0) -> ort.InferenceSession:
-    """A CPU session with all graph optimisations; ``threads`` 0 lets ONNX Runtime choose."""
+def ort_session(path: str | os.PathLike, threads: int = 0, spin: bool = False) -> ort.InferenceSession:
+    """A CPU session with all graph optimisations; ``threads`` 0 lets ONNX Runtime choose.
+
+    Idle worker threads sleep unless ``spin`` (the runtime's policy, runtime/backends/ort.py), so
+    the latencies in export reports are measured the way the runtime will run the model.
+    """
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
     if threads:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
