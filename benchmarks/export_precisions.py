@@ -42,6 +42,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--calib-images", type=int, default=32)
     p.add_argument("--calib-method", default="percentile", help="minmax, entropy or percentile")
     p.add_argument("--max-miou-drop", type=float, default=0.5, help="INT8 gate limit (issue 3 target: 0.5)")
+    p.add_argument("--output-stride", type=int, default=1, metavar="S",
+                   help="export (and time PyTorch) ending before the head's upsampling (edgeseg export --output-stride)")
     p.add_argument("--out", default="runs/export_bench", help="folder for the exported artifacts (git-ignored)")
     p.add_argument("--from-json", default=None, metavar="PATH",
                    help="re-time the artifacts (and reuse the mIoU) of an earlier run's --json instead of "
@@ -68,9 +70,9 @@ def export_all(ckpt: Path, args: argparse.Namespace, out_dir: Path) -> dict[str,
     """FP16 and INT8 exports (each also writes and checks the FP32 ONNX); returns paths and mIoU."""
     from edgeseg.export.pipeline import ExportFailed, export_checkpoint
 
-    base = out_dir / ckpt.parent.name
+    base = out_dir / (ckpt.parent.name + (f"_s{args.output_stride}" if args.output_stride > 1 else ""))
     common = dict(imgsz=args.imgsz, out=base, data=args.data, val_images=args.val_images, threads=1,
-                  progress=True)
+                  output_stride=args.output_stride, progress=True)
     t0 = time.perf_counter()
     fp16 = export_checkpoint(ckpt, precision="fp16", max_miou_drop=1.0, **common)
     try:
@@ -95,13 +97,13 @@ def time_interleaved(ckpt: Path, paths: dict[str, str], imgsz: tuple[int, int], 
     import torch
 
     from edgeseg.export.calibration import preprocess
-    from edgeseg.export.onnx_export import read_meta
+    from edgeseg.export.onnx_export import read_meta, with_output_stride
     from edgeseg.export.parity import ort_session
     from edgeseg.train.checkpoint import load_checkpoint
 
     torch.set_num_threads(threads)
-    model = load_checkpoint(ckpt).build_model()
     meta = read_meta(paths["fp32"])
+    model = with_output_stride(load_checkpoint(ckpt).build_model(), meta.output_stride)  # the exported graph
     x = preprocess([image], meta, imgsz)  # (1, 3, H, W) float32, as the runtime feeds it
     xt = torch.from_numpy(x)
     fns = {}

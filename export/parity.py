@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import onnxruntime as ort
 
 from edgeseg.runtime.errors import ModelFormatError, UsageError
 from edgeseg.runtime.metadata import OUTPUT_CLASS_MAP, ModelMeta
 from edgeseg.runtime.metrics import ConfusionMatrix
+from edgeseg.runtime.preprocess import resize_nearest
 from edgeseg.runtime.progress import Progress
 
 from .calibration import ImageSet, preprocess
@@ -57,9 +57,10 @@ def _to_class_map(out: np.ndarray, kind: str) -> np.ndarray:
 
 
 def _resize_map(cmap: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Class map -> label size, the runtime's way (nearest on pixel centres), so reports score what it shows."""
     if cmap.shape == shape:
         return cmap
-    return cv2.resize(cmap, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)  # (H, W) uint8
+    return resize_nearest(cmap, shape)  # (H, W) uint8
 
 
 @dataclass

@@ -34,7 +34,7 @@ from edgeseg.runtime.sizes import format_hw, parse_hw
 
 from .calibration import load_images
 from .gate import GateFailed, quantize_with_gate
-from .onnx_export import DEFAULT_OPSET, read_meta, torch_to_onnx
+from .onnx_export import DEFAULT_OPSET, read_meta, torch_to_onnx, with_output_stride
 from .parity import EvalContext, check_parity, torch_reference
 from .quantize import CALIB_METHODS, INT8_TARGETS, check_choice
 
@@ -147,10 +147,12 @@ def export_checkpoint(checkpoint: str | os.PathLike, *, fmt: str = "onnx", preci
                       max_miou_drop: float = 1.0, fuse_preprocess: bool = False, fuse_argmax: bool = False,
                       opset: int = DEFAULT_OPSET, workspace_gb: float = 4.0, out: str | os.PathLike | None = None,
                       data: str | None = None, val_images: int = 0, keep_failed: bool = False,
-                      simplify: bool = True, threads: int = 0, progress: bool = True) -> ExportResult:
+                      simplify: bool = True, output_stride: int = 1, threads: int = 0,
+                      progress: bool = True) -> ExportResult:
     """Export an edgeseg checkpoint and check every artifact against PyTorch on real images.
 
     ``threads`` (0 = library defaults) applies to PyTorch and ONNX Runtime for the whole export.
+    ``output_stride`` > 1 ends every artifact (and the PyTorch reference) before the head's upsampling.
     Raises :class:`ExportError` when a gate fails (after writing the report), and the usual
     ``UsageError``/``CheckpointError``/``DatasetError``/``BackendUnavailableError`` for bad input.
     """
@@ -185,7 +187,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, *, fmt: str = "onnx", preci
     if val.classes is not None and len(val.classes) != ckpt.num_classes:
         raise DatasetError(f"validation data {val_source} has {len(val.classes)} classes but {checkpoint} was "
                            f"trained on {ckpt.num_classes}; pass the matching --data")
-    model = ckpt.build_model()
+    model = with_output_stride(ckpt.build_model(), output_stride)  # the reference is what gets exported
     calib_source, calib_set = None, None
     if precision == "int8":  # load before any long step: a bad --calib fails in seconds
         calib_source = calib or (ckpt.dataset or {}).get("root")
@@ -196,9 +198,11 @@ def export_checkpoint(checkpoint: str | os.PathLike, *, fmt: str = "onnx", preci
 
     # 2. FP32 ONNX (always: FP16 and INT8 are derived from it).
     fp32_path = artifact_path(base, "fp32")
-    _say(f"exporting {fp32_path.name} ({format_hw(size)}{', dynamic' if dynamic else ''})", progress)
+    stride_note = f", output stride {output_stride}" if output_stride > 1 else ""
+    _say(f"exporting {fp32_path.name} ({format_hw(size)}{', dynamic' if dynamic else ''}{stride_note})", progress)
     torch_to_onnx(ckpt, fp32_path, imgsz=size, dynamic=dynamic, batch=batch, opset=opset,
-                  fuse_preprocess=fuse_preprocess, fuse_argmax=fuse_argmax, simplify=simplify)
+                  fuse_preprocess=fuse_preprocess, fuse_argmax=fuse_argmax, simplify=simplify,
+                  output_stride=output_stride)
     meta = read_meta(fp32_path)
     ctx = EvalContext(images=val, meta=meta, size=size)
     _say(f"PyTorch reference on {len(val)} validation images", progress)

@@ -17,6 +17,8 @@ Conventions
     - ``"class_map"``: uint8 (N, H, W) class ids (``--fuse-argmax``).
 * ``input_size`` is the (H, W) the artifact was exported for; with ``dynamic_hw``
   the graph accepts other sizes and ``input_size`` is the preferred one.
+* ``output_stride``: the output is (ceil(H/s), ceil(W/s)) for an (H, W) input; 1 (the default)
+  is full resolution, s > 1 an export that ends before the head's upsampling (``--output-stride``).
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ class ModelMeta:
     batch: int = 1  # fixed batch when not dynamic_batch
     input_layout: str = LAYOUT_FLOAT
     output_kind: str = OUTPUT_LOGITS
+    output_stride: int = 1
     precision: str = "fp32"
     int8_target: str = ""  # "ort_cpu" (U8S8) or "tensorrt" (S8S8) for int8 artifacts
     model_name: str = ""
@@ -74,6 +77,8 @@ class ModelMeta:
             raise ModelFormatError(f"unknown input layout {self.input_layout!r}; expected one of {LAYOUTS}")
         if self.output_kind not in OUTPUT_KINDS:
             raise ModelFormatError(f"unknown output kind {self.output_kind!r}; expected one of {OUTPUT_KINDS}")
+        if not isinstance(self.output_stride, int) or self.output_stride < 1:
+            raise ModelFormatError(f"output stride must be a positive integer, got {self.output_stride!r}")
         if self.precision not in PRECISIONS:
             raise ModelFormatError(f"unknown precision {self.precision!r}; expected one of {PRECISIONS}")
 

@@ -285,6 +285,7 @@ class Segmenter:
             "int8_target": self.meta.int8_target,
             "layout": self.meta.input_layout,
             "output_kind": self.meta.output_kind,
+            "output_stride": self.meta.output_stride,
             "mean": list(self.meta.mean),
             "std": list(self.meta.std),
         }

@@ -15,6 +15,7 @@ examples:
   edgeseg export runs/camvid/best.pt
   edgeseg export runs/camvid/best.pt --precision int8 --calib-images 64 --calib-method percentile
   edgeseg export best.pt --fuse-preprocess --fuse-argmax --dynamic --val-images 20
+  edgeseg export best.pt --precision int8 --output-stride 2   # unet_lite: class map at half size
 """
 
 
@@ -39,6 +40,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="largest allowed mIoU drop of fp16/int8 below fp32 (default 1.0)")
     p.add_argument("--fuse-preprocess", action="store_true", help="graph input: uint8 BGR (N,H,W,3) frame")
     p.add_argument("--fuse-argmax", action="store_true", help="graph output: uint8 class map (N,H,W)")
+    p.add_argument("--output-stride", type=int, default=1, metavar="S",
+                   help="end the graph before the head's upsampling: logits at 1/S of the input size, "
+                        "argmax there and nearest-upsampled by the runtime (faster, ~0.2 mIoU on unet_lite "
+                        "with S=2; the model's head stride or 1, the default)")
     p.add_argument("--opset", type=int, default=18, help="ONNX opset (>= 17; default 18)")
     p.add_argument("--workspace", type=float, default=4.0, metavar="GB", help="TensorRT workspace limit")
     p.add_argument("--out", default=None, metavar="PATH", help="artifact base name (default: beside the checkpoint)")
@@ -63,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
             int8_target=args.int8_target, max_miou_drop=args.max_miou_drop, fuse_preprocess=args.fuse_preprocess,
             fuse_argmax=args.fuse_argmax, opset=args.opset, workspace_gb=args.workspace, out=args.out,
             data=args.data, val_images=args.val_images, keep_failed=args.keep_failed,
-            simplify=not args.no_simplify, threads=args.threads, progress=not args.quiet)
+            simplify=not args.no_simplify, output_stride=args.output_stride, threads=args.threads,
+            progress=not args.quiet)
     except ExportFailed as e:
         # Show what was measured before the one-line error the CLI prints.
         print(e.result.table(), file=sys.stderr)

@@ -29,3 +29,22 @@ class SegmentationModel(nn.Module):
         out = self.decoder(features)
         out = self.head(out)  # (N, num_classes, H', W')
         return out[:, :, :h, :w]  # (N, num_classes, H, W)
+
+    @property
+    def head_stride(self) -> int:
+        """Stride of the logits before the head's final fixed upsampling (1: the head does not upsample)."""
+        return int(getattr(self.head, "upsample_factor", 1))
+
+    def forward_coarse(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits before the head's final upsampling: (N, C, ceil(H/s), ceil(W/s)), s = ``head_stride``.
+
+        For deployment: argmax at stride s, then a nearest upsampling of the uint8 class map,
+        skips upsampling C float planes (export's ``output_stride``).
+        """
+        s = self.head_stride
+        if s == 1:
+            return self.forward(x)
+        h, w = x.shape[-2], x.shape[-1]
+        x = pad_to_multiple(x, self.pad_multiple)  # (N, 3, H', W')
+        out = self.head.coarse(self.decoder(self.encoder(x)))  # (N, num_classes, H'/s, W'/s)
+        return out[:, :, :(h + s - 1) // s, :(w + s - 1) // s]  # (N, num_classes, ceil(H/s), ceil(W/s))

@@ -88,6 +88,14 @@ class BilinearUp(nn.ConvTranspose2d):
         with torch.no_grad():
             self.weight.copy_(bilinear_kernel(channels, channels, 2 * factor))
 
+    @property
+    def upsample_factor(self) -> int:
+        return self.factor
+
+    def coarse(self, x: torch.Tensor) -> torch.Tensor:
+        """As a model head (FCN): what comes in is already the class scores, before this upsampling."""
+        return x
+
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
     """Zero-pad bottom/right so H and W are multiples of ``multiple`` (zero = the dataset mean after

@@ -74,6 +74,14 @@ class SegmentationHead(nn.Module):
         self.conv = nn.Conv2d(in_ch, num_classes, 1)
         self.upsample = int(upsample)
 
+    @property
+    def upsample_factor(self) -> int:
+        return self.upsample
+
+    def coarse(self, x: torch.Tensor) -> torch.Tensor:
+        """Class logits before the upsampling."""
+        return self.conv(x)  # (N, num_classes, h, w)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv(x)  # (N, num_classes, h, w)
         if self.upsample > 1:
