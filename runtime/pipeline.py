@@ -17,7 +17,9 @@ the main thread). Between them sit small queues:
 
 Statistics (per-stage latency, capture-to-render latency, FPS, drops, reconnects) go into a
 :class:`PipelineStats`. Latencies are kept in fixed log-spaced histograms (1 % resolution), so
-memory stays flat however long the run.
+memory stays flat however long the run. Beside each stage's wall time, the CPU time its thread
+spent in pre-processing, post-processing and rendering is summed: on a machine with fewer cores
+than busy threads, wall time also counts the time a stage waited for a core.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from .visualize import colorize, draw_legend, draw_text_panel, legend_width, ove
 
 RENDERS = ("overlay", "mask", "side", None)
 STAGES = ("capture", "preprocess", "infer", "postprocess", "render", "write")
+CPU_STAGES = ("preprocess", "postprocess", "render")  # the cheap stages whose CPU time is summed
 POLL_S = 0.1  # how often blocked threads look at the stop flag
 MAX_FRESH_INTERVAL_S = 0.1  # waiting for a fresh frame only pays on sources of 10 FPS and more
 IN_FLIGHT = 3  # pre-processed input buffers (in-order runs): one being filled, one queued, one in inference
@@ -113,12 +116,26 @@ class PipelineStats:
     source: dict[str, Any] = field(default_factory=dict)
     sinks: list[dict[str, Any]] = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
+    cpu_total_ms: dict[str, float] = field(default_factory=lambda: dict.fromkeys(CPU_STAGES, 0.0))
+    _cpu_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _recent: deque = field(default_factory=lambda: deque(maxlen=32), repr=False)  # last render times
 
     @property
     def fps(self) -> float:
         elapsed = self.duration_s or (time.perf_counter() - self.started)
         return self.frames / elapsed if elapsed > 0 else 0.0
+
+    def add_cpu(self, stage: str, ms: float) -> None:
+        """Add ``ms`` of thread CPU time to ``stage`` (pre-processing runs in two threads)."""
+        with self._cpu_lock:
+            self.cpu_total_ms[stage] += ms
+
+    def cpu_ms_per_frame(self) -> dict[str, float | None]:
+        """CPU time per rendered frame of each cheap stage; frames dropped after pre-processing
+        count too (their pre-processing was paid for)."""
+        if not self.frames:
+            return dict.fromkeys(self.cpu_total_ms)
+        return {k: round(v / self.frames, 3) for k, v in self.cpu_total_ms.items()}
 
     @property
     def recent_fps(self) -> float:
@@ -157,6 +174,7 @@ class PipelineStats:
             "duration_s": round(self.duration_s or (time.perf_counter() - self.started), 3),
             "latency_ms": {s: trio(h) for s, h in self.latency.items()},
             "capture_to_render_ms": trio(self.capture_to_render),
+            "cpu_ms_per_frame": self.cpu_ms_per_frame(),
             "stopped_by": self.stopped_by,
             "error": self.error,
             "source": self.source,
@@ -227,10 +245,11 @@ class _Prepared:
         self.frame.release()
 
 
-def _timed_preprocess(pre: Any, image: np.ndarray) -> tuple[np.ndarray, float]:
-    """``pre([image])`` and the milliseconds it took."""
-    t = time.perf_counter()
+def _timed_preprocess(pre: Any, image: np.ndarray, stats: PipelineStats) -> tuple[np.ndarray, float]:
+    """``pre([image])`` and the milliseconds it took; its CPU time goes into ``stats``."""
+    t, c = time.perf_counter(), time.thread_time()
     batch = pre([image])
+    stats.add_cpu("preprocess", (time.thread_time() - c) * 1e3)
     return batch, (time.perf_counter() - t) * 1e3
 
 
@@ -341,6 +360,9 @@ def run_pipeline(segmenter: Any, source: Source, sinks: Iterable[Sink] = (), ren
     # never waits for the cheap stages. Anything else with ``__call__`` and ``meta`` works too,
     # all stages in the inference thread.
     staged = hasattr(segmenter, "infer_prepared") and (getattr(segmenter, "fixed_batch", None) or 1) == 1
+    if not staged:  # pre- and post-processing happen inside one opaque call: their CPU time is unknown
+        for stage in ("preprocess", "postprocess"):
+            stats.cpu_total_ms.pop(stage, None)
     free_pre: queue.Queue = queue.Queue()  # in-order runs: pre-processors (input buffers) not in flight
     if staged and not latest:
         for _ in range(IN_FLIGHT):
@@ -365,7 +387,7 @@ def run_pipeline(segmenter: Any, source: Source, sinks: Iterable[Sink] = (), ren
                 pre = free_pre.get(timeout=POLL_S)
             except queue.Empty:
                 continue
-            batch, pre_ms = _timed_preprocess(pre, frame.image)
+            batch, pre_ms = _timed_preprocess(pre, frame.image, stats)
             return _Prepared(frame, pre, batch, pre_ms, free_pre)
         return None
 
@@ -472,7 +494,7 @@ def run_pipeline(segmenter: Any, source: Source, sinks: Iterable[Sink] = (), ren
                         frame, batch, pre_ms = item.frame, item.batch, item.pre_ms
                     else:  # a live frame picked just now: pre-process it here
                         frame = item
-                        batch, pre_ms = _timed_preprocess(own_pre, frame.image)
+                        batch, pre_ms = _timed_preprocess(own_pre, frame.image, stats)
                     t = time.perf_counter()
                     out = segmenter.infer_prepared(batch)  # raw output; the input buffer is free again
                     res = (out, pre_ms, (time.perf_counter() - t) * 1e3)
@@ -509,10 +531,13 @@ def run_pipeline(segmenter: Any, source: Source, sinks: Iterable[Sink] = (), ren
             frame, res = item
             if staged:  # post-processing (argmax, resize to the frame) runs here, beside rendering
                 out, pre_ms, infer_ms = res
+                c0 = time.thread_time()
                 res = segmenter.finish(frame.image, out, 0, pre_ms, infer_ms)
-            t0 = time.perf_counter()
+                stats.add_cpu("postprocess", (time.thread_time() - c0) * 1e3)
+            t0, c0 = time.perf_counter(), time.thread_time()
             image = renderer(frame.image, res.class_map, stats)  # (H, W, 3) uint8 BGR
             t1 = time.perf_counter()
+            stats.add_cpu("render", (time.thread_time() - c0) * 1e3)
             for sink in sinks:
                 try:
                     sink.write(image, frame)

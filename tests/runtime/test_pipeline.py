@@ -290,3 +290,22 @@ def test_live_source_measures_its_frame_interval() -> None:
             assert src.frame_interval == pytest.approx(0.020, rel=0.5)
             newest = src.newest_timestamp() or time.perf_counter()
             assert src.wait_newer(newest, 1.0) and src.newest_timestamp() > newest
+
+
+def test_cheap_stages_report_their_cpu_time(tiny_onnx: Path, tmp_path: Path) -> None:
+    """Each cheap stage's thread CPU time is summed; a stage cannot use more CPU than wall time on
+    its own thread, and a segmenter without stages reports only the rendering it can see."""
+    rng = np.random.default_rng(2)
+    (tmp_path / "in").mkdir()
+    for i in range(6):
+        cv2.imwrite(str(tmp_path / "in" / f"f{i}.png"), rng.integers(0, 256, (240, 320, 3), dtype=np.uint8))
+    with open_source(tmp_path / "in") as src:
+        stats = run_pipeline(Segmenter(tiny_onnx, threads=1), src, [], render="overlay")
+    cpu = stats.to_dict()["cpu_ms_per_frame"]
+    assert set(cpu) == {"preprocess", "postprocess", "render"}
+    for stage, ms in cpu.items():
+        wall = stats.latency[stage].total / stats.frames
+        assert 0 < ms <= wall * 1.05 + 0.05, (stage, ms, wall)
+    with open_source(tmp_path / "in") as src:
+        opaque = run_pipeline(FakeSegmenter(), src, [], render="overlay")
+    assert set(opaque.to_dict()["cpu_ms_per_frame"]) == {"render"}
