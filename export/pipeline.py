@@ -173,6 +173,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, *, fmt: str = "onnx", preci
         _require_tensorrt()
 
     ckpt = load_checkpoint(checkpoint)
+    model = with_output_stride(ckpt.build_model(), output_stride)  # the reference is what gets exported
     size = parse_hw(imgsz) if imgsz is not None else (tuple(ckpt.input_size) if ckpt.input_size else DEFAULT_IMGSZ)
     base = base_path(checkpoint, out)
     result = ExportResult(checkpoint=str(checkpoint))
@@ -187,7 +188,6 @@ def export_checkpoint(checkpoint: str | os.PathLike, *, fmt: str = "onnx", preci
     if val.classes is not None and len(val.classes) != ckpt.num_classes:
         raise DatasetError(f"validation data {val_source} has {len(val.classes)} classes but {checkpoint} was "
                            f"trained on {ckpt.num_classes}; pass the matching --data")
-    model = with_output_stride(ckpt.build_model(), output_stride)  # the reference is what gets exported
     calib_source, calib_set = None, None
     if precision == "int8":  # load before any long step: a bad --calib fails in seconds
         calib_source = calib or (ckpt.dataset or {}).get("root")
