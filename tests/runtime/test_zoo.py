@@ -51,3 +51,15 @@ def test_bundled_models_load_when_present():
     for name in names:
         seg = Segmenter(name)
         assert seg.classes, name
+
+
+def test_bundled_stride2_twin_upsamples_to_the_frame():
+    if "camvid-unet-lite-s2.int8" not in zoo.list_models():
+        pytest.skip("the stride-2 twin is not bundled")
+    import numpy as np
+
+    frame = np.zeros((540, 960, 3), np.uint8)
+    with Segmenter("camvid-unet-lite-s2.int8", threads=1) as s2, Segmenter("camvid-unet-lite.int8", threads=1) as full:
+        assert s2.info["output_stride"] == 2 and full.info["output_stride"] == 1
+        assert s2.meta.source_sha256 == full.meta.source_sha256  # the same weights, cut differently
+        assert s2(frame).class_map.shape == full(frame).class_map.shape == (540, 960)
