@@ -23,12 +23,7 @@ class SegmentationModel(nn.Module):
         self.pad_multiple = int(pad_multiple)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2], x.shape[-1]
-        x = pad_to_multiple(x, self.pad_multiple)  # (N, 3, H', W'), H' and W' multiples of the stride
-        features = self.encoder(x)  # list, finest first
-        out = self.decoder(features)
-        out = self.head(out)  # (N, num_classes, H', W')
-        return out[:, :, :h, :w]  # (N, num_classes, H, W)
+        return self._logits(x, coarse=False)  # (N, num_classes, H, W)
 
     @property
     def head_stride(self) -> int:
@@ -41,10 +36,16 @@ class SegmentationModel(nn.Module):
         For deployment: argmax at stride s, then a nearest upsampling of the uint8 class map,
         skips upsampling C float planes (export's ``output_stride``).
         """
-        s = self.head_stride
-        if s == 1:
-            return self.forward(x)
+        return self._logits(x, coarse=self.head_stride > 1)
+
+    def _logits(self, x: torch.Tensor, coarse: bool) -> torch.Tensor:
         h, w = x.shape[-2], x.shape[-1]
-        x = pad_to_multiple(x, self.pad_multiple)  # (N, 3, H', W')
-        out = self.head.coarse(self.decoder(self.encoder(x)))  # (N, num_classes, H'/s, W'/s)
+        x = pad_to_multiple(x, self.pad_multiple)  # (N, 3, H', W'), H' and W' multiples of the stride
+        features = self.encoder(x)  # list, finest first
+        out = self.decoder(features)
+        if not coarse:
+            out = self.head(out)  # (N, num_classes, H', W')
+            return out[:, :, :h, :w]  # (N, num_classes, H, W)
+        s = self.head_stride
+        out = self.head.coarse(out)  # (N, num_classes, H'/s, W'/s)
         return out[:, :, :(h + s - 1) // s, :(w + s - 1) // s]  # (N, num_classes, ceil(H/s), ceil(W/s))
