@@ -173,7 +173,8 @@ def export_checkpoint(checkpoint: str | os.PathLike, *, fmt: str = "onnx", preci
         _require_tensorrt()
 
     ckpt = load_checkpoint(checkpoint)
-    model = with_output_stride(ckpt.build_model(), output_stride)  # the reference is what gets exported
+    net = ckpt.build_model()  # built once: exported, and (cut the same way) the PyTorch reference
+    model = with_output_stride(net, output_stride)
     size = parse_hw(imgsz) if imgsz is not None else (tuple(ckpt.input_size) if ckpt.input_size else DEFAULT_IMGSZ)
     base = base_path(checkpoint, out)
     result = ExportResult(checkpoint=str(checkpoint))
@@ -200,7 +201,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, *, fmt: str = "onnx", preci
     fp32_path = artifact_path(base, "fp32")
     stride_note = f", output stride {output_stride}" if output_stride > 1 else ""
     _say(f"exporting {fp32_path.name} ({format_hw(size)}{', dynamic' if dynamic else ''}{stride_note})", progress)
-    torch_to_onnx(ckpt, fp32_path, imgsz=size, dynamic=dynamic, batch=batch, opset=opset,
+    torch_to_onnx(net, fp32_path, meta=ckpt.meta(), imgsz=size, dynamic=dynamic, batch=batch, opset=opset,
                   fuse_preprocess=fuse_preprocess, fuse_argmax=fuse_argmax, simplify=simplify,
                   output_stride=output_stride)
     meta = read_meta(fp32_path)
