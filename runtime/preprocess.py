@@ -100,7 +100,7 @@ class Preprocessor:
         bgr = self._batch[index] if self.fused else self._resized  # (h, w, 3) uint8
         if boxed:
             bgr[:] = self._fill_bgr
-            bgr[top:top + ch, left:left + cw] = cv2.resize(frame, (cw, ch), interpolation=cv2.INTER_LINEAR)
+            cv2.resize(frame, (cw, ch), dst=bgr[top:top + ch, left:left + cw], interpolation=cv2.INTER_LINEAR)
         elif frame.shape[:2] != self.size:
             cv2.resize(frame, self.size[::-1], dst=bgr, interpolation=cv2.INTER_LINEAR)
         elif self.fused:
