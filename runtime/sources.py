@@ -513,7 +513,7 @@ def _opened(cap: cv2.VideoCapture, problem: str) -> cv2.VideoCapture:
 def _ffmpeg_opener(url: str, timeout: float, size: tuple[int, int] | None):
     ms = int(timeout * 1000)
     params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms]
-    shown = _redact(url)
+    shown = redact_url(url)
 
     def open_() -> cv2.VideoCapture:
         return _opened(cv2.VideoCapture(url, cv2.CAP_FFMPEG, params),
@@ -585,7 +585,6 @@ def has_gstreamer() -> bool:
 
 
 # user:password@ in a camera URL must not end up in logs or error messages.
-_redact = redact_url
 
 
 # -- synthetic --------------------------------------------------------------------------------------
@@ -750,7 +749,7 @@ def open_source(uri: str | int | os.PathLike, *, timeout: float = DEFAULT_TIMEOU
     parts = urlsplit(text)
     scheme = parts.scheme.lower()
     if scheme not in SCHEMES:
-        raise UsageError(f"unsupported source scheme {scheme + '://'!r} in {_redact(text)!r}; supported: "
+        raise UsageError(f"unsupported source scheme {scheme + '://'!r} in {redact_url(text)!r}; supported: "
                          f"{', '.join(s + '://' for s in SCHEMES)}, a camera index, a file, folder or glob")
     if scheme == "file":
         if parts.netloc not in ("", "localhost"):
@@ -779,13 +778,13 @@ def open_source(uri: str | int | os.PathLike, *, timeout: float = DEFAULT_TIMEOU
         return _parse_synthetic(text, parts, loop, out_size, timeout)
     # rtsp / rtsps / http / https: network streams through FFmpeg, MJPEG over http(s) natively.
     if not parts.hostname:
-        raise UsageError(f"stream URL {_redact(text)!r} has no host; write e.g. rtsp://192.168.1.10:554/stream")
+        raise UsageError(f"stream URL {redact_url(text)!r} has no host; write e.g. rtsp://192.168.1.10:554/stream")
     if scheme in ("http", "https"):
         opener, reader, answer = _http_opener(text, timeout, out_size)
     else:
         opener, reader, answer = _ffmpeg_opener(text, timeout, out_size), "ffmpeg", ""
     try:
-        return _LiveSource(_redact(text), opener, timeout, reconnects, out_size, backoff, reader=reader)
+        return _LiveSource(redact_url(text), opener, timeout, reconnects, out_size, backoff, reader=reader)
     except SourceError as e:
         if not answer:
             raise
