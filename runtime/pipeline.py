@@ -116,8 +116,9 @@ class PipelineStats:
     source: dict[str, Any] = field(default_factory=dict)
     sinks: list[dict[str, Any]] = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
+    # Each stage's total is added to by one thread only (pre-processing: the capture thread for in-order
+    # runs, the inference thread for live ones; the rest: the rendering thread), so no lock is needed.
     cpu_total_ms: dict[str, float] = field(default_factory=lambda: dict.fromkeys(CPU_STAGES, 0.0))
-    _cpu_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _recent: deque = field(default_factory=lambda: deque(maxlen=32), repr=False)  # last render times
 
     @property
@@ -126,9 +127,8 @@ class PipelineStats:
         return self.frames / elapsed if elapsed > 0 else 0.0
 
     def add_cpu(self, stage: str, ms: float) -> None:
-        """Add ``ms`` of thread CPU time to ``stage`` (pre-processing runs in two threads)."""
-        with self._cpu_lock:
-            self.cpu_total_ms[stage] += ms
+        """Add ``ms`` of the calling thread's CPU time to ``stage``."""
+        self.cpu_total_ms[stage] += ms
 
     def cpu_ms_per_frame(self) -> dict[str, float | None]:
         """CPU time per rendered frame of each cheap stage; frames dropped after pre-processing
@@ -531,13 +531,16 @@ def run_pipeline(segmenter: Any, source: Source, sinks: Iterable[Sink] = (), ren
             frame, res = item
             if staged:  # post-processing (argmax, resize to the frame) runs here, beside rendering
                 out, pre_ms, infer_ms = res
-                c0 = time.thread_time()
+                # CPU time is measured inside the wall-time window of the same stage, so that a
+                # stage's CPU time never exceeds its wall time (a GC pause lands in both or neither)
+                t0, c0 = time.perf_counter(), time.thread_time()
                 res = segmenter.finish(frame.image, out, 0, pre_ms, infer_ms)
                 stats.add_cpu("postprocess", (time.thread_time() - c0) * 1e3)
+                res.timings["postprocess_ms"] = (time.perf_counter() - t0) * 1e3
             t0, c0 = time.perf_counter(), time.thread_time()
             image = renderer(frame.image, res.class_map, stats)  # (H, W, 3) uint8 BGR
-            t1 = time.perf_counter()
             stats.add_cpu("render", (time.thread_time() - c0) * 1e3)
+            t1 = time.perf_counter()
             for sink in sinks:
                 try:
                     sink.write(image, frame)
