@@ -1,0 +1,129 @@
+"""Rewrites of a Q/DQ INT8 graph that steer ONNX Runtime's CPU layout choices (the ``ort`` target).
+
+ONNX Runtime runs a U8S8 Q/DQ network channels-last (NHWC): its layout transformer converts each
+QLinearConv and pushes the transposes through the ops in between, a nearest Resize included. A
+uint8 nearest x2 Resize in NHWC then takes ONNX Runtime's generic per-element path, while in NCHW
+it takes a dedicated x2 kernel. Measured on the 2-core machines (uint8, 96x120x16 -> 192x240x16):
+0.93 ms NHWC against 0.04 ms NCHW, and a transpose of that tensor costs ~0.1 ms.
+
+:func:`keep_nearest_resizes_nchw` fences each such Resize between two Reshapes, which a transpose
+cannot be pushed through, so ONNX Runtime keeps it in NCHW: (N, C, h, w) -> (N*C, 1, h, w) ->
+Resize x2 -> (N*C, 1, 2h, 2w) -> (N, C, 2h, 2w). The folded batch/channel axis is not resized, so
+the result is bit-identical; the Reshapes carry the Resize's own Q/DQ parameters so the whole fence
+stays integer. On the bundled unet_lite (output stride 2, 360x480) INT8 went 18.6 -> 16.1 ms at
+2 threads and 20.5 -> 18.7 ms at 1 thread in one interleaved run (docs/measurements.md).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+NCHW_X2_SCALES = (1.0, 1.0, 2.0, 2.0)
+X2_MODES = ("nearest", "floor", "asymmetric")  # PyTorch's nearest export; the form ONNX Runtime's x2 kernel takes
+METADATA_KEY = "nchw_resizes"  # ModelMeta.extra: how many Resizes were fenced
+
+
+def _attr(node: onnx.NodeProto, name: str, default: object) -> object:
+    for a in node.attribute:
+        if a.name == name:
+            v = helper.get_attribute_value(a)
+            return v.decode() if isinstance(v, bytes) else v
+    return default
+
+
+def _scales(node: onnx.NodeProto, inits: dict[str, onnx.TensorProto]) -> tuple[float, ...] | None:
+    """The Resize's constant scales, or None when it is given sizes or computed scales."""
+    if len(node.input) < 3 or node.input[2] not in inits or (len(node.input) > 3 and node.input[3]):
+        return None
+    return tuple(float(s) for s in numpy_helper.to_array(inits[node.input[2]]).ravel())
+
+
+def _is_per_tensor(node: onnx.NodeProto, inits: dict[str, onnx.TensorProto]) -> bool:
+    """A Q/DQ node with a constant scalar scale (and zero point), as the fence reuses them."""
+    return all(name in inits and numpy_helper.to_array(inits[name]).size == 1 for name in node.input[1:3])
+
+
+def keep_nearest_resizes_nchw(proto: onnx.ModelProto) -> list[str]:
+    """Fence every uint8-eligible nearest x2 Resize (``DequantizeLinear -> Resize -> QuantizeLinear``
+    with per-tensor parameters and constant scales (1, 1, 2, 2)) so ONNX Runtime runs it in NCHW.
+
+    Edits ``proto`` in place and returns the names of the fenced Resize nodes (empty: unchanged).
+    Resizes whose channel count is unknown after shape inference are left as they are.
+    """
+    g = proto.graph
+    inits = {t.name: t for t in g.initializer}
+    producer = {o: n for n in g.node for o in n.output}
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for n in g.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    inferred = onnx.shape_inference.infer_shapes(proto)
+    dims = {v.name: v.type.tensor_type.shape.dim for v in list(inferred.graph.value_info)}
+
+    fenced: list[str] = []
+    added: list[onnx.NodeProto] = []
+    for node in g.node:
+        if node.op_type != "Resize" or (_attr(node, "mode", "nearest"), _attr(node, "nearest_mode", "round_prefer_floor"),
+                                         _attr(node, "coordinate_transformation_mode", "half_pixel")) != X2_MODES:
+            continue
+        if _scales(node, inits) != NCHW_X2_SCALES:
+            continue
+        dq, users = producer.get(node.input[0]), consumers.get(node.output[0], [])
+        if dq is None or dq.op_type != "DequantizeLinear" or len(users) != 1:
+            continue
+        q = users[0]
+        if q.op_type != "QuantizeLinear" or not (_is_per_tensor(dq, inits) and _is_per_tensor(q, inits)):
+            continue
+        shape = dims.get(node.input[0])
+        if shape is None or len(shape) != 4 or not shape[1].HasField("dim_value"):
+            continue
+        channels = shape[1].dim_value
+        k = node.name or node.output[0]
+        fold, unfold = f"{k}_fold_shape", f"{k}_unfold_shape"
+        # Reshape's 0 copies that input dim (h, w or 2h, 2w), -1 absorbs the batch: dynamic sizes work.
+        g.initializer.extend([numpy_helper.from_array(np.array([-1, 1, 0, 0], np.int64), fold),
+                              numpy_helper.from_array(np.array([-1, channels, 0, 0], np.int64), unfold)])
+        folded, folded_q, folded_dq = f"{k}_folded", f"{k}_folded_q", f"{k}_folded_dq"
+        added += [helper.make_node("Reshape", [node.input[0], fold], [folded], name=f"{k}_fold"),
+                  helper.make_node("QuantizeLinear", [folded, *dq.input[1:3]], [folded_q], name=f"{k}_fold_q"),
+                  helper.make_node("DequantizeLinear", [folded_q, *dq.input[1:3]], [folded_dq], name=f"{k}_fold_dq")]
+        node.input[0] = folded_dq
+        out_q = q.output[0]  # the consumers keep reading this name, now from the unfolded copy
+        inner_q, inner_dq, unfolded = f"{k}_x2_q", f"{k}_x2_dq", f"{k}_unfolded"
+        q.output[0] = inner_q
+        added += [helper.make_node("DequantizeLinear", [inner_q, *q.input[1:3]], [inner_dq], name=f"{k}_x2_dq"),
+                  helper.make_node("Reshape", [inner_dq, unfold], [unfolded], name=f"{k}_unfold"),
+                  helper.make_node("QuantizeLinear", [unfolded, *q.input[1:3]], [out_q], name=f"{k}_unfold_q")]
+        fenced.append(k)
+
+    if fenced:
+        # The Resize's output now has the folded shape: drop stale shape annotations of it.
+        stale = {n.output[0] for n in g.node if (n.name or n.output[0]) in fenced}
+        keep = [v for v in g.value_info if v.name not in stale]
+        del g.value_info[:]
+        g.value_info.extend(keep)
+        g.node.extend(added)
+        _topological_sort(g)
+    return fenced
+
+
+def _topological_sort(g: onnx.GraphProto) -> None:
+    """Reorder ``g.node`` so every node follows its inputs' producers (ONNX requires it)."""
+    ready = {i.name for i in g.input} | {t.name for t in g.initializer} | {""}
+    pending: list[onnx.NodeProto] = list(g.node)
+    ordered: list[onnx.NodeProto] = []
+    while pending:
+        waiting = []
+        for n in pending:
+            if all(i in ready for i in n.input):
+                ordered.append(n)
+                ready.update(n.output)
+            else:
+                waiting.append(n)
+        if len(waiting) == len(pending):
+            raise ValueError(f"graph has a cycle or a missing input near node {waiting[0].name!r}")
+        pending = waiting
+    del g.node[:]
+    g.node.extend(ordered)

@@ -1,0 +1,131 @@
+"""The NCHW fence around uint8 nearest x2 Resizes (export/ort_layout.py) for the ONNX Runtime INT8 target."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from edgeseg.export import ImageSet, quantize_onnx, read_meta, torch_to_onnx
+from edgeseg.export import quantize as quantize_mod
+from edgeseg.export.ort_layout import keep_nearest_resizes_nchw
+from edgeseg.models import create_model
+
+CLASSES = ["road", "car", "sky", "tree", "person"]
+
+
+def _images(n: int, size: tuple[int, int]) -> ImageSet:
+    rng = np.random.default_rng(3)
+    imgs = tuple(rng.integers(0, 256, (*size, 3), dtype=np.uint8) for _ in range(n))  # (H, W, 3) RGB
+    return ImageSet(source="random:3", ids=tuple(f"img{i}" for i in range(n)), images=imgs, labels=None,
+                    classes=tuple(CLASSES))
+
+
+@pytest.fixture(scope="module")
+def unet_onnx(tmp_path_factory):
+    """unet_lite (base 8): four nearest x2 Resizes in its decoder; static and dynamic exports."""
+    import torch
+
+    torch.manual_seed(0)
+    model = create_model("unet_lite", len(CLASSES), base=8).eval()
+    d = tmp_path_factory.mktemp("fence")
+    static = torch_to_onnx(model, d / "u.onnx", imgsz="64x96", classes=CLASSES)
+    dynamic = torch_to_onnx(model, d / "ud.onnx", imgsz="64x96", classes=CLASSES, dynamic=True)
+    return static, dynamic
+
+
+def _run(path, x: np.ndarray) -> np.ndarray:
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return sess.run(None, {sess.get_inputs()[0].name: x})[0]
+
+
+def _quantize_both(src, tmp_path, monkeypatch) -> tuple:
+    """The same calibration quantized with and without the fence."""
+    fenced = quantize_onnx(src, tmp_path / "f.int8.onnx", calib=_images(4, (64, 96)), target="ort")
+    monkeypatch.setattr(quantize_mod, "keep_nearest_resizes_nchw", lambda proto: [])
+    plain = quantize_onnx(src, tmp_path / "p.int8.onnx", calib=_images(4, (64, 96)), target="ort")
+    return fenced, plain
+
+
+def _optimized_resize_scales(path, tmp_path) -> list[list[float]]:
+    """Scales of every Resize after ONNX Runtime's graph optimisation (its layout choice)."""
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    g = onnx.load(str(tmp_path / "optimized.onnx")).graph
+    inits = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    return [inits[n.input[2]].tolist() for n in g.node if n.op_type == "Resize"]
+
+
+def test_fenced_int8_is_bit_identical_and_runs_resize_in_nchw(unet_onnx, tmp_path, monkeypatch):
+    fenced, plain = _quantize_both(unet_onnx[0], tmp_path, monkeypatch)
+    assert len(fenced.nchw_resizes) == 4 and plain.nchw_resizes == []
+    assert read_meta(fenced.path).extra["nchw_resizes"] == "4"
+    onnx.checker.check_model(onnx.load(str(fenced.path)), full_check=True)
+    x = np.random.default_rng(0).standard_normal((1, 3, 64, 96)).astype(np.float32)
+    assert np.array_equal(_run(fenced.path, x), _run(plain.path, x))
+    # Without the fence ONNX Runtime moves the Resizes to channels-last (scales 1,2,2,1); with it they stay NCHW.
+    assert _optimized_resize_scales(plain.path, tmp_path) == [[1.0, 2.0, 2.0, 1.0]] * 4
+    assert _optimized_resize_scales(fenced.path, tmp_path) == [[1.0, 1.0, 2.0, 2.0]] * 4
+
+
+def test_fence_keeps_dynamic_batch_and_size(unet_onnx, tmp_path, monkeypatch):
+    fenced, plain = _quantize_both(unet_onnx[1], tmp_path, monkeypatch)
+    assert len(fenced.nchw_resizes) == 4
+    rng = np.random.default_rng(1)
+    for shape in [(1, 3, 64, 96), (2, 3, 96, 128)]:
+        x = rng.standard_normal(shape).astype(np.float32)
+        out = _run(fenced.path, x)
+        assert out.shape == (shape[0], len(CLASSES), *shape[2:])
+        assert np.array_equal(out, _run(plain.path, x))
+
+
+def test_tensorrt_target_is_not_fenced(unet_onnx, tmp_path):
+    res = quantize_onnx(unet_onnx[0], tmp_path / "t.int8.trt.onnx", calib=_images(4, (64, 96)), target="tensorrt")
+    assert res.nchw_resizes == [] and read_meta(res.path).extra["nchw_resizes"] == "0"
+    assert not [n for n in onnx.load(str(res.path)).graph.node if n.op_type == "Reshape"]
+
+
+def _qdq_resize(mode: str, scales: list[float], per_tensor: bool = True) -> onnx.ModelProto:
+    """x (uint8, 1x4x6x8) -> DequantizeLinear -> Resize -> QuantizeLinear -> y."""
+    c = 4
+    scale = np.array(0.1 if per_tensor else [0.1] * c, np.float32)
+    zp = np.array(3 if per_tensor else [3] * c, np.uint8)
+    inits = [numpy_helper.from_array(scale, "s"), numpy_helper.from_array(zp, "z"),
+             numpy_helper.from_array(np.array(scales, np.float32), "scales")]
+    axis = {} if per_tensor else {"axis": 1}
+    nodes = [helper.make_node("DequantizeLinear", ["x", "s", "z"], ["xf"], name="dq", **axis),
+             helper.make_node("Resize", ["xf", "", "scales"], ["yf"], name="up", mode=mode,
+                              coordinate_transformation_mode="asymmetric", nearest_mode="floor"),
+             helper.make_node("QuantizeLinear", ["yf", "s", "z"], ["y"], name="q", **axis)]
+    out = [int(d * s) for d, s in zip((1, c, 6, 8), scales, strict=True)]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.UINT8, [1, c, 6, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.UINT8, out)], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+
+
+@pytest.mark.parametrize("mode,scales,per_tensor", [("linear", [1, 1, 2, 2], True), ("nearest", [1, 1, 3, 3], True),
+                                                    ("nearest", [1, 2, 2, 2], True), ("nearest", [1, 1, 2, 2], False)])
+def test_only_per_tensor_nearest_x2_resizes_are_fenced(mode, scales, per_tensor):
+    proto = _qdq_resize(mode, scales, per_tensor)
+    before = proto.SerializeToString()
+    assert keep_nearest_resizes_nchw(proto) == []
+    assert proto.SerializeToString() == before
+
+
+def test_fence_on_a_bare_graph_is_exact():
+    proto = _qdq_resize("nearest", [1, 1, 2, 2])
+    x = np.random.default_rng(2).integers(0, 256, (1, 4, 6, 8), dtype=np.uint8)
+    want = _run_proto(proto, x)
+    assert keep_nearest_resizes_nchw(proto) == ["up"]
+    onnx.checker.check_model(proto, full_check=True)
+    assert [n.op_type for n in proto.graph.node].count("Reshape") == 2
+    assert np.array_equal(_run_proto(proto, x), want)
+
+
+def _run_proto(proto: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
+    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    return sess.run(None, {"x": x})[0]
