@@ -51,6 +51,8 @@ def test_bundled_models_load_when_present():
     for name in names:
         seg = Segmenter(name)
         assert seg.classes, name
+        if seg.meta.precision == "int8":  # exported with the NCHW fence for the decoder's nearest upsamplings
+            assert seg.meta.extra.get("nchw_resizes") == "4", name
 
 
 def test_bundled_stride2_twin_upsamples_to_the_frame():
