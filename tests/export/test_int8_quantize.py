@@ -17,10 +17,10 @@ from edgeseg.runtime.errors import ExportError, UsageError
 CLASSES = ["road", "car", "sky", "tree", "person"]  # matches the tiny_model fixture
 
 
-def _images(n: int, seed: int = 0, labels: bool = False) -> ImageSet:
+def _images(n: int, seed: int = 0, labels: bool = False, size: tuple[int, int] = (32, 48)) -> ImageSet:
     rng = np.random.default_rng(seed)
-    imgs = tuple(rng.integers(0, 256, (32, 48, 3), dtype=np.uint8) for _ in range(n))  # (H, W, 3) RGB
-    labs = tuple(rng.integers(0, len(CLASSES), (32, 48), dtype=np.uint8) for _ in range(n)) if labels else None
+    imgs = tuple(rng.integers(0, 256, (*size, 3), dtype=np.uint8) for _ in range(n))  # (H, W, 3) RGB
+    labs = tuple(rng.integers(0, len(CLASSES), size, dtype=np.uint8) for _ in range(n)) if labels else None
     return ImageSet(source=f"random:{seed}", ids=tuple(f"img{seed}_{i}" for i in range(n)), images=imgs,
                     labels=labs, classes=tuple(CLASSES))
 
@@ -70,7 +70,7 @@ def test_classifier_head_stays_float_for_ort_only(fp32_onnx, tmp_path):
     ops = {n.name: n.op_type for n in proto.graph.node}
     assert tail and ops[tail[-1]] == "Conv"  # output side first, the classifier conv closes the chain
     assert all(ops[n] != "Conv" for n in tail[:-1])
-    ort_res = quantize_onnx(fp32_onnx, tmp_path / "m.int8.onnx", calib=_images(4), target="ort")
+    ort_res = quantize_onnx(fp32_onnx, tmp_path / "m.int8.onnx", calib=_images(4), target="ort", float_head=True)
     kinds = _conv_weight_kinds(ort_res.path)
     assert kinds and sum(not q for q in kinds.values()) == 1  # exactly the classifier conv in float
     assert ort_res.head_in_float and read_meta(ort_res.path).extra["head_in_float"]
@@ -78,6 +78,20 @@ def test_classifier_head_stays_float_for_ort_only(fp32_onnx, tmp_path):
     assert all(_conv_weight_kinds(trt_res.path).values()) and not trt_res.head_in_float
     off = quantize_onnx(fp32_onnx, tmp_path / "all.int8.onnx", calib=_images(4), float_head=False)
     assert all(_conv_weight_kinds(off.path).values())
+
+
+@pytest.mark.parametrize("output_stride,float_head", [(1, True), (2, False)])
+def test_ort_keeps_the_classifier_float_only_when_the_graph_resizes_logits(tmp_path, output_stride, float_head):
+    import torch
+
+    from edgeseg.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("unet_lite", len(CLASSES), base=8).eval()  # stride-2 stem: bilinear x2 after the classifier
+    src = torch_to_onnx(model, tmp_path / "u.onnx", imgsz="32x64", classes=CLASSES, output_stride=output_stride)
+    res = quantize_onnx(src, tmp_path / "u.int8.onnx", calib=_images(4, size=(32, 64)), target="ort")
+    assert bool(res.head_in_float) is float_head
+    assert sum(not q for q in _conv_weight_kinds(res.path).values()) == int(float_head)
 
 
 def test_fused_preprocessing_stays_float(tiny_model, tmp_path):
