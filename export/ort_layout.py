@@ -64,6 +64,7 @@ def keep_nearest_resizes_nchw(proto: onnx.ModelProto) -> list[str]:
 
     fenced: list[str] = []
     added: list[onnx.NodeProto] = []
+    reshaped: set[str] = set()  # Resize outputs whose shape the fence changes
     for node in g.node:
         if node.op_type != "Resize" or (_attr(node, "mode", "nearest"), _attr(node, "nearest_mode", "round_prefer_floor"),
                                          _attr(node, "coordinate_transformation_mode", "half_pixel")) != X2_MODES:
@@ -97,11 +98,11 @@ def keep_nearest_resizes_nchw(proto: onnx.ModelProto) -> list[str]:
                   helper.make_node("Reshape", [inner_dq, unfold], [unfolded], name=f"{k}_unfold"),
                   helper.make_node("QuantizeLinear", [unfolded, *q.input[1:3]], [out_q], name=f"{k}_unfold_q")]
         fenced.append(k)
+        reshaped.add(node.output[0])
 
     if fenced:
-        # The Resize's output now has the folded shape: drop stale shape annotations of it.
-        stale = {n.output[0] for n in g.node if (n.name or n.output[0]) in fenced}
-        keep = [v for v in g.value_info if v.name not in stale]
+        # A fenced Resize's output now has the folded shape: drop stale shape annotations of it.
+        keep = [v for v in g.value_info if v.name not in reshaped]
         del g.value_info[:]
         g.value_info.extend(keep)
         g.node.extend(added)

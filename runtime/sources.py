@@ -584,9 +584,6 @@ def has_gstreamer() -> bool:
     return bool(m and m.group(1).upper() not in ("NO", "NONE"))
 
 
-# user:password@ in a camera URL must not end up in logs or error messages.
-
-
 # -- synthetic --------------------------------------------------------------------------------------
 class _SyntheticClip:
     """A ``cv2.VideoCapture``-like player of the procedural driving clip (optionally paced)."""

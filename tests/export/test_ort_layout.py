@@ -36,8 +36,10 @@ def unet_onnx(tmp_path_factory):
     return static, dynamic
 
 
-def _run(path, x: np.ndarray) -> np.ndarray:
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+def _run(model, x: np.ndarray) -> np.ndarray:
+    """First output of ``model`` (a path or an in-memory ModelProto) on ``x``."""
+    src = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
+    sess = ort.InferenceSession(src, providers=["CPUExecutionProvider"])
     return sess.run(None, {sess.get_inputs()[0].name: x})[0]
 
 
@@ -119,13 +121,8 @@ def test_only_per_tensor_nearest_x2_resizes_are_fenced(mode, scales, per_tensor)
 def test_fence_on_a_bare_graph_is_exact():
     proto = _qdq_resize("nearest", [1, 1, 2, 2])
     x = np.random.default_rng(2).integers(0, 256, (1, 4, 6, 8), dtype=np.uint8)
-    want = _run_proto(proto, x)
+    want = _run(proto, x)
     assert keep_nearest_resizes_nchw(proto) == ["up"]
     onnx.checker.check_model(proto, full_check=True)
     assert [n.op_type for n in proto.graph.node].count("Reshape") == 2
-    assert np.array_equal(_run_proto(proto, x), want)
-
-
-def _run_proto(proto: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
-    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
-    return sess.run(None, {"x": x})[0]
+    assert np.array_equal(_run(proto, x), want)
