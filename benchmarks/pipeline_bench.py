@@ -17,6 +17,11 @@ Three parts (``--parts``), all with the same loaded model:
 * ``memory``: RSS over ``--mem-frames`` (default 10,000) frames from the looping clip; growth
   from the end of warm-up to the end. Target: <= 5 %.
 
+``--workers N`` runs N inferences side by side in the pipeline (each on its own thread; pair it
+with ``--threads 1`` on a small CPU). The efficiency part then also times the backend alone with N
+threads calling it at once, the fair inference-only throughput for that setting, and reports the
+end-to-end FPS against both.
+
 ``--classes N`` runs an ONNX model that has no edgeseg metadata (e.g. a hand export).
 """
 
@@ -72,20 +77,42 @@ def inference_only_ms(seg: Segmenter, frame: np.ndarray, runs: int) -> list[floa
     return times
 
 
-def part_efficiency(seg: Segmenter, video: str, rounds: int, alpha: float) -> dict[str, Any]:
+def inference_only_concurrent_fps(seg: Segmenter, frame: np.ndarray, runs: int, workers: int) -> float:
+    """Frames per second of the backend alone with ``workers`` threads calling it at once."""
+    pre = Preprocessor(seg.meta, seg.input_size, seg.fixed_batch or 1)
+    batch = pre([frame] * (seg.fixed_batch or 1))
+    seg.backend.infer(batch)  # warm-up
+    per = max(1, runs // workers)
+
+    def loop() -> None:
+        for _ in range(per):
+            seg.backend.infer(batch)
+
+    threads = [threading.Thread(target=loop) for _ in range(workers)]
+    t = time.perf_counter()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    return per * workers / (time.perf_counter() - t)
+
+
+def part_efficiency(seg: Segmenter, video: str, rounds: int, alpha: float, workers: int = 1) -> dict[str, Any]:
     with open_source(video) as src:
         first = src.read()
         frame = first.image.copy()  # (H, W, 3) uint8
         first.release()
         n_frames = src.frame_count or 0
     runs = max(30, min(n_frames, 150))
-    e2e_fps, infer_fps, shares, cpu_shares, rows = [], [], [], [], []
+    e2e_fps, infer_fps, conc_fps, shares, cpu_shares, rows = [], [], [], [], [], []
     for r in range(rounds):
         with open_source(video) as src:  # A: the whole pipeline, every frame of the clip
-            stats = run_pipeline(seg, src, sinks=[], render="overlay", alpha=alpha)
+            stats = run_pipeline(seg, src, sinks=[], render="overlay", alpha=alpha, workers=workers)
         d = stats.to_dict()
-        times = inference_only_ms(seg, frame, runs)  # B: the model alone
+        times = inference_only_ms(seg, frame, runs)  # B: the model alone, one inference at a time
         inf_ms = statistics.median(times)
+        if workers > 1:  # C: the model alone, as many at once as the pipeline runs
+            conc_fps.append(inference_only_concurrent_fps(seg, frame, runs, workers))
         frame_ms = 1000.0 / d["fps"]
         lat = d["latency_ms"]
         overhead = lat["preprocess"]["mean"] + lat["postprocess"]["mean"] + lat["render"]["mean"]
@@ -96,15 +123,22 @@ def part_efficiency(seg: Segmenter, video: str, rounds: int, alpha: float) -> di
         shares.append(100.0 * overhead / frame_ms)
         cpu_shares.append(100.0 * overhead_cpu / frame_ms)
         rows.append({"round": r, "e2e_fps": round(d["fps"], 2), "inference_only_ms": round(inf_ms, 2),
+                     **({"inference_only_concurrent_fps": round(conc_fps[-1], 2)} if conc_fps else {}),
                      "pipeline": d})
+        conc = f", {workers} at once {conc_fps[-1]:.2f} FPS" if conc_fps else ""
         print(f"  round {r}: end-to-end {d['fps']:.2f} FPS ({d['frames']} frames), inference-only "
-              f"{1000 / inf_ms:.2f} FPS ({inf_ms:.1f} ms), pre+post+overlay {overhead:.1f} ms wall "
+              f"{1000 / inf_ms:.2f} FPS ({inf_ms:.1f} ms){conc}, pre+post+overlay {overhead:.1f} ms wall "
               f"= {shares[-1]:.1f} % of {frame_ms:.1f} ms, {overhead_cpu:.1f} ms CPU = {cpu_shares[-1]:.1f} %",
               flush=True)
     e2e, inf = statistics.median(e2e_fps), statistics.median(infer_fps)
-    return {"video": video, "frames_per_round": n_frames, "rounds": rounds,
+    extra: dict[str, Any] = {}
+    if conc_fps:
+        conc_med = statistics.median(conc_fps)
+        extra = {"inference_only_concurrent_fps_median": round(conc_med, 2),
+                 "e2e_over_concurrent_inference": round(e2e / conc_med, 3)}
+    return {"video": video, "frames_per_round": n_frames, "rounds": rounds, "workers": workers,
             "e2e_fps_median": round(e2e, 2), "inference_only_fps_median": round(inf, 2),
-            "e2e_over_inference": round(e2e / inf, 3), "target_e2e_over_inference": 0.85,
+            "e2e_over_inference": round(e2e / inf, 3), **extra, "target_e2e_over_inference": 0.85,
             "overhead_share_pct_median": round(statistics.median(shares), 2), "target_overhead_share_pct": 15.0,
             # the same stages by their threads' CPU time: wall time also counts waiting for a core
             "overhead_cpu_share_pct_median": round(statistics.median(cpu_shares), 2),
@@ -120,7 +154,7 @@ def serve_clip(jpegs: list[bytes], fps: float, urls: Any) -> None:
 
 
 def part_live(seg: Segmenter, video: str, seconds: float, window_s: float, serve_fps: float,
-              alpha: float, wait_for_fresh: bool = True) -> dict[str, Any]:
+              alpha: float, wait_for_fresh: bool = True, workers: int = 1) -> dict[str, Any]:
     with open_source(video) as src:
         jpegs = []
         for f in src:
@@ -165,7 +199,7 @@ def part_live(seg: Segmenter, video: str, seconds: float, window_s: float, serve
             timer.start()
             try:
                 stats = run_pipeline(seg, src, sinks=[], render="overlay", alpha=alpha, stop=stop,
-                                     on_progress=on_progress, wait_for_fresh=wait_for_fresh)
+                                     on_progress=on_progress, wait_for_fresh=wait_for_fresh, workers=workers)
             finally:
                 timer.cancel()
     finally:
@@ -174,14 +208,15 @@ def part_live(seg: Segmenter, video: str, seconds: float, window_s: float, serve
     d = stats.to_dict()
     model_ms = d["latency_ms"]["infer"]["p50"]
     p99s = [w["c2r_p99_ms"] for w in windows]
-    return {"serve_fps": serve_fps, "seconds": seconds, "wait_for_fresh": wait_for_fresh, "window_s": window_s,
+    return {"serve_fps": serve_fps, "seconds": seconds, "wait_for_fresh": wait_for_fresh, "workers": workers,
+            "window_s": window_s,
             "url": url, "model_infer_p50_ms": model_ms, "overall": d, "windows": windows,
             "worst_window_p99_over_infer": max((w["p99_over_infer"] for w in windows), default=None),
             "last_over_first_window_p99": round(p99s[-1] / p99s[0], 3) if len(p99s) >= 2 else None,
             "target_p99_over_infer": 2.0, "source_reader": d["source"].get("reader")}
 
 
-def part_memory(seg: Segmenter, video: str, frames: int, alpha: float) -> dict[str, Any]:
+def part_memory(seg: Segmenter, video: str, frames: int, alpha: float, workers: int = 1) -> dict[str, Any]:
     warmup = min(500, max(1, frames // 10))
     samples: list[tuple[int, float]] = []
     every = max(1, frames // 20)
@@ -192,7 +227,7 @@ def part_memory(seg: Segmenter, video: str, frames: int, alpha: float) -> dict[s
 
     with open_source(video, loop=True) as src:
         stats = run_pipeline(seg, src, sinks=[], render="overlay", alpha=alpha, max_frames=frames,
-                             on_progress=on_progress)
+                             on_progress=on_progress, workers=workers)
     start, end = samples[0][1], samples[-1][1]
     growth = 100.0 * (end - start) / start
     print(f"  RSS {start:.1f} MiB after {warmup} frames -> {end:.1f} MiB after {stats.frames} frames "
@@ -208,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--video", default=str(DEFAULT_VIDEO), help=f"the clip (default {DEFAULT_VIDEO})")
     ap.add_argument("--imgsz", default=None, help="inference size HxW for dynamic models (e.g. 360x480)")
     ap.add_argument("--threads", type=int, default=None, help="inference threads")
+    ap.add_argument("--workers", type=int, default=1, help="inferences side by side in the pipeline (default 1)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--classes", type=int, default=None, help="class count for an ONNX without edgeseg metadata")
     ap.add_argument("--parts", default="efficiency,live,memory", help="comma list of efficiency, live, memory")
@@ -237,10 +273,11 @@ def main(argv: list[str] | None = None) -> int:
         kw["classes"] = [f"class{i}" for i in range(args.classes)]
     seg = Segmenter(args.model, device=args.device, threads=args.threads, imgsz=args.imgsz, **kw)
     info = {k: v for k, v in seg.info.items() if k not in ("palette", "backend_details")}
-    print(f"model {seg!r}, threads {args.threads}", flush=True)
+    print(f"model {seg!r}, threads {args.threads}, workers {args.workers}", flush=True)
     import onnxruntime as ort
 
-    report: dict[str, Any] = {"model": info, "threads": args.threads, "cv2_threads": cv2.getNumThreads(),
+    report: dict[str, Any] = {"model": info, "threads": args.threads, "workers": args.workers,
+                              "cv2_threads": cv2.getNumThreads(),
                               "video": args.video,
                               "environment": {"cpu_count": os.cpu_count(), "machine": platform.machine(),
                                               "python": platform.python_version(), "opencv": cv2.__version__,
@@ -248,14 +285,14 @@ def main(argv: list[str] | None = None) -> int:
                               "command": " ".join(sys.argv)}
     if "efficiency" in parts:
         print("efficiency (end-to-end vs inference-only, interleaved):", flush=True)
-        report["efficiency"] = part_efficiency(seg, args.video, args.rounds, args.alpha)
+        report["efficiency"] = part_efficiency(seg, args.video, args.rounds, args.alpha, args.workers)
     if "live" in parts:
         print(f"live: clip served at {args.serve_fps:g} FPS over loopback MJPEG for {args.live_seconds:g} s:", flush=True)
         report["live"] = part_live(seg, args.video, args.live_seconds, args.window_seconds, args.serve_fps, args.alpha,
-                                   not args.no_wait_fresh)
+                                   not args.no_wait_fresh, args.workers)
     if "memory" in parts:
         print(f"memory over {args.mem_frames} frames of the looping clip:", flush=True)
-        report["memory"] = part_memory(seg, args.video, args.mem_frames, args.alpha)
+        report["memory"] = part_memory(seg, args.video, args.mem_frames, args.alpha, args.workers)
     seg.close()
     if args.json:
         write_json(args.json, report)

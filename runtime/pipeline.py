@@ -45,7 +45,7 @@ STAGES = ("capture", "preprocess", "infer", "postprocess", "render", "write")
 CPU_STAGES = ("preprocess", "postprocess", "render")  # the cheap stages whose CPU time is summed
 POLL_S = 0.1  # how often blocked threads look at the stop flag
 MAX_FRESH_INTERVAL_S = 0.1  # waiting for a fresh frame only pays on sources of 10 FPS and more
-IN_FLIGHT = 3  # pre-processed input buffers (in-order runs): one being filled, one queued, one in inference
+MAX_WORKERS = 16
 
 
 class LatencyHistogram:
@@ -116,9 +116,9 @@ class PipelineStats:
     source: dict[str, Any] = field(default_factory=dict)
     sinks: list[dict[str, Any]] = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
-    # Each stage's total is added to by one thread only (pre-processing: the capture thread for in-order
-    # runs, the inference thread for live ones; the rest: the rendering thread), so no lock is needed.
+    # Live runs with several inference workers pre-process in each of them: the totals take a lock.
     cpu_total_ms: dict[str, float] = field(default_factory=lambda: dict.fromkeys(CPU_STAGES, 0.0))
+    _cpu_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _recent: deque = field(default_factory=lambda: deque(maxlen=32), repr=False)  # last render times
 
     @property
@@ -128,7 +128,8 @@ class PipelineStats:
 
     def add_cpu(self, stage: str, ms: float) -> None:
         """Add ``ms`` of the calling thread's CPU time to ``stage``."""
-        self.cpu_total_ms[stage] += ms
+        with self._cpu_lock:
+            self.cpu_total_ms[stage] += ms
 
     def cpu_ms_per_frame(self) -> dict[str, float | None]:
         """CPU time per rendered frame of each cheap stage; frames dropped after pre-processing
@@ -318,7 +319,7 @@ def run_pipeline(segmenter: Any, source: Source, sinks: Iterable[Sink] = (), ren
                  alpha: float = 0.5, max_frames: int | None = None, latest_frame_wins: bool | None = None,
                  on_progress: Callable[[PipelineStats], None] | None = None, *, ignore: Sequence[int] = (),
                  hud: bool = False, stop: threading.Event | None = None,
-                 wait_for_fresh: bool = True) -> PipelineStats:
+                 wait_for_fresh: bool = True, workers: int = 1) -> PipelineStats:
     """Segment ``source`` frame by frame into ``sinks``; returns the run's statistics.
 
     ``render``: ``"overlay"`` (mask blended at ``alpha``), ``"mask"``, ``"side"`` (frame | mask) or
@@ -328,6 +329,12 @@ def run_pipeline(segmenter: Any, source: Source, sinks: Iterable[Sink] = (), ren
     ``wait_for_fresh`` (live sources): when the newest frame is more than half a frame interval
     old, wait for the next one instead (lower latency, a little less throughput; counted in
     ``fresh_waits``); False always takes the newest frame at once.
+    ``workers``: frames in inference at once, each in its own thread (the backend must allow
+    concurrent runs, as ONNX Runtime does). On a CPU with few cores, several one-thread
+    inferences side by side give more frames per second than one inference spread over the
+    cores (short operators scale poorly across threads), at the one-thread latency per frame.
+    Files still come out every frame, in order; on live sources a result that finishes after
+    a newer frame's is dropped (counted in ``drops``), so the output never steps back in time.
     ``on_progress(stats)`` runs in the calling thread after every frame.
 
     The sinks are closed (files finalised) when this returns or raises. A source that fails
@@ -339,6 +346,8 @@ def run_pipeline(segmenter: Any, source: Source, sinks: Iterable[Sink] = (), ren
         raise UsageError(f"alpha {alpha} must be between 0 and 1")
     if max_frames is not None and max_frames < 1:
         raise UsageError(f"max_frames must be at least 1, got {max_frames}")
+    if not isinstance(workers, int) or not 1 <= workers <= MAX_WORKERS:
+        raise UsageError(f"workers {workers!r} must be a whole number from 1 to {MAX_WORKERS}")
     sinks = list(sinks)
     meta = segmenter.meta
     renderer = _Renderer(render, meta.palette, meta.classes, alpha, ignore, hud)
@@ -346,9 +355,8 @@ def run_pipeline(segmenter: Any, source: Source, sinks: Iterable[Sink] = (), ren
     stop = stop or threading.Event()
     halt = threading.Event()  # internal: set when the run must end for any reason
     stats = PipelineStats(source=source.describe())
-    q_in: Any = _LatestSlot() if latest else queue.Queue(maxsize=4)
-    q_out: queue.Queue = queue.Queue(maxsize=1 if latest else 2)
     slot_drops = 0
+    stale_drops = 0  # live results that finished after a newer frame's (several workers)
     # A live source already keeps only its newest frame (its own thread reads the device), so the
     # inference thread takes frames from it directly: no second hand-off, and a source that
     # decodes lazily decodes only the frames that are actually used.
@@ -360,14 +368,28 @@ def run_pipeline(segmenter: Any, source: Source, sinks: Iterable[Sink] = (), ren
     # never waits for the cheap stages. Anything else with ``__call__`` and ``meta`` works too,
     # all stages in the inference thread.
     staged = hasattr(segmenter, "infer_prepared") and (getattr(segmenter, "fixed_batch", None) or 1) == 1
+    if workers > 1 and not (staged and getattr(segmenter, "concurrent_infer", False)):
+        name = getattr(getattr(segmenter, "backend", None), "name", type(segmenter).__name__)
+        raise UsageError(f"workers={workers} needs a backend that runs several inferences at once, and {name} "
+                         "runs one at a time; use workers=1 (more threads per inference instead)")
     if not staged:  # pre- and post-processing happen inside one opaque call: their CPU time is unknown
         for stage in ("preprocess", "postprocess"):
             stats.cpu_total_ms.pop(stage, None)
+    # In-order runs give each worker its own queues and deal frames round-robin, so the results can
+    # be collected in the same rotation, in order. Live runs share one input (the newest frame goes
+    # to whichever worker is free) and one output, in order of completion.
+    lanes = 1 if latest else workers
+    q_ins: list[Any] = ([_LatestSlot()] if latest else
+                        [queue.Queue(maxsize=4 if workers == 1 else 2) for _ in range(lanes)])
+    q_outs: list[queue.Queue] = [queue.Queue(maxsize=workers if latest else 2) for _ in range(lanes)]
     free_pre: queue.Queue = queue.Queue()  # in-order runs: pre-processors (input buffers) not in flight
     if staged and not latest:
-        for _ in range(IN_FLIGHT):
+        # one being filled, and per worker one in inference and one queued
+        for _ in range(2 * workers + 1):
             free_pre.put(segmenter.new_preprocessor())
-    own_pre = segmenter.new_preprocessor() if staged and latest else None  # for frames picked at inference
+    failures: list[_End] = []  # a worker's error, for the main thread while it waits on another lane
+    ended = [0]  # live runs: workers that have met the end of the source
+    ended_lock = threading.Lock()
     live_timeout = float(getattr(source, "timeout", 5.0))
     base_drops, base_reconnects, base_corrupt = source.drops, source.reconnects, source.corrupt
 
@@ -401,6 +423,7 @@ def run_pipeline(segmenter: Any, source: Source, sinks: Iterable[Sink] = (), ren
                     break
                 frame = source.read()
                 if frame.status is FrameStatus.OK:
+                    q_in = q_ins[read % lanes]  # round-robin over the workers (in-order runs)
                     read += 1
                     if latest:
                         old = q_in.put(frame)
@@ -431,9 +454,9 @@ def run_pipeline(segmenter: Any, source: Source, sinks: Iterable[Sink] = (), ren
         except BaseException as e:  # noqa: BLE001 - handed to the main thread and re-raised there
             end = _End("error", str(e), e)
         if latest:
-            q_in.finish(end)
+            q_ins[0].finish(end)
         else:
-            put_blocking(q_in, end)
+            put_blocking(q_ins[read % lanes], end)  # the lane whose turn is next: it ends the rotation
 
     def wait_if_stale() -> None:
         """Skip a frame that has waited more than half a frame interval when a new one is due.
@@ -469,7 +492,7 @@ def run_pipeline(segmenter: Any, source: Source, sinks: Iterable[Sink] = (), ren
             return _End("eos" if frame.status is FrameStatus.EOS else "error", frame.message)
         return None
 
-    def next_input() -> Any:
+    def next_input(q_in: Any) -> Any:
         if direct:
             return read_live()
         try:
@@ -477,13 +500,30 @@ def run_pipeline(segmenter: Any, source: Source, sinks: Iterable[Sink] = (), ren
         except queue.Empty:
             return None
 
-    def infer() -> None:
+    def forward_end(end: _End, q_in: Any, q_out: queue.Queue) -> None:
+        """Pass the end on once every earlier frame is out: in-order lanes are already in order;
+        live workers share one output, so the last worker to stop forwards it."""
+        if latest and workers > 1 and end.reason != "error":
+            with ended_lock:
+                ended[0] += 1
+                last = ended[0] == workers
+            if not last:
+                if not direct:
+                    q_in.finish(end)  # the shared slot hands the marker to the next worker too
+                return
+        if end.reason == "error":
+            failures.append(end)
+        put_blocking(q_out, end)
+
+    def infer(lane: int) -> None:
+        q_in, q_out = q_ins[lane % len(q_ins)], q_outs[lane % lanes]
+        own_pre = segmenter.new_preprocessor() if staged and latest else None  # for frames picked here
         while not halt.is_set():
-            item = next_input()
+            item = next_input(q_in)
             if item is None:
                 continue
             if isinstance(item, _End):
-                put_blocking(q_out, item)
+                forward_end(item, q_in, q_out)
                 return
             try:
                 if not staged:
@@ -502,18 +542,21 @@ def run_pipeline(segmenter: Any, source: Source, sinks: Iterable[Sink] = (), ren
                         item.free_slot()
             except BaseException as e:  # noqa: BLE001 - handed to the main thread and re-raised there
                 item.release()
-                put_blocking(q_out, _End("error", str(e), e))
+                forward_end(_End("error", str(e), e), q_in, q_out)
                 return
             if not put_blocking(q_out, (frame, res)):
                 frame.release()
                 return
 
-    threads = [threading.Thread(target=infer, name="pipeline-infer", daemon=True)]
+    threads = [threading.Thread(target=infer, args=(i,), name=f"pipeline-infer{i if workers > 1 else ''}",
+                                daemon=True) for i in range(workers)]
     if not direct:
         threads.append(threading.Thread(target=capture, name="pipeline-capture", daemon=True))
     end: _End | None = None
     failure: BaseException | None = None
     lat = stats.latency
+    taken = 0  # results taken so far: in-order runs read lane taken % lanes next
+    newest_shown = -math.inf  # live runs: capture time of the newest frame rendered
     try:
         for t in threads:
             t.start()
@@ -522,13 +565,23 @@ def run_pipeline(segmenter: Any, source: Source, sinks: Iterable[Sink] = (), ren
                 end = _End("stop")
                 break
             try:
-                item = q_out.get(timeout=POLL_S)
+                item = q_outs[taken % lanes].get(timeout=POLL_S)
             except queue.Empty:
+                if failures:  # a worker failed while this thread waits on another worker's lane
+                    end = failures[0]
+                    break
                 continue
+            taken += 1
             if isinstance(item, _End):
                 end = item
                 break
             frame, res = item
+            if latest and workers > 1:
+                if frame.timestamp < newest_shown:  # a newer frame's result came first
+                    stale_drops += 1
+                    frame.release()
+                    continue
+                newest_shown = frame.timestamp
             if staged:  # post-processing (argmax, resize to the frame) runs here, beside rendering
                 out, pre_ms, infer_ms = res
                 # CPU time is measured inside the wall-time window of the same stage, so that a
@@ -559,7 +612,7 @@ def run_pipeline(segmenter: Any, source: Source, sinks: Iterable[Sink] = (), ren
             stats.capture_to_render.add((t2 - frame.timestamp) * 1e3)
             stats.frames += 1
             stats._recent.append(t2)
-            stats.drops = source.drops - base_drops + slot_drops
+            stats.drops = source.drops - base_drops + slot_drops + stale_drops
             stats.reconnects = source.reconnects - base_reconnects
             stats.corrupt = source.corrupt - base_corrupt
             frame.release()
@@ -582,10 +635,10 @@ def run_pipeline(segmenter: Any, source: Source, sinks: Iterable[Sink] = (), ren
         halt.set()
         for t in threads:
             t.join(timeout=10.0)
-        _drain(q_in)
-        _drain(q_out)
+        for q in (*q_ins, *q_outs):
+            _drain(q)
         stats.duration_s = time.perf_counter() - stats.started
-        stats.drops = source.drops - base_drops + slot_drops
+        stats.drops = source.drops - base_drops + slot_drops + stale_drops
         stats.reconnects = source.reconnects - base_reconnects
         stats.corrupt = source.corrupt - base_corrupt
         close_errors = []

@@ -238,6 +238,11 @@ class Segmenter:
         """Run the backend on a batch from :meth:`new_preprocessor`; the raw model output."""
         return self.backend.infer(batch)
 
+    @property
+    def concurrent_infer(self) -> bool:
+        """Whether :meth:`infer_prepared` may run in several threads at once (pipeline workers)."""
+        return self.backend.concurrent_runs
+
     def finish(self, frame: np.ndarray, out: np.ndarray, index: int = 0, preprocess_ms: float = 0.0,
                infer_ms: float = 0.0) -> Result:
         """Raw output item ``index`` -> :class:`Result` at the frame's size (argmax, resize).

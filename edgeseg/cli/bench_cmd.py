@@ -34,6 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity timed in the breakdown")
     parser.add_argument("--source", help="also run the end-to-end pipeline on this source URI")
     parser.add_argument("--frames", type=int, default=200, help="frames for the pipeline run (default 200)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="inference workers in the pipeline run (see 'edgeseg predict --help'; default 1)")
     parser.add_argument("--json", metavar="OUT", help="write all figures as JSON")
 
 
@@ -103,8 +105,9 @@ def model_row(seg: Any, samples: list[dict[str, float]], rounds: int) -> dict[st
 
 
 def pipeline_row(seg: Any, uri: str, frames: int, frame: np.ndarray, alpha: float = 0.5,
-                 infer_runs: int = 20) -> dict[str, Any]:
-    """End-to-end pipeline FPS on ``uri`` vs inference-only FPS measured just before and after it."""
+                 infer_runs: int = 20, workers: int = 1) -> dict[str, Any]:
+    """End-to-end pipeline FPS on ``uri`` vs inference-only FPS measured just before and after it
+    (one inference at a time: with ``workers`` > 1 the efficiency can exceed 1)."""
     from edgeseg.runtime.pipeline import run_pipeline  # imported only when a source is given
     from edgeseg.runtime.sources import open_source
 
@@ -113,12 +116,14 @@ def pipeline_row(seg: Any, uri: str, frames: int, frame: np.ndarray, alpha: floa
 
     before = infer_block()
     with open_source(uri) as src:
-        stats = run_pipeline(seg, src, sinks=[], render="overlay", alpha=alpha, max_frames=frames).to_dict()
+        stats = run_pipeline(seg, src, sinks=[], render="overlay", alpha=alpha, max_frames=frames,
+                             workers=workers).to_dict()
     after = infer_block()
     infer_p50 = float(np.median(before + after))
     infer_fps = 1000.0 / infer_p50 if infer_p50 > 0 else math.inf
     return {
-        "model": seg.info["model"], "source": uri, "frames": stats.get("frames"), "drops": stats.get("drops"),
+        "model": seg.info["model"], "source": uri, "workers": workers, "frames": stats.get("frames"),
+        "drops": stats.get("drops"),
         "pipeline_fps": stats.get("fps"), "infer_fps": round(infer_fps, 2),
         "efficiency": round(stats["fps"] / infer_fps, 3) if stats.get("fps") and infer_fps else None,
         "capture_to_render_ms": stats.get("capture_to_render_ms"), "latency_ms": stats.get("latency_ms"),
@@ -171,6 +176,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.frames < 1:
         raise UsageError(f"--frames {args.frames} must be at least 1")
+    if args.workers < 1:
+        raise UsageError(f"--workers {args.workers} must be at least 1")
     size = parse_hw(args.frame_size, "--frame-size")
     frame, frame_kind = bench_frame(size, args.source)
     segs = []
@@ -180,7 +187,8 @@ def run(args: argparse.Namespace) -> int:
                                   imgsz=args.imgsz))
         samples = interleaved(segs, frame, args.runs, args.warmup, args.rounds, args.alpha)
         rows = [model_row(seg, s, args.rounds) for seg, s in zip(segs, samples, strict=True)]
-        pipes = [pipeline_row(seg, args.source, args.frames, frame, args.alpha) for seg in segs] if args.source else []
+        pipes = ([pipeline_row(seg, args.source, args.frames, frame, args.alpha, workers=args.workers) for seg in segs]
+                 if args.source else [])
     finally:
         for seg in segs:
             seg.close()
@@ -206,7 +214,8 @@ def run(args: argparse.Namespace) -> int:
             ptable.append([name, str(p["frames"]), str(p["drops"]), f"{p['pipeline_fps']:.1f}",
                            f"{p['infer_fps']:.1f}", f"{p['efficiency']:.2f}" if p["efficiency"] else "-",
                            _ms(c2r.get("p50")), _ms(c2r.get("p99"))])
-        print(f"\npipeline on {args.source} ({args.frames} frames max)")
+        print(f"\npipeline on {args.source} ({args.frames} frames max, {args.workers} inference worker"
+              f"{'s' if args.workers > 1 else ''})")
         print(_table(ptable))
     if args.json:
         write_json(args.json, {

@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
             try:
                 stats = run_pipeline(seg, source, sinks, render=args.visualize, alpha=args.alpha,
                                      max_frames=args.max_frames, ignore=ignore, hud=not args.no_hud, stop=stop,
-                                     wait_for_fresh=not args.no_wait_fresh,
+                                     wait_for_fresh=not args.no_wait_fresh, workers=args.workers,
                                      on_progress=lambda s: progress.update(1, **status_fields(s)))
             except StreamError as e:
                 finish_report(e.stats, seg, args, {"source_uri": source.uri})

@@ -20,6 +20,9 @@ from ..metadata import ModelMeta
 class Backend(abc.ABC):
     #: short name shown in ``seg.info`` and ``edgeseg bench`` ("onnxruntime", "tensorrt", "pytorch").
     name: ClassVar[str]
+    #: whether ``infer`` may run in several threads at once (the pipeline's ``workers``); a
+    #: backend that reuses one execution context or set of buffers across calls says False.
+    concurrent_runs: ClassVar[bool] = False
 
     def __init__(self, path: str | Path, device: str = "cpu", **options: Any) -> None:
         self.path = Path(path)

@@ -58,7 +58,8 @@ def test_bench_command_side_by_side_json(make_tiny_onnx, tmp_path, capsys):
     assert d["frame"]["size"] == [108, 192] and d["pipeline"] == []
 
 
-def test_bench_pipeline_on_a_video_file(tiny_onnx, tmp_path, capsys):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_bench_pipeline_on_a_video_file(tiny_onnx, tmp_path, capsys, workers):
     pytest.importorskip("edgeseg.runtime.pipeline")
     import cv2
 
@@ -70,10 +71,11 @@ def test_bench_pipeline_on_a_video_file(tiny_onnx, tmp_path, capsys):
     writer.release()
     out = tmp_path / "bench.json"
     rc = main(["bench", str(tiny_onnx), "--runs", "2", "--warmup", "0", "--rounds", "1", "--source", str(video),
-               "--frames", "10", "--json", str(out)])
+               "--frames", "10", "--workers", str(workers), "--json", str(out)])
     assert rc == 0
     pipe = json.loads(out.read_text())["pipeline"][0]
     assert pipe["frames"] == 10 and pipe["pipeline_fps"] > 0 and pipe["efficiency"] > 0
+    assert pipe["workers"] == workers
     assert set(pipe["capture_to_render_ms"]) >= {"p50", "p90", "p99"}
     assert "pipeline on" in capsys.readouterr().out
 
@@ -81,4 +83,6 @@ def test_bench_pipeline_on_a_video_file(tiny_onnx, tmp_path, capsys):
 def test_bench_bad_arguments(tiny_onnx, capsys):
     assert main(["bench", str(tiny_onnx), "--frames", "0"]) == 2
     assert "--frames 0" in capsys.readouterr().err
+    assert main(["bench", str(tiny_onnx), "--workers", "0"]) == 2
+    assert "--workers 0 must be at least 1" in capsys.readouterr().err
     assert main(["bench", str(tiny_onnx), "--frame-size", "huge"]) == 2

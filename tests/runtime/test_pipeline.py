@@ -47,6 +47,7 @@ class ListSink(Sink):
     def __init__(self, fail_after: int | None = None) -> None:
         self.images: list[np.ndarray] = []
         self.names: list[str] = []
+        self.stamps: list[float] = []  # capture time of each frame written
         self.closed = False
         self.fail_after = fail_after
 
@@ -55,6 +56,7 @@ class ListSink(Sink):
             raise OSError(28, "No space left on device")
         self.images.append(image.copy())
         self.names.append(frame.name if frame is not None else "")
+        self.stamps.append(frame.timestamp if frame is not None else 0.0)
 
     def close(self) -> None:
         self.closed = True
@@ -193,7 +195,8 @@ def test_hud_draws_on_a_copy_not_the_source_frame(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("kw, words", [({"render": "blur"}, "unknown render mode"), ({"alpha": 1.5}, "alpha"),
-                                       ({"max_frames": 0}, "max_frames")])
+                                       ({"max_frames": 0}, "max_frames"), ({"workers": 0}, "workers 0"),
+                                       ({"workers": 2}, "runs one at a time")])
 def test_bad_arguments(tmp_path: Path, kw: dict, words: str) -> None:
     image_folder(tmp_path / "in", 1)
     with open_source(tmp_path / "in") as src, pytest.raises(UsageError, match=words):
@@ -216,26 +219,100 @@ def test_latency_histogram_percentiles_match_numpy() -> None:
     assert LatencyHistogram().summary()["p50"] is None
 
 
-def test_staged_pipeline_matches_the_segmenter_frame_by_frame(tiny_onnx: Path, tmp_path: Path) -> None:
-    """Pre-processing in the capture thread and argmax beside rendering change nothing: with more
-    frames than input buffers in flight, every mask equals seg(frame)'s, in order."""
-    from edgeseg.runtime.pipeline import IN_FLIGHT
-
+@pytest.mark.parametrize("workers", [1, 3])
+def test_staged_pipeline_matches_the_segmenter_frame_by_frame(tiny_onnx: Path, tmp_path: Path, workers: int) -> None:
+    """Pre-processing in the capture thread, argmax beside rendering and several inference workers
+    change nothing: with more frames than input buffers in flight (2 x workers + 1), every mask
+    equals seg(frame)'s, in order."""
     rng = np.random.default_rng(1)
     (tmp_path / "in").mkdir()
-    frames = [rng.integers(0, 256, (48 + 4 * i, 64, 3), dtype=np.uint8) for i in range(3 * IN_FLIGHT)]
+    frames = [rng.integers(0, 256, (48 + 4 * i, 64, 3), dtype=np.uint8) for i in range(22)]
     for i, f in enumerate(frames):
         cv2.imwrite(str(tmp_path / "in" / f"f{i:02d}.png"), f)
-    seg = Segmenter(tiny_onnx)
-    assert hasattr(seg, "infer_prepared")  # the staged path is the one under test
+    seg = Segmenter(tiny_onnx, threads=1)
+    assert hasattr(seg, "infer_prepared") and seg.concurrent_infer  # the staged path is the one under test
     lut = palette_lut(seg.meta.palette)
     expected = [colorize(seg(f).class_map, lut) for f in frames]
     sink = ListSink()
     with open_source(tmp_path / "in") as src:
-        stats = run_pipeline(seg, src, [sink], render="mask")
+        stats = run_pipeline(seg, src, [sink], render="mask", workers=workers)
     assert stats.frames == len(frames) and stats.latency["preprocess"].n == len(frames)
+    assert stats.drops == 0 and stats.stopped_by == "eos"
     for got, want in zip(sink.images, expected, strict=True):
         assert np.array_equal(got, want)
+
+
+class ConcurrencyProbe:
+    """A real Segmenter whose inference sleeps, counting how many run at once (and failing on cue)."""
+
+    def __init__(self, seg: Segmenter, delay: float, fail_at: int | None = None, first_delay: float | None = None) -> None:
+        self.seg, self.delay, self.fail_at = seg, delay, fail_at
+        self.first_delay = delay if first_delay is None else first_delay  # the first call's sleep
+        self.meta, self.fixed_batch, self.concurrent_infer = seg.meta, seg.fixed_batch, True
+        self.running = self.most = self.calls = 0
+        self.lock = threading.Lock()
+
+    def new_preprocessor(self):
+        return self.seg.new_preprocessor()
+
+    def infer_prepared(self, batch: np.ndarray) -> np.ndarray:
+        with self.lock:
+            self.calls += 1
+            if self.calls == self.fail_at:
+                raise RuntimeError("model exploded")
+            self.running += 1
+            self.most = max(self.most, self.running)
+            delay = self.first_delay if self.calls == 1 else self.delay
+        out = self.seg.infer_prepared(batch)
+        time.sleep(delay)
+        with self.lock:
+            self.running -= 1
+        return out
+
+    def finish(self, *args, **kw):
+        return self.seg.finish(*args, **kw)
+
+
+def test_workers_run_inferences_side_by_side_and_keep_file_order(tiny_onnx: Path, tmp_path: Path) -> None:
+    levels = image_folder(tmp_path / "in", 12)
+    probe = ConcurrencyProbe(Segmenter(tiny_onnx, threads=1), delay=0.03)
+    sink = ListSink()
+    with open_source(tmp_path / "in") as src:
+        stats = run_pipeline(probe, src, [sink], render=None, workers=2)
+    assert probe.most == 2 and stats.frames == 12  # two at once, every frame
+    assert [int(img[0, 0, 0]) for img in sink.images] == levels  # in order
+
+
+def test_worker_failure_ends_the_run_with_the_model_error(tiny_onnx: Path, tmp_path: Path) -> None:
+    image_folder(tmp_path / "in", 12)
+    probe = ConcurrencyProbe(Segmenter(tiny_onnx, threads=1), delay=0.01, fail_at=4)
+    sink = ListSink()
+    with open_source(tmp_path / "in") as src, pytest.raises(RuntimeError, match="model exploded"):
+        run_pipeline(probe, src, [sink], workers=3)
+    assert sink.closed and len(sink.images) <= 3  # frames before the failed one, in order
+
+
+def test_workers_on_a_live_stream_never_step_back_in_time(tiny_onnx: Path) -> None:
+    frames = [np.full((48, 64, 3), v, np.uint8) for v in (0, 60, 120, 180, 240)]
+    probe = ConcurrencyProbe(Segmenter(tiny_onnx, threads=1), delay=0.05)
+    with MjpegServer(port=0) as srv:
+        srv.play(frames, fps=60)
+        with open_source(srv.url, timeout=2.0) as src:
+            stats = run_pipeline(probe, src, [], max_frames=12, workers=2)
+    assert stats.frames == 12 and stats.stopped_by == "max_frames" and probe.most == 2
+    assert stats.capture_to_render.percentile(99) < 300  # no backlog with two slow workers either
+
+
+def test_live_workers_drop_a_result_older_than_one_shown_and_end_once(tiny_onnx: Path) -> None:
+    """A slow first inference finishes after later frames were shown: it is dropped, not shown out of
+    order; at the end of the stream every worker stops and the run ends once, with eos."""
+    src = StaleLiveSource(9)
+    probe = ConcurrencyProbe(Segmenter(tiny_onnx, threads=1), delay=0.005, first_delay=0.2)
+    sink = ListSink()
+    stats = run_pipeline(probe, src, [sink], workers=3, wait_for_fresh=False)
+    assert stats.stopped_by == "eos" and probe.calls == 9
+    assert stats.drops >= 1 and stats.frames + stats.drops == 9
+    assert sink.stamps == sorted(sink.stamps)
 
 
 class StaleLiveSource:
@@ -248,6 +325,7 @@ class StaleLiveSource:
 
     def __init__(self, n: int) -> None:
         self.n, self.waits = n, []
+        self.lock = threading.Lock()  # several pipeline workers may read at once
 
     def newest_timestamp(self) -> float:
         return time.perf_counter() - 0.015
@@ -259,9 +337,10 @@ class StaleLiveSource:
     def read(self, timeout: float | None = None):
         from edgeseg.runtime.sources import Frame, FrameStatus
 
-        if self.n == 0:
-            return Frame(FrameStatus.EOS, message="done")
-        self.n -= 1
+        with self.lock:
+            if self.n == 0:
+                return Frame(FrameStatus.EOS, message="done")
+            self.n -= 1
         return Frame(FrameStatus.OK, np.zeros((8, 8, 3), np.uint8), time.perf_counter())
 
     def describe(self) -> dict:

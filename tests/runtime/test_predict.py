@@ -41,6 +41,31 @@ def test_images_in_images_out_same_names(tiny_onnx: Path, tmp_path: Path) -> Non
     assert cv2.imread(str(tmp_path / "out" / "m.png")).shape == (30, 80, 3)  # side: frame | mask
 
 
+def test_workers_give_the_same_images_as_one_worker(tiny_onnx: Path, tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    (tmp_path / "in").mkdir()
+    for i in range(9):
+        cv2.imwrite(str(tmp_path / "in" / f"f{i}.png"), rng.integers(0, 256, (30, 40, 3), dtype=np.uint8))
+    for workers in ("1", "2"):
+        assert main(["predict", str(tiny_onnx), "--source", str(tmp_path / "in"), "--save", str(tmp_path / workers),
+                     "--visualize", "mask", "--threads", "1", "--workers", workers]) == 0
+    for i in range(9):  # PNG is lossless: the same masks, under the same names
+        assert np.array_equal(cv2.imread(str(tmp_path / "1" / f"f{i}.png")), cv2.imread(str(tmp_path / "2" / f"f{i}.png")))
+
+
+def test_workers_refused_up_front_for_a_one_at_a_time_backend(tiny_onnx: Path, tmp_path: Path, capsys,
+                                                              monkeypatch) -> None:
+    from edgeseg.runtime.backends.ort import OnnxRuntimeBackend
+
+    monkeypatch.setattr(OnnxRuntimeBackend, "concurrent_runs", False)  # as TensorRT and PyTorch say
+    make_video(tmp_path / "v.mp4", 2)
+    assert main(["predict", str(tiny_onnx), "--source", str(tmp_path / "v.mp4"), "--save", str(tmp_path / "o.mp4"),
+                 "--workers", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--workers 2 needs a backend" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "o.mp4").exists()  # refused before any output was created
+
+
 def test_single_image_to_image_file(tiny_onnx: Path, tmp_path: Path) -> None:
     cv2.imwrite(str(tmp_path / "one.png"), np.full((30, 40, 3), 200, np.uint8))
     assert main(["predict", str(tiny_onnx), "--source", str(tmp_path / "one.png"),
@@ -62,6 +87,7 @@ def test_live_source_is_refused_with_a_pointer_to_demo(tiny_onnx: Path, capsys) 
     (["--source", "smb://x/y"], 2, "unsupported source scheme"),
     (["--source", "{video}", "--alpha", "2"], 2, "--alpha 2.0 must be between 0 and 1"),
     (["--source", "{video}", "--save", "{tmp}/o.txt"], 2, "unknown suffix"),
+    (["--source", "{video}", "--workers", "0"], 2, "--workers 0 must be at least 1"),
 ])
 def test_bad_input_one_line(tiny_onnx: Path, tmp_path: Path, capsys, argv_tail: list[str], code: int,
                             words: str) -> None:
