@@ -15,6 +15,10 @@ the main thread). Between them sit small queues:
   slot do the same;
 * files, folders and clips: blocking queues; every frame is processed, in order, none dropped.
 
+With ``workers=N`` there are N inference threads: files deal frames to them round-robin and
+collect the results in the same rotation (still in order); live runs let each take the newest
+frame and drop a result that finishes after a newer frame's.
+
 Statistics (per-stage latency, capture-to-render latency, FPS, drops, reconnects) go into a
 :class:`PipelineStats`. Latencies are kept in fixed log-spaced histograms (1 % resolution), so
 memory stays flat however long the run. Beside each stage's wall time, the CPU time its thread
@@ -103,7 +107,7 @@ class LatencyHistogram:
 @dataclass
 class PipelineStats:
     frames: int = 0  # frames rendered and handed to every sink
-    drops: int = 0  # live frames skipped because a newer one arrived first
+    drops: int = 0  # live frames skipped because a newer one arrived (or, with workers, finished) first
     reconnects: int = 0
     corrupt: int = 0  # undecodable frames skipped by the source
     timeouts: int = 0  # live reads that got nothing within the source timeout
