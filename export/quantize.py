@@ -38,7 +38,7 @@ from edgeseg.runtime.metadata import ModelMeta
 from .calibration import CalibrationReader, ImageSet
 from .onnx_export import get_meta, load_onnx, save_onnx, set_meta
 from .ort_layout import METADATA_KEY as NCHW_RESIZES_KEY
-from .ort_layout import keep_nearest_resizes_nchw
+from .ort_layout import SUNK_KEY, keep_nearest_resizes_nchw, sink_dequantize
 
 log = logging.getLogger("edgeseg.export")
 
@@ -70,13 +70,14 @@ class QuantizeResult:
     qdq_nodes: int = 0
     head_in_float: list[str] = field(default_factory=list)  # classifier_tail(), kept float by design
     nchw_resizes: list[str] = field(default_factory=list)  # ort_layout.keep_nearest_resizes_nchw()
+    sunk_dequantize: list[str] = field(default_factory=list)  # ort_layout.sink_dequantize(): moves now on uint8
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": str(self.path), "target": self.target, "method": self.method,
                 "calib_images": self.calib_images, "cache": str(self.cache_path) if self.cache_path else None,
                 "cache_hit": self.cache_hit, "nodes_in_float": list(self.nodes_in_float),
                 "qdq_nodes": self.qdq_nodes, "head_in_float": list(self.head_in_float),
-                "nchw_resizes": list(self.nchw_resizes)}
+                "nchw_resizes": list(self.nchw_resizes), "sunk_dequantize": list(self.sunk_dequantize)}
 
 
 def check_choice(kind: str, value: str, choices: Sequence[str]) -> str:
@@ -254,13 +255,15 @@ def quantize_onnx(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, *,
     if qdq == 0:
         raise ExportError(f"INT8 quantization of {onnx_in} inserted no Q/DQ nodes; the model has no "
                           "quantizable layers (Conv/MatMul)")
-    # ONNX Runtime only: TensorRT picks its own layouts, and the fence would only add nodes there.
+    # ONNX Runtime only: TensorRT places Q/DQ and picks layouts itself; these would only add nodes there.
+    # Sinking first: the fence's own Reshapes must stay between their Q/DQ pairs.
+    sunk = sink_dequantize(qproto) if target == "ort" else []
     nchw = keep_nearest_resizes_nchw(qproto) if target == "ort" else []
     extra_meta = {**dict(meta.extra), "calib_method": method, "calib_images": str(len(reader.images)),
                   "calib_hash": digest, "per_channel": str(per_channel).lower(),
                   "activations": "int8 symmetric" if target == "tensorrt" else "uint8 asymmetric",
                   "weights": "int8 symmetric", "nodes_in_float": ",".join(nodes_to_exclude),
-                  "head_in_float": ",".join(head), NCHW_RESIZES_KEY: str(len(nchw))}
+                  "head_in_float": ",".join(head), NCHW_RESIZES_KEY: str(len(nchw)), SUNK_KEY: str(len(sunk))}
     set_meta(qproto, meta.with_(precision="int8", int8_target=META_TARGET[target], edgeseg_version=__version__,
                                 extra=extra_meta))
     try:
@@ -270,7 +273,7 @@ def quantize_onnx(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, *,
     out = save_onnx(qproto, onnx_out)
     return QuantizeResult(path=out, target=target, method=method, calib_images=len(reader.images),
                           cache_path=cache, cache_hit=hit, nodes_in_float=list(nodes_to_exclude), qdq_nodes=qdq,
-                          head_in_float=head, nchw_resizes=nchw)
+                          head_in_float=head, nchw_resizes=nchw, sunk_dequantize=sunk)
 
 
 # Ops that may sit between the classifier conv and a graph output without weights of their own.

@@ -126,3 +126,77 @@ def test_fence_on_a_bare_graph_is_exact():
     onnx.checker.check_model(proto, full_check=True)
     assert [n.op_type for n in proto.graph.node].count("Reshape") == 2
     assert np.array_equal(_run(proto, x), want)
+
+
+# -- sink_dequantize: data moves on uint8 instead of float ------------------------------------------
+@pytest.fixture(scope="module")
+def fcn_onnx(tmp_path_factory):
+    """fcn8s_lite exports its transposed convolutions as conv + DepthToSpace, then crops with a Slice."""
+    import torch
+
+    torch.manual_seed(0)
+    model = create_model("fcn8s_lite", len(CLASSES)).eval()
+    return torch_to_onnx(model, tmp_path_factory.mktemp("sink") / "f.onnx", imgsz="64x96", classes=CLASSES)
+
+
+def _producers(path) -> dict[str, str]:
+    return {o: n.op_type for n in onnx.load(str(path)).graph.node for o in n.output}
+
+
+def test_sunk_dequantize_runs_depth_to_space_and_crop_on_uint8_bit_identically(fcn_onnx, tmp_path, monkeypatch):
+    sunk = quantize_onnx(fcn_onnx, tmp_path / "s.int8.onnx", calib=_images(4, (64, 96)), target="ort")
+    monkeypatch.setattr(quantize_mod, "sink_dequantize", lambda proto: [])
+    plain = quantize_onnx(fcn_onnx, tmp_path / "p.int8.onnx", calib=_images(4, (64, 96)), target="ort")
+    g = onnx.load(str(sunk.path)).graph
+    moves = [n for n in g.node if n.op_type in ("DepthToSpace", "Slice")]
+    assert moves and sorted(sunk.sunk_dequantize) == sorted(n.name for n in moves)
+    assert read_meta(sunk.path).extra["sunk_dequantize"] == str(len(moves))
+    made_by = _producers(sunk.path)
+    assert all(made_by[n.input[0]] != "DequantizeLinear" for n in moves)  # they read quantized tensors now
+    assert all(_producers(plain.path)[n.input[0]] == "DequantizeLinear"
+               for n in onnx.load(str(plain.path)).graph.node if n.op_type == "DepthToSpace")
+    onnx.checker.check_model(onnx.load(str(sunk.path)), full_check=True)
+    x = np.random.default_rng(4).standard_normal((1, 3, 64, 96)).astype(np.float32)
+    assert np.array_equal(_run(sunk.path, x), _run(plain.path, x))
+    trt = quantize_onnx(fcn_onnx, tmp_path / "t.int8.onnx", calib=_images(4, (64, 96)), target="tensorrt")
+    assert trt.sunk_dequantize == []  # TensorRT places its Q/DQ itself
+
+
+def _dq_graph(scale: np.ndarray, extra_use: bool = False, output_dq: bool = False) -> onnx.ModelProto:
+    """uint8 x -> DequantizeLinear -> Transpose -> Reshape -> y, with the variations the pass must refuse."""
+    nodes = [helper.make_node("DequantizeLinear", ["x", "s", "z"], ["xf"], name="dq", axis=1),
+             helper.make_node("Transpose", ["xf"], ["t"], name="tr", perm=[0, 2, 3, 1]),
+             helper.make_node("Reshape", ["t", "shape"], ["y"], name="rs")]
+    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 24])]
+    if extra_use:
+        nodes.append(helper.make_node("Relu", ["xf"], ["r"], name="relu"))
+        outputs.append(helper.make_tensor_value_info("r", TensorProto.FLOAT, [1, 2, 3, 4]))
+    if output_dq:
+        outputs.append(helper.make_tensor_value_info("xf", TensorProto.FLOAT, [1, 2, 3, 4]))
+    zero = np.full(scale.shape, 7, np.uint8)
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.UINT8, [1, 2, 3, 4])],
+                              outputs, initializer=[numpy_helper.from_array(scale, "s"),
+                                                    numpy_helper.from_array(zero, "z"),
+                                                    numpy_helper.from_array(np.array([1, -1], np.int64), "shape")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    return model
+
+
+@pytest.mark.parametrize("case, expected", [
+    ({"scale": np.array(0.05, np.float32)}, ["tr", "rs"]),  # per-tensor: both moves go below
+    ({"scale": np.array([0.05, 0.1], np.float32)}, []),  # per-channel: the axis moves, so it stays
+    ({"scale": np.array(0.05, np.float32), "extra_use": True}, []),  # another op needs the float tensor
+    ({"scale": np.array(0.05, np.float32), "output_dq": True}, []),  # the float tensor is a graph output
+])
+def test_sink_dequantize_moves_only_what_stays_exact(case, expected):
+    from edgeseg.export.ort_layout import sink_dequantize
+
+    model = _dq_graph(**case)
+    x = np.random.default_rng(5).integers(0, 256, (1, 2, 3, 4), dtype=np.uint8)
+    before = _run(model, x)
+    assert sink_dequantize(model) == expected
+    onnx.checker.check_model(model, full_check=True)
+    assert np.array_equal(_run(model, x), before)
+    if expected:
+        assert [n.op_type for n in model.graph.node] == ["Transpose", "Reshape", "DequantizeLinear"]
