@@ -49,7 +49,7 @@ STAGES = ("capture", "preprocess", "infer", "postprocess", "render", "write")
 CPU_STAGES = ("preprocess", "postprocess", "render")  # the cheap stages whose CPU time is summed
 POLL_S = 0.1  # how often blocked threads look at the stop flag
 MAX_FRESH_INTERVAL_S = 0.1  # waiting for a fresh frame only pays on sources of 10 FPS and more
-MAX_WORKERS = 16
+MAX_WORKERS = 16  # inference threads; more than this is a typo rather than a configuration
 
 
 class LatencyHistogram:
@@ -391,6 +391,8 @@ def run_pipeline(segmenter: Any, source: Source, sinks: Iterable[Sink] = (), ren
         # one being filled, and per worker one in inference and one queued
         for _ in range(2 * workers + 1):
             free_pre.put(segmenter.new_preprocessor())
+    # live runs: each worker pre-processes the frames it picks, into its own buffer
+    own_pres = [segmenter.new_preprocessor() if staged and latest else None for _ in range(workers)]
     failures: list[_End] = []  # a worker's error, for the main thread while it waits on another lane
     ended = [0]  # live runs: workers that have met the end of the source
     ended_lock = threading.Lock()
@@ -520,8 +522,7 @@ def run_pipeline(segmenter: Any, source: Source, sinks: Iterable[Sink] = (), ren
         put_blocking(q_out, end)
 
     def infer(lane: int) -> None:
-        q_in, q_out = q_ins[lane % len(q_ins)], q_outs[lane % lanes]
-        own_pre = segmenter.new_preprocessor() if staged and latest else None  # for frames picked here
+        q_in, q_out, own_pre = q_ins[lane % len(q_ins)], q_outs[lane % lanes], own_pres[lane]
         while not halt.is_set():
             item = next_input(q_in)
             if item is None:
