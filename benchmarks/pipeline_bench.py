@@ -64,11 +64,17 @@ def rss_mb() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def inference_only_ms(seg: Segmenter, frame: np.ndarray, runs: int) -> list[float]:
-    """Backend time alone on a pre-processed input (what 'inference-only FPS' means here)."""
+def warm_batch(seg: Segmenter, frame: np.ndarray) -> np.ndarray:
+    """``frame`` pre-processed for ``seg`` (its own buffer), after one untimed warm-up inference."""
     pre = Preprocessor(seg.meta, seg.input_size, seg.fixed_batch or 1)
     batch = pre([frame] * (seg.fixed_batch or 1))  # (N, 3, h, w) float32 or (N, h, w, 3) uint8
-    seg.backend.infer(batch)  # warm-up
+    seg.backend.infer(batch)
+    return batch
+
+
+def inference_only_ms(seg: Segmenter, frame: np.ndarray, runs: int) -> list[float]:
+    """Backend time alone on a pre-processed input (what 'inference-only FPS' means here)."""
+    batch = warm_batch(seg, frame)
     times = []
     for _ in range(runs):
         t = time.perf_counter()
@@ -79,9 +85,7 @@ def inference_only_ms(seg: Segmenter, frame: np.ndarray, runs: int) -> list[floa
 
 def inference_only_concurrent_fps(seg: Segmenter, frame: np.ndarray, runs: int, workers: int) -> float:
     """Frames per second of the backend alone with ``workers`` threads calling it at once."""
-    pre = Preprocessor(seg.meta, seg.input_size, seg.fixed_batch or 1)
-    batch = pre([frame] * (seg.fixed_batch or 1))
-    seg.backend.infer(batch)  # warm-up
+    batch = warm_batch(seg, frame)
     per = max(1, runs // workers)
 
     def loop() -> None:

@@ -257,8 +257,11 @@ def quantize_onnx(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, *,
                           "quantizable layers (Conv/MatMul)")
     # ONNX Runtime only: TensorRT places Q/DQ and picks layouts itself; these would only add nodes there.
     # Sinking first: the fence's own Reshapes must stay between their Q/DQ pairs.
-    sunk = sink_dequantize(qproto) if target == "ort" else []
-    nchw = keep_nearest_resizes_nchw(qproto) if target == "ort" else []
+    sunk: list[str] = []
+    nchw: list[str] = []
+    if target == "ort":
+        sunk = sink_dequantize(qproto)
+        nchw = keep_nearest_resizes_nchw(qproto)
     extra_meta = {**dict(meta.extra), "calib_method": method, "calib_images": str(len(reader.images)),
                   "calib_hash": digest, "per_channel": str(per_channel).lower(),
                   "activations": "int8 symmetric" if target == "tensorrt" else "uint8 asymmetric",

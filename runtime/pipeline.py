@@ -319,6 +319,25 @@ class _Renderer:
         return out
 
 
+def _staged(segmenter: Any) -> bool:
+    """Whether the pipeline can run ``segmenter``'s stages in separate threads (a Segmenter, batch 1)."""
+    return hasattr(segmenter, "infer_prepared") and (getattr(segmenter, "fixed_batch", None) or 1) == 1
+
+
+def check_workers(workers: int, segmenter: Any = None, label: str = "workers") -> None:
+    """Raise UsageError unless ``workers`` is 1..MAX_WORKERS and, when more than 1, ``segmenter``
+    (if given) can run that many inferences at once. ``label`` names the value in the message
+    (``"--workers"`` for the CLI)."""
+    if not isinstance(workers, int) or workers < 1:
+        raise UsageError(f"{label} {workers!r} must be at least 1")
+    if workers > MAX_WORKERS:
+        raise UsageError(f"{label} {workers} must be at most {MAX_WORKERS}")
+    if segmenter is not None and workers > 1 and not (_staged(segmenter) and getattr(segmenter, "concurrent_infer", False)):
+        name = getattr(getattr(segmenter, "backend", None), "name", type(segmenter).__name__)
+        raise UsageError(f"{label} {workers} needs a backend that runs several inferences at once; {name} "
+                         f"runs one at a time, so use {label} 1 (more threads per inference instead)")
+
+
 def run_pipeline(segmenter: Any, source: Source, sinks: Iterable[Sink] = (), render: str | None = "overlay",
                  alpha: float = 0.5, max_frames: int | None = None, latest_frame_wins: bool | None = None,
                  on_progress: Callable[[PipelineStats], None] | None = None, *, ignore: Sequence[int] = (),
@@ -350,8 +369,7 @@ def run_pipeline(segmenter: Any, source: Source, sinks: Iterable[Sink] = (), ren
         raise UsageError(f"alpha {alpha} must be between 0 and 1")
     if max_frames is not None and max_frames < 1:
         raise UsageError(f"max_frames must be at least 1, got {max_frames}")
-    if not isinstance(workers, int) or not 1 <= workers <= MAX_WORKERS:
-        raise UsageError(f"workers {workers!r} must be a whole number from 1 to {MAX_WORKERS}")
+    check_workers(workers, segmenter)
     sinks = list(sinks)
     meta = segmenter.meta
     renderer = _Renderer(render, meta.palette, meta.classes, alpha, ignore, hud)
@@ -371,11 +389,7 @@ def run_pipeline(segmenter: Any, source: Source, sinks: Iterable[Sink] = (), ren
     # inference alone in the inference thread, argmax/resize next to rendering. The model then
     # never waits for the cheap stages. Anything else with ``__call__`` and ``meta`` works too,
     # all stages in the inference thread.
-    staged = hasattr(segmenter, "infer_prepared") and (getattr(segmenter, "fixed_batch", None) or 1) == 1
-    if workers > 1 and not (staged and getattr(segmenter, "concurrent_infer", False)):
-        name = getattr(getattr(segmenter, "backend", None), "name", type(segmenter).__name__)
-        raise UsageError(f"workers={workers} needs a backend that runs several inferences at once, and {name} "
-                         "runs one at a time; use workers=1 (more threads per inference instead)")
+    staged = _staged(segmenter)
     if not staged:  # pre- and post-processing happen inside one opaque call: their CPU time is unknown
         for stage in ("preprocess", "postprocess"):
             stats.cpu_total_ms.pop(stage, None)
@@ -394,7 +408,7 @@ def run_pipeline(segmenter: Any, source: Source, sinks: Iterable[Sink] = (), ren
     # live runs: each worker pre-processes the frames it picks, into its own buffer
     own_pres = [segmenter.new_preprocessor() if staged and latest else None for _ in range(workers)]
     failures: list[_End] = []  # a worker's error, for the main thread while it waits on another lane
-    ended = [0]  # live runs: workers that have met the end of the source
+    ended = 0  # live runs: workers that have met the end of the source
     ended_lock = threading.Lock()
     live_timeout = float(getattr(source, "timeout", 5.0))
     base_drops, base_reconnects, base_corrupt = source.drops, source.reconnects, source.corrupt
@@ -509,10 +523,11 @@ def run_pipeline(segmenter: Any, source: Source, sinks: Iterable[Sink] = (), ren
     def forward_end(end: _End, q_in: Any, q_out: queue.Queue) -> None:
         """Pass the end on once every earlier frame is out: in-order lanes are already in order;
         live workers share one output, so the last worker to stop forwards it."""
+        nonlocal ended
         if latest and workers > 1 and end.reason != "error":
             with ended_lock:
-                ended[0] += 1
-                last = ended[0] == workers
+                ended += 1
+                last = ended == workers
             if not last:
                 if not direct:
                     q_in.finish(end)  # the shared slot hands the marker to the next worker too

@@ -108,8 +108,8 @@ def pipeline_row(seg: Any, uri: str, frames: int, frame: np.ndarray, alpha: floa
                  infer_runs: int = 20, workers: int = 1) -> dict[str, Any]:
     """End-to-end pipeline FPS on ``uri`` vs inference-only FPS measured just before and after it
     (one inference at a time: with ``workers`` > 1 the efficiency can exceed 1)."""
-    from edgeseg.runtime.pipeline import run_pipeline  # imported only when a source is given
-    from edgeseg.runtime.sources import open_source
+    from edgeseg.runtime.pipeline import run_pipeline
+    from edgeseg.runtime.sources import open_source  # imported only when a source is given
 
     def infer_block() -> list[float]:
         return [seg(frame).timings["infer_ms"] for _ in range(infer_runs)]
@@ -171,13 +171,13 @@ def _table(rows: list[list[str]]) -> str:
 def run(args: argparse.Namespace) -> int:
     from edgeseg.runtime.errors import UsageError
     from edgeseg.runtime.fileio import write_json
+    from edgeseg.runtime.pipeline import check_workers
     from edgeseg.runtime.segmenter import Segmenter
     from edgeseg.runtime.sizes import parse_hw
 
     if args.frames < 1:
         raise UsageError(f"--frames {args.frames} must be at least 1")
-    if args.workers < 1:
-        raise UsageError(f"--workers {args.workers} must be at least 1")
+    check_workers(args.workers, label="--workers")
     size = parse_hw(args.frame_size, "--frame-size")
     frame, frame_kind = bench_frame(size, args.source)
     segs = []

@@ -135,17 +135,18 @@ def check_alpha(alpha: float) -> None:
 def load_segmenter(args: argparse.Namespace):
     from edgeseg.runtime import Segmenter
     from edgeseg.runtime.errors import UsageError
+    from edgeseg.runtime.pipeline import check_workers
 
     if args.threads is not None and args.threads < 1:
         raise UsageError(f"--threads {args.threads} must be at least 1")
-    if args.workers < 1:
-        raise UsageError(f"--workers {args.workers} must be at least 1")
+    check_workers(args.workers, label="--workers")
     seg = Segmenter(args.model, backend=args.backend, device=args.device, threads=args.threads, imgsz=args.imgsz,
                     fit=args.fit)
-    if args.workers > 1 and not seg.concurrent_infer:  # refused before any output file is created
+    try:
+        check_workers(args.workers, seg, label="--workers")  # refused before any output file is created
+    except UsageError:
         seg.close()
-        raise UsageError(f"--workers {args.workers} needs a backend that runs several inferences at once; "
-                         f"{seg.backend.name} runs one at a time, so drop --workers")
+        raise
     return seg
 
 
