@@ -12,6 +12,7 @@ metadata, and does the pre- and post-processing around the backend with reused b
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -112,6 +113,12 @@ def _backend_for(path: Path, backend: str) -> str:
     return backend
 
 
+def backend_kind(model: str | Path, backend: str = "auto") -> str:
+    """Which backend would run ``model``: ``"onnxruntime"``, ``"onnxruntime-tensorrt"``,
+    ``"tensorrt"`` or ``"pytorch"`` (nothing is loaded; errors as :class:`Segmenter` raises them)."""
+    return _backend_for(resolve_model(model), backend)
+
+
 def create_backend(path: Path, backend: str = "auto", device: str = "cpu", **opts: Any) -> Backend:
     """Construct the backend for ``path``; optional packages are imported only here."""
     kind = _backend_for(path, backend)
@@ -171,9 +178,11 @@ class Segmenter:
         self.input_size = self._input_size(imgsz)
         n = self.backend.input_shape[0]
         self.fixed_batch: int | None = n if isinstance(n, int) else None  # None: any batch size
-        self._pre = Preprocessor(self.meta, self.input_size, self.fixed_batch or 1, fit=self.fit)
-        self._post = Postprocessor()
-        self._lowres = np.empty(self.input_size, np.uint8)  # (h, w) argmax buffer, reused
+        # A Segmenter may be shared between threads: each calling thread gets its own reused
+        # buffers (_scratch), and a backend that cannot run two inferences at once takes turns.
+        self._local = threading.local()
+        self._turns = None if self.backend.concurrent_runs else threading.Lock()
+        self._closed = False
         self._lut = palette_lut(self.meta.palette)
         self.classes = self.meta.classes
         self.palette = self.meta.palette
@@ -195,7 +204,7 @@ class Segmenter:
 
     # -- inference -------------------------------------------------------------------------------
     def __call__(self, frame: np.ndarray) -> Result:
-        """Segment one uint8 (H, W, 3) BGR frame."""
+        """Segment one uint8 (H, W, 3) BGR frame (safe to call from several threads at once)."""
         return self.batch([frame])[0]
 
     def batch(self, frames: Sequence[np.ndarray]) -> list[Result]:
@@ -204,6 +213,7 @@ class Segmenter:
         Timings per result: its own pre- and post-processing, and its share of the batch's
         inference time (batch time / frames in the batch).
         """
+        self._check_open()
         frames = [check_frame(f) for f in frames]
         if not frames:
             return []
@@ -217,15 +227,16 @@ class Segmenter:
         n = len(frames)
         slots = self.fixed_batch or n
         pre_ms = []
-        batch = self._pre.reserve(slots)  # (N, 3, h, w) float32 or (N, h, w, 3) uint8
+        pre = self._scratch().pre
+        batch = pre.reserve(slots)  # (N, 3, h, w) float32 or (N, h, w, 3) uint8
         for i, frame in enumerate(frames):
             t = time.perf_counter()
-            self._pre.one(frame, i)
+            pre.one(frame, i)
             pre_ms.append((time.perf_counter() - t) * 1e3)
         for i in range(n, slots):
             batch[i] = batch[n - 1]  # a fixed-batch model gets the last frame repeated as padding
         t = time.perf_counter()
-        out = self.backend.infer(batch)  # (N, C, h, w) logits or (N, h, w) class ids
+        out = self.infer_prepared(batch)  # (N, C, h, w) logits or (N, h, w) class ids
         infer_ms = (time.perf_counter() - t) * 1e3 / n
         return [self.finish(frame, out, i, pre_ms[i], infer_ms) for i, frame in enumerate(frames)]
 
@@ -236,7 +247,11 @@ class Segmenter:
 
     def infer_prepared(self, batch: np.ndarray) -> np.ndarray:
         """Run the backend on a batch from :meth:`new_preprocessor`; the raw model output."""
-        return self.backend.infer(batch)
+        self._check_open()
+        if self._turns is None:
+            return self.backend.infer(batch)
+        with self._turns:
+            return self.backend.infer(batch)
 
     @property
     def concurrent_infer(self) -> bool:
@@ -245,10 +260,7 @@ class Segmenter:
 
     def finish(self, frame: np.ndarray, out: np.ndarray, index: int = 0, preprocess_ms: float = 0.0,
                infer_ms: float = 0.0) -> Result:
-        """Raw output item ``index`` -> :class:`Result` at the frame's size (argmax, resize).
-
-        Not thread-safe against itself (scratch buffers are shared): call it from one thread.
-        """
+        """Raw output item ``index`` -> :class:`Result` at the frame's size (argmax, resize)."""
         t = time.perf_counter()
         lowres = self._lowres_map(out, index)  # (h, w) uint8 at the model's resolution
         if self.fit != "stretch":
@@ -264,21 +276,38 @@ class Segmenter:
         if self.meta.output_kind == OUTPUT_CLASS_MAP:
             ids = out[i]  # (h, w) uint8 (or int64 from a plain ArgMax)
             if ids.dtype != np.uint8:
-                np.copyto(self._lowres_for(ids.shape), ids, casting="unsafe")
-                return self._lowres
+                lowres = self._lowres_for(ids.shape)
+                np.copyto(lowres, ids, casting="unsafe")
+                return lowres
             return ids
         # argmax on the low-resolution logits, then resize the uint8 map: C times less data to resize
-        return self._post.argmax(out[i], out=self._lowres_for(out.shape[2:]))
+        return self._scratch().post.argmax(out[i], out=self._lowres_for(out.shape[2:]))
 
     def _lowres_for(self, hw: tuple[int, ...]) -> np.ndarray:
-        if self._lowres.shape != tuple(hw):
-            self._lowres = np.empty(hw, np.uint8)
-        return self._lowres
+        """This thread's (h, w) uint8 argmax buffer, reused while the size stays."""
+        scratch = self._scratch()
+        if scratch.lowres.shape != tuple(hw):
+            scratch.lowres = np.empty(hw, np.uint8)
+        return scratch.lowres
+
+    def _scratch(self) -> threading.local:
+        """The calling thread's buffers (made on its first call, then reused): pre, post, lowres."""
+        scratch = self._local
+        if not hasattr(scratch, "pre"):
+            scratch.pre = self.new_preprocessor()
+            scratch.post = Postprocessor()
+            scratch.lowres = np.empty(self.input_size, np.uint8)
+        return scratch
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise UsageError(f"this Segmenter for {self.path.name} is closed; create a new one to run the model")
 
     # -- facts and lifetime ----------------------------------------------------------------------
     @property
     def info(self) -> dict[str, Any]:
         """Classes, palette, sizes, precision, backend and providers, as one plain dict."""
+        self._check_open()
         d = {
             "model": str(self.path),
             "classes": list(self.meta.classes),
@@ -302,7 +331,8 @@ class Segmenter:
         return d
 
     def close(self) -> None:
-        """Release the backend (sessions, device memory); safe to call twice."""
+        """Release the backend (sessions, device memory); safe to call twice. Later calls raise."""
+        self._closed = True
         self.backend.close()
 
     def __enter__(self) -> Segmenter:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -52,6 +54,39 @@ def test_results_own_their_class_maps(tiny_model):
     kept = ra.class_map.copy()
     seg(b)  # a later call must not overwrite an earlier result (the pipeline renders while inferring)
     np.testing.assert_array_equal(ra.class_map, kept)
+
+
+@pytest.mark.parametrize("concurrent", [True, False])  # ONNX Runtime; a one-at-a-time backend (TensorRT, PyTorch)
+def test_one_segmenter_shared_by_threads_gives_single_thread_results(tiny_model, monkeypatch, concurrent):
+    from edgeseg.runtime.backends.ort import OnnxRuntimeBackend
+
+    monkeypatch.setattr(OnnxRuntimeBackend, "concurrent_runs", concurrent)
+    seg = Segmenter(tiny_model.path, threads=1)
+    frames = [_random_frame(540, 960, 1), _random_frame(37, 101, 2), _random_frame(240, 320, 3)]
+    expected = [seg(f).class_map for f in frames]
+    wrong: list[tuple[int, int]] = []
+
+    def work(k: int) -> None:
+        for j in range(40):
+            i = (k + j) % len(frames)
+            if not np.array_equal(seg(frames[i]).class_map, expected[i]):
+                wrong.append((k, j))
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not wrong, f"{len(wrong)} of 160 results differ from the same frame segmented alone"
+
+
+def test_closed_segmenter_says_so(tiny_model):
+    with Segmenter(tiny_model.path) as seg:
+        seg(_random_frame(20, 30))
+    for use in (lambda: seg(_random_frame(20, 30)), lambda: seg.info, lambda: seg.infer_prepared(None)):
+        with pytest.raises(UsageError, match="Segmenter for .* is closed; create a new one"):
+            use()
+    seg.close()  # a second close is harmless
 
 
 @pytest.mark.parametrize("batch", [1, None])
