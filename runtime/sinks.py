@@ -39,6 +39,20 @@ FOURCCS = {".mp4": ("mp4v", "avc1"), ".m4v": ("mp4v",), ".mov": ("mp4v", "avc1")
 DEFAULT_FPS = 25.0  # for video made from images, which have no rate of their own
 
 
+def as_bgr(image: np.ndarray, where: str) -> np.ndarray:
+    """A uint8 BGR (H, W, 3) image for encoders that need one: gray and BGRA are converted,
+    anything else is refused (OpenCV's video writer would skip it silently)."""
+    if isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.size:
+        if image.ndim == 3 and image.shape[2] == 3:
+            return image
+        if image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 1):
+            return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+        if image.ndim == 3 and image.shape[2] == 4:
+            return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    got = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
+    raise UsageError(f"{where} takes uint8 BGR (H, W, 3), gray (H, W) or BGRA (H, W, 4) images, got {got}")
+
+
 class Sink:
     name: str = "sink"
     #: set by a sink whose user asked to stop (a window's q / Esc key); the pipeline checks it.
@@ -149,6 +163,7 @@ class VideoSink(Sink):
     def write(self, image: np.ndarray, frame: Frame | None = None) -> None:
         if self._closed:
             raise SourceError(f"video {self.path} is already closed")
+        image = as_bgr(image, f"video {self.path}")
         h, w = image.shape[:2]
         if self._writer is None:
             self._open(w, h)
@@ -230,7 +245,11 @@ class ImageFileSink(Sink):
 def write_image(path: Path, image: np.ndarray, quality: int = 95) -> None:
     """Encode by suffix (JPEG at ``quality``) and write atomically (temp name + rename)."""
     params = [int(cv2.IMWRITE_JPEG_QUALITY), quality] if path.suffix.lower() in (".jpg", ".jpeg") else []
-    ok, buf = cv2.imencode(path.suffix, image, params)  # (n,) uint8
+    try:
+        ok, buf = cv2.imencode(path.suffix, image, params)  # (n,) uint8
+    except cv2.error:  # e.g. a 2-channel image, which no encoder takes
+        got = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
+        raise UsageError(f"cannot write {path.name}: images must be BGR (H, W, 3), gray or BGRA, got {got}") from None
     if not ok:
         raise SourceError(f"cannot encode {path.name} as {path.suffix}; use .png or .jpg")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -257,7 +276,7 @@ class MjpegSink(Sink):
         return self.server.url
 
     def write(self, image: np.ndarray, frame: Frame | None = None) -> None:
-        self.server.publish(image)
+        self.server.publish(as_bgr(image, f"MJPEG stream {self.server.url}"))
         self.frames += 1
 
     def close(self) -> None:

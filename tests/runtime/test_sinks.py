@@ -55,6 +55,24 @@ def test_video_sink_resizes_odd_frames_and_avi(tmp_path: Path) -> None:
     assert count_frames(tmp_path / "o.avi") == 2
 
 
+def test_video_sink_converts_gray_and_bgra_and_refuses_the_rest(tmp_path: Path) -> None:
+    sink = open_sink(tmp_path / "g.avi", fps=5)
+    sink.write(np.zeros((32, 48, 3), np.uint8))
+    sink.write(np.full((32, 48), 200, np.uint8))  # gray: OpenCV's writer alone would skip it silently
+    sink.write(np.zeros((32, 48, 4), np.uint8))  # BGRA
+    for bad in (np.zeros((32, 48, 3), np.float32), np.zeros((32, 48, 2), np.uint8)):
+        with pytest.raises(UsageError, match=r"video .*g\.avi takes uint8 BGR"):
+            sink.write(bad)
+    sink.close()
+    assert sink.describe()["frames"] == 3 and count_frames(tmp_path / "g.avi") == 3  # the count is what is in the file
+
+
+def test_image_sink_refuses_an_unencodable_image(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="cannot write x.png: images must be BGR"):
+        ImageFileSink(tmp_path / "x.png").write(np.zeros((8, 8, 2), np.uint8))
+    assert not (tmp_path / "x.png").exists()
+
+
 def test_video_sink_without_frames_leaves_nothing(tmp_path: Path) -> None:
     sink = open_sink(tmp_path / "none.mp4")
     sink.close()
