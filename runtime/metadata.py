@@ -24,11 +24,11 @@ Conventions
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
-from .errors import ModelFormatError
+from .errors import ModelFormatError, UsageError, unknown_name
 
 PREFIX = "edgeseg."
 SCHEMA_VERSION = 1
@@ -157,3 +157,22 @@ def default_palette(n: int) -> tuple[tuple[int, int, int], ...]:
             c >>= 3
         colours.append((r, g, b))
     return tuple(colours)
+
+
+def class_ids(names_or_ids: Iterable[int | str], classes: Sequence[str]) -> list[int]:
+    """Class names (any case), ids or digit strings -> ids; unknown names get close matches."""
+    by_name = {c.lower(): i for i, c in enumerate(classes)}
+    ids = []
+    for v in names_or_ids:
+        if isinstance(v, str) and not v.isdigit():
+            if v.lower() not in by_name:
+                raise unknown_name("class", v, classes)
+            ids.append(by_name[v.lower()])
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, str)) and not hasattr(v, "__index__"):
+            raise UsageError(f"class {v!r} must be a class name or id")
+        i = int(v)
+        if not 0 <= i < len(classes):
+            raise UsageError(f"class id {i} is out of range: the model has {len(classes)} classes (0-{len(classes) - 1})")
+        ids.append(i)
+    return ids

@@ -56,7 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgeseg.runtime.errors import UsageError, unknown_name
+    from edgeseg.runtime.errors import UsageError
+    from edgeseg.runtime.metadata import class_ids
     from edgeseg.runtime.pipeline import StreamError, run_pipeline
     from edgeseg.runtime.sinks import MjpegSink, WindowSink, open_sink
     from edgeseg.runtime.sources import open_source
@@ -72,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     if args.show:
         sinks.append(WindowSink("edgeseg demo"))  # fails here, before any work, on a headless machine
     seg = load_segmenter(args)
-    ignore = _class_ids(args.ignore_class, seg.meta.classes, unknown_name)
+    ignore = class_ids(args.ignore_class, seg.meta.classes)
     try:
         source = open_source(args.source, timeout=args.timeout, reconnect=args.reconnect, loop=args.loop)
     except BaseException:
@@ -104,10 +105,10 @@ def run(args: argparse.Namespace) -> int:
                                      on_progress=lambda s: progress.update(1, **status_fields(s)))
             except StreamError as e:
                 finish_report(e.stats, seg, args, {"source_uri": source.uri})
-                print_summary(e.stats, sys.stderr)
+                print_summary(e.stats, sys.stderr, args)
                 raise
         finish_report(stats, seg, args, {"source_uri": source.uri})
-        print_summary(stats, sys.stdout)
+        print_summary(stats, sys.stdout, args)
     finally:
         if timer:
             timer.cancel()
@@ -119,17 +120,3 @@ def run(args: argparse.Namespace) -> int:
         print(f"edgeseg: stopped by {caught[0]}; outputs so far are complete", file=sys.stderr)
         return 128 + int(caught[1])
     return 0
-
-
-def _class_ids(names: list[str], classes: tuple[str, ...], unknown_name) -> list[int]:
-    """``--ignore-class`` names (case-insensitive) or ids -> class ids."""
-    by_name = {c.lower(): i for i, c in enumerate(classes)}
-    ids = []
-    for name in names:
-        if name.isdigit() and int(name) < len(classes):
-            ids.append(int(name))
-        elif name.lower() in by_name:
-            ids.append(by_name[name.lower()])
-        else:
-            raise unknown_name("class", name, classes)
-    return ids

@@ -15,7 +15,7 @@ from edgeseg.runtime import Segmenter
 from edgeseg.runtime.errors import SourceError, UsageError
 from edgeseg.runtime.metadata import ModelMeta, default_palette
 from edgeseg.runtime.mjpeg import MjpegServer
-from edgeseg.runtime.pipeline import STAGES, LatencyHistogram, StreamError, run_pipeline
+from edgeseg.runtime.pipeline import STAGES, LatencyHistogram, StreamError, plan_workers, run_pipeline
 from edgeseg.runtime.sinks import Sink, open_sink
 from edgeseg.runtime.sources import open_source
 from edgeseg.runtime.visualize import colorize, palette_lut
@@ -184,6 +184,12 @@ def test_render_modes_with_real_segmenter(tiny_onnx: Path, tmp_path: Path) -> No
         if mode is None:
             assert np.array_equal(sink.images[0], frame)
     assert shapes == {"overlay": (60, 80, 3), "mask": (60, 80, 3), "side": (60, 160, 3), None: (60, 80, 3)}
+    res = seg(frame)
+    for ignore in ([res.classes[1]], [1], [res.classes[1].lower()]):  # names (any case) or ids
+        sink = ListSink()
+        with open_source(tmp_path / "in") as src:
+            run_pipeline(seg, src, [sink], render="overlay", ignore=ignore)
+        assert np.array_equal(sink.images[0], res.overlay(0.5, ignore=[1]))
 
 
 def test_hud_draws_on_a_copy_not_the_source_frame(tmp_path: Path) -> None:
@@ -196,6 +202,7 @@ def test_hud_draws_on_a_copy_not_the_source_frame(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("kw, words", [({"render": "blur"}, "unknown render mode"), ({"alpha": 1.5}, "alpha"),
                                        ({"max_frames": 0}, "max_frames"), ({"workers": 0}, "workers 0"),
+                                       ({"ignore": ["nope"]}, "unknown class 'nope'"),
                                        ({"workers": 2}, "runs one at a time")])
 def test_bad_arguments(tmp_path: Path, kw: dict, words: str) -> None:
     image_folder(tmp_path / "in", 1)
@@ -392,3 +399,19 @@ def test_cheap_stages_report_their_cpu_time(tiny_onnx: Path, tmp_path: Path) -> 
     with open_source(tmp_path / "in") as src:
         opaque = run_pipeline(FakeSegmenter(), src, [], render="overlay")
     assert set(opaque.to_dict()["cpu_ms_per_frame"]) == {"render"}
+
+
+@pytest.mark.parametrize("workers, threads, kind, device, frames, cpus, planned", [
+    ("auto", None, "onnxruntime", "cpu", 300, 2, (2, 1)),  # a clip on 2 cores: 2 one-thread inferences
+    ("auto", None, "onnxruntime", "cpu", None, 8, (2, 4)),  # unknown length counts as a clip
+    ("auto", 1, "onnxruntime", "cpu", 300, 8, (2, 1)),  # the user's threads kept
+    ("auto", 4, "onnxruntime", "cpu", 300, 4, (1, 4)),  # no room beside 4 threads on 4 cores
+    ("auto", None, "onnxruntime", "cpu", 1, 8, (1, None)),  # one image: all cores on its inference
+    ("auto", None, "onnxruntime", "cpu", 300, 1, (1, None)),  # one core
+    ("auto", None, "onnxruntime", "cuda:0", 300, 8, (1, None)),  # GPU: one at a time
+    ("auto", None, "onnxruntime-tensorrt", "cpu", 300, 8, (1, None)),
+    ("auto", None, "pytorch", "cpu", 300, 8, (1, None)),
+    (3, 2, "pytorch", "cpu", 300, 8, (3, 2)),  # a number passes through (check_workers judges it)
+])
+def test_plan_workers(workers, threads, kind, device, frames, cpus, planned) -> None:
+    assert plan_workers(workers, threads, kind, device, frames, cpus) == planned

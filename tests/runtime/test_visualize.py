@@ -59,6 +59,14 @@ def test_overlay_refuses_bad_inputs():
         overlay(frame, _map(), PALETTE, ignore=[300])
     with pytest.raises(UsageError, match="at most 256"):
         palette_lut([(0, 0, 0)] * 257)
+    for bad in ([(0, 0)] * 3, [(300, 0, 0)], [(-1, 0, 0)], [("a", 0, 0)]):
+        with pytest.raises(UsageError, match=r"list of \[R, G, B\] colours with values 0-255"):
+            palette_lut(bad)
+    for alpha in (None, "0.5", float("nan"), -0.1):
+        with pytest.raises(UsageError, match="must be a number between 0 and 1"):
+            overlay(frame, _map(), PALETTE, alpha=alpha)
+    with pytest.raises(UsageError, match=r"out buffer must be uint8 \(2, 3, 3\)"):
+        colorize(_map(), PALETTE, out=np.zeros((3, 2, 3), np.uint8))
 
 
 def test_side_by_side_scales_the_second_image():
@@ -82,3 +90,14 @@ def test_legend_and_text_panel_draw_in_place():
     assert panel[2, 2].tolist() == [200, 200, 200]  # outside the box
     assert panel[10, 10].max() < 200  # inside the box: darkened
     assert (panel == 255).all(-1).any()  # white text
+
+
+def test_text_panel_clips_to_the_image_and_checks_alpha():
+    img = np.full((100, 200, 3), 200, np.uint8)
+    draw_text_panel(img, ["fps 30"], origin=(-100, -60))  # wholly off the image: nothing wraps round
+    assert (img == 200).all()
+    draw_text_panel(img, ["fps 30"], origin=(-5, -5))  # partly off: only the visible corner darkens
+    assert img[0, 0].max() < 200 and img[60, 150].tolist() == [200, 200, 200]
+    for alpha in (1.5, -1):
+        with pytest.raises(UsageError, match=f"alpha {alpha} must be a number between 0 and 1"):
+            draw_text_panel(img, ["x"], alpha=alpha)
