@@ -23,7 +23,7 @@ import numpy as np
 from . import zoo
 from .backends.base import Backend
 from .errors import BackendUnavailableError, ModelFormatError, UsageError, unknown_name
-from .metadata import LAYOUT_UINT8, OUTPUT_CLASS_MAP, ModelMeta
+from .metadata import LAYOUT_UINT8, OUTPUT_CLASS_MAP, ModelMeta, class_ids
 from .preprocess import Postprocessor, Preprocessor, check_fit, check_frame, content_box, resize_nearest
 from .sizes import format_hw, parse_hw
 from .visualize import colorize, overlay, palette_lut
@@ -59,16 +59,8 @@ class Result:
                        color=self.colorize())
 
     def class_ids(self, names_or_ids: Iterable[int | str]) -> list[int]:
-        """Class names or ids -> ids (unknown names get close-match suggestions)."""
-        ids = []
-        for v in names_or_ids:
-            if isinstance(v, str) and not v.isdigit():
-                if v not in self.classes:
-                    raise unknown_name("class", v, self.classes)
-                ids.append(self.classes.index(v))
-            else:
-                ids.append(int(v))
-        return ids
+        """Class names (any case) or ids -> ids (unknown names get close-match suggestions)."""
+        return class_ids(names_or_ids, self.classes)
 
     def fractions(self) -> dict[str, float]:
         """Share of the frame's pixels per class present (e.g. for logs and tests)."""
@@ -90,10 +82,14 @@ def resolve_model(model: str | Path) -> Path:
     if p.is_dir():
         raise ModelFormatError(f"model {p} is a folder; give the .onnx, .engine/.plan or .pt file inside it")
     text = str(model)
-    looks_like_path = p.suffix.lower() in SUFFIX_BACKEND or "/" in text or "\\" in text
-    if looks_like_path:
+    if "/" in text or "\\" in text:
         raise ModelFormatError(f"model file {p} does not exist")
-    return zoo.resolve(text)
+    try:
+        return zoo.resolve(text)  # a bundled name, also written with its file name (x.int8.onnx)
+    except (UsageError, ModelFormatError):
+        if p.suffix.lower() in SUFFIX_BACKEND:  # a file name, not a misspelt bundled name
+            raise ModelFormatError(f"model file {p} does not exist") from None
+        raise
 
 
 def _backend_for(path: Path, backend: str) -> str:
@@ -164,6 +160,8 @@ class Segmenter:
                  mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
                  providers: Sequence[str] | None = None, fit: str = "stretch") -> None:
         self.fit = check_fit(fit)
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 0):
+            raise UsageError(f"threads {threads!r} must be a whole number >= 1 (0 or None: the backend's default)")
         self.path = resolve_model(model)
         opts: dict[str, Any] = {"threads": threads}
         if providers:

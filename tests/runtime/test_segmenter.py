@@ -80,6 +80,22 @@ def test_one_segmenter_shared_by_threads_gives_single_thread_results(tiny_model,
     assert not wrong, f"{len(wrong)} of 160 results differ from the same frame segmented alone"
 
 
+@pytest.mark.parametrize("threads", ["2", 1.5, -1, True])
+def test_bad_thread_counts_are_refused(tiny_model, threads):
+    with pytest.raises(UsageError, match=f"threads {threads!r} must be a whole number"):
+        Segmenter(tiny_model.path, threads=threads)
+
+
+def test_class_ids_by_name_any_case_or_id(tiny_model):
+    res = Segmenter(tiny_model.path)(_random_frame(20, 30))
+    classes = res.classes
+    assert res.class_ids([classes[1].upper(), 0, "2"]) == [1, 0, 2]
+    with pytest.raises(UsageError, match="class id 99 is out of range"):
+        res.class_ids([99])
+    with pytest.raises(UsageError, match="unknown class 'nope'"):
+        res.class_ids(["nope"])
+
+
 def test_closed_segmenter_says_so(tiny_model):
     with Segmenter(tiny_model.path) as seg:
         seg(_random_frame(20, 30))

@@ -42,6 +42,9 @@ def test_segmenter_resolves_short_names(fake_zoo, monkeypatch):
         Segmenter("camvid-unet-lit")
     with pytest.raises(ModelFormatError, match="does not exist"):
         Segmenter("models/camvid-unet-lite.onnx")  # looks like a path: no zoo lookup
+    assert Segmenter("camvid-unet-lite.int8.onnx").path == fake_zoo / "camvid-unet-lite.int8.onnx"  # its file name
+    with pytest.raises(ModelFormatError, match="model file mine.onnx does not exist"):
+        Segmenter("mine.onnx")  # neither a file here nor bundled: said as a missing file
 
 
 def test_bundled_models_load_when_present():
