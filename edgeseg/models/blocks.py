@@ -73,7 +73,22 @@ def bilinear_kernel(in_ch: int, out_ch: int, kernel_size: int) -> torch.Tensor:
     return weight.float()
 
 
-class BilinearUp(nn.ConvTranspose2d):
+class LogitUpsampler:
+    """Mixin for an upsampling layer that can be a whole model head (FCN's final x8/x16/x32): the
+    logits come in, so ``coarse`` is the identity, and ``upsample_factor`` is the layer's ``factor``
+    (read by ``SegModel.head_stride`` for export's output stride)."""
+
+    factor: int
+
+    @property
+    def upsample_factor(self) -> int:
+        return self.factor
+
+    def coarse(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+class BilinearUp(LogitUpsampler, nn.ConvTranspose2d):
     """Learnable x``factor`` upsampling: ConvTranspose2d(k=2f, s=f, p=f/2) initialised to bilinear.
 
     The paper's deconvolutions have no padding and their output (f*n + f) is then cropped; ``padding=f/2``
@@ -87,15 +102,6 @@ class BilinearUp(nn.ConvTranspose2d):
         self.factor = factor
         with torch.no_grad():
             self.weight.copy_(bilinear_kernel(channels, channels, 2 * factor))
-
-    @property
-    def upsample_factor(self) -> int:
-        return self.factor
-
-    def coarse(self, x: torch.Tensor) -> torch.Tensor:
-        """As a model head (FCN): what comes in is already the class scores, before this upsampling."""
-        return x
-
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
     """Zero-pad bottom/right so H and W are multiples of ``multiple`` (zero = the dataset mean after

@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .blocks import LogitUpsampler
+
 
 def _tap_range(k: int, s: int, p: int) -> tuple[int, int]:
     """Input offsets d (i = q + d) that any output phase reads: (d_min, d_max)."""
@@ -41,7 +43,7 @@ def can_rewrite(ct: nn.Module) -> bool:
             and ph == pw and kh > sh > 1 and kh - 2 * ph == sh and ct.padding_mode == "zeros")
 
 
-class SubPixelConv(nn.Module):
+class SubPixelConv(LogitUpsampler, nn.Module):
     """``pixel_shuffle(conv(pad(x)))``, equal to the ``ConvTranspose2d`` it was built from."""
 
     def __init__(self, ct: nn.ConvTranspose2d) -> None:
@@ -50,7 +52,7 @@ class SubPixelConv(nn.Module):
             raise ValueError(f"cannot rewrite {ct} as a sub-pixel convolution")
         k, s, p = ct.kernel_size[0], ct.stride[0], ct.padding[0]
         d_min, d_max = _tap_range(k, s, p)
-        self.scale = s
+        self.factor = s
         cin, cout = ct.in_channels, ct.out_channels
         taps = d_max - d_min + 1
         # -d_min == d_max whenever k - 2p == s (can_rewrite), so the padding is symmetric
@@ -73,16 +75,8 @@ class SubPixelConv(nn.Module):
             if ct.bias is not None:
                 self.conv.bias.copy_(ct.bias.detach().repeat_interleave(s * s))
 
-    @property
-    def upsample_factor(self) -> int:
-        return self.scale
-
-    def coarse(self, x: torch.Tensor) -> torch.Tensor:
-        """As a model head (FCN's final upsampling): the input is the logits before it."""
-        return x
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.pixel_shuffle(self.conv(x), self.scale)  # (N, C_out, s*H, s*W)
+        return F.pixel_shuffle(self.conv(x), self.factor)  # (N, C_out, s*H, s*W)
 
 
 def with_subpixel_upsampling(model: nn.Module) -> tuple[nn.Module, int]:
