@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from edgeseg.export import export_checkpoint
     from edgeseg.runtime import Segmenter
     from edgeseg.runtime.fileio import write_json
-    from edgeseg.runtime.pipeline import run_pipeline
+    from edgeseg.runtime.pipeline import available_cpus, plan_workers, run_pipeline
     from edgeseg.runtime.sinks import open_sink
     from edgeseg.runtime.sizes import format_hw, parse_hw
     from edgeseg.runtime.sources import open_source
@@ -69,10 +69,13 @@ def run(args: argparse.Namespace) -> int:
     _step(3, "segment a driving clip with the torch-free runtime (INT8)")
     source_uri = args.source or SYNTHETIC_CLIP
     video = out / "quickstart_overlay.mp4"
-    with Segmenter(exported.artifact, threads=0) as seg:
+    # As 'edgeseg predict' runs a clip: --workers auto.
+    workers, threads = plan_workers("auto", None, "onnxruntime", "cpu", args.frames, available_cpus())
+    with Segmenter(exported.artifact, threads=threads) as seg:
         source = open_source(source_uri)
         sink = open_sink(video, fps=source.fps or 25)
-        stats = run_pipeline(seg, source, sinks=[sink], render="overlay", max_frames=args.frames, hud=True)
+        stats = run_pipeline(seg, source, sinks=[sink], render="overlay", max_frames=args.frames, hud=True,
+                             workers=workers)
     s = stats.to_dict()
 
     rows = [("train", f"{result.epochs} epochs, {result.images_per_s:.1f} img/s, "
@@ -83,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
         rows.append((f"export {r.get('precision')}",
                      f"mIoU {miou:.1f}, {lat:.1f} ms/frame (ONNX Runtime)" if miou is not None and lat else "",
                      str(r["artifact"])))
-    rows.append(("runtime", f"{s['frames']} frames, {s['fps']:.1f} FPS end to end, capture-to-render p50 "
+    rows.append(("runtime", f"{s['frames']} frames, {s['fps']:.1f} FPS end to end ({workers} inference "
+                            f"worker{'s' if workers > 1 else ''}), capture-to-render p50 "
                             f"{s['capture_to_render_ms']['p50']:.0f} ms", str(video)))
     width = max(len(r[0]) for r in rows)
     print()
@@ -94,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         write_json(args.json, {"train": {"best": str(ckpt), "best_metrics": result.best_metrics,
                                          "images_per_s": result.images_per_s, "epochs": result.epochs},
-                               "export": exported.to_dict(), "runtime": s,
+                               "export": exported.to_dict(), "runtime": {**s, "workers": workers},
                                "video": str(video), "minutes": (time.perf_counter() - t0) / 60})
     return 0
 

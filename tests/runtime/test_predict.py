@@ -66,6 +66,28 @@ def test_workers_refused_up_front_for_a_one_at_a_time_backend(tiny_onnx: Path, t
     assert not (tmp_path / "o.mp4").exists()  # refused before any output was created
 
 
+@pytest.mark.parametrize("images, concurrent, planned", [
+    (3, True, (2, 1)),  # a folder on 2 cores: 2 one-thread inferences side by side
+    (1, True, (1, None)),  # one image: its one inference gets the backend's default threads
+    (3, False, (1, None)),  # a backend that runs one at a time: auto falls back instead of refusing
+])
+def test_workers_auto_is_the_default(tiny_onnx: Path, tmp_path: Path, capsys, monkeypatch, images: int,
+                                     concurrent: bool, planned: tuple) -> None:
+    from edgeseg.runtime import pipeline
+    from edgeseg.runtime.backends.ort import OnnxRuntimeBackend
+
+    monkeypatch.setattr(pipeline, "available_cpus", lambda: 2)
+    monkeypatch.setattr(OnnxRuntimeBackend, "concurrent_runs", concurrent)
+    (tmp_path / "in").mkdir()
+    for i in range(images):
+        cv2.imwrite(str(tmp_path / "in" / f"f{i}.png"), np.full((30, 40, 3), 40 * i, np.uint8))
+    assert main(["predict", str(tiny_onnx), "--source", str(tmp_path / "in"), "--save", str(tmp_path / "out"),
+                 "--json", str(tmp_path / "r.json")]) == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert (report["workers"], report["threads"]) == planned and report["frames"] == images
+    assert f"{planned[0]} inference worker" in capsys.readouterr().out
+
+
 def test_single_image_to_image_file(tiny_onnx: Path, tmp_path: Path) -> None:
     cv2.imwrite(str(tmp_path / "one.png"), np.full((30, 40, 3), 200, np.uint8))
     assert main(["predict", str(tiny_onnx), "--source", str(tmp_path / "one.png"),
@@ -96,6 +118,13 @@ def test_bad_input_one_line(tiny_onnx: Path, tmp_path: Path, capsys, argv_tail: 
     assert main(["predict", str(tiny_onnx), *tail]) == code
     err = capsys.readouterr().err.strip()
     assert words in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_workers_must_be_a_number_or_auto(capsys) -> None:
+    with pytest.raises(SystemExit) as e:  # argparse's own usage error
+        main(["predict", "--source", "x.mp4", "--workers", "two"])
+    assert e.value.code == 2
+    assert "--workers: 'two' is neither a whole number nor 'auto'" in capsys.readouterr().err
 
 
 def test_missing_model_is_one_line(tmp_path: Path, capsys) -> None:
