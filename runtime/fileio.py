@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from .errors import UsageError
+
 
 def _current_umask() -> int:
     # Read once at import (single-threaded then): os.umask has no read-only form.
@@ -54,6 +56,26 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", **kw: Any) -> Iterator
         yield f
         f.flush()
         os.fsync(f.fileno())
+
+
+def check_writable(path: str | os.PathLike, what: str, folder_ok: bool = False) -> None:
+    """Raise UsageError now, before any work is done, if ``path`` cannot be written later.
+
+    ``what`` names the option (``"--json"``). ``folder_ok``: ``path`` may be an existing folder
+    (an output folder or base name) rather than a file. Folders that do not exist yet are fine
+    when their nearest existing parent is a writable folder (they are created when written).
+    """
+    p = Path(path)
+    if p.is_dir() and not folder_ok:
+        raise UsageError(f"{what} {p} is a folder; give a file name, e.g. {p / 'report.json'}")
+    nearest = p if p.is_dir() else p.parent
+    while not nearest.exists() and nearest != nearest.parent:
+        nearest = nearest.parent
+    if not nearest.is_dir():
+        raise UsageError(f"{what} {p}: {nearest} is a file, so nothing can be written under it")
+    if not os.access(nearest, os.W_OK | os.X_OK):
+        raise UsageError(f"{what} {p}: folder {nearest} is not writable (read-only or no permission); "
+                         "choose another place")
 
 
 def write_json(path: str | os.PathLike, data: Any) -> Path:

@@ -9,10 +9,14 @@ runtime commands work in a torch-free install. Errors from the library arrive as
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
+import signal
 import sys
+import threading
 import traceback
+from collections.abc import Iterator
 
 # command -> (module under edgeseg.cli, one-line help). Order is the help order.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -31,6 +35,11 @@ EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 128 + 15  # SIGTERM
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so every ``finally`` (temporary files, sinks) still runs."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -79,13 +88,18 @@ def main(argv: list[str] | None = None) -> int:
     from edgeseg.runtime.errors import EdgesegError, UsageError
 
     try:
-        return int(module.run(args) or 0)
+        _check_outputs(args)
+        with _sigterm_as_interrupt():
+            return int(module.run(args) or 0)
     except UsageError as e:
         _fail(e, verbose)
         return EXIT_USAGE
     except EdgesegError as e:
         _fail(e, verbose)
         return EXIT_ERROR
+    except Terminated:
+        print("edgeseg: terminated", file=sys.stderr)
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         print("edgeseg: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -97,6 +111,34 @@ def main(argv: list[str] | None = None) -> int:
         print(f"edgeseg {args.command}: unexpected {type(e).__name__}: {e} (rerun with --verbose for the traceback)",
               file=sys.stderr)
         return EXIT_ERROR
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Refuse an unwritable --json or --out before the work, not after it."""
+    from edgeseg.runtime.fileio import check_writable
+
+    if getattr(args, "json", None):
+        check_writable(args.json, "--json")
+    if getattr(args, "out", None):
+        check_writable(args.out, "--out", folder_ok=True)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """While a command runs, SIGTERM unwinds like Ctrl-C (exit 143). predict and demo install their
+    own handler for their runs (stop at the next frame) and restore this one after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(_signum: int, _frame: object) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _fail(e: BaseException, verbose: bool) -> None:

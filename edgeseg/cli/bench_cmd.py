@@ -118,6 +118,11 @@ def pipeline_row(seg: Any, uri: str, frames: int, frame: np.ndarray, alpha: floa
     with open_source(uri) as src:
         stats = run_pipeline(seg, src, sinks=[], render="overlay", alpha=alpha, max_frames=frames,
                              workers=workers).to_dict()
+    if not stats.get("frames"):
+        from edgeseg.runtime.errors import SourceError
+
+        unreadable = f" ({stats['corrupt']} unreadable)" if stats.get("corrupt") else ""
+        raise SourceError(f"no frame of {uri} could be read{unreadable}, so there is no pipeline figure")
     after = infer_block()
     infer_p50 = float(np.median(before + after))
     infer_fps = 1000.0 / infer_p50 if infer_p50 > 0 else math.inf

@@ -17,6 +17,8 @@ import threading
 from .predict_cmd import (
     add_model_arguments,
     check_alpha,
+    check_max_frames,
+    check_some_frames,
     finish_report,
     load_segmenter,
     print_summary,
@@ -67,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
     if not (args.show or args.save or args.serve or args.json):
         raise UsageError("demo has nowhere to put its output; add --show, --save FILE, --serve 127.0.0.1:8080 "
                          "or --json OUT")
+    check_max_frames(args.max_frames)
     if args.duration is not None and args.duration <= 0:
         raise UsageError(f"--duration {args.duration} must be positive")
     sinks = []
@@ -108,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
                 print_summary(e.stats, sys.stderr, args)
                 raise
         finish_report(stats, seg, args, {"source_uri": source.uri})
+        check_some_frames(stats, source.uri, caught)
         print_summary(stats, sys.stdout, args)
     finally:
         if timer:

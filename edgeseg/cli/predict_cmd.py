@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -72,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
     from edgeseg.runtime.sources import open_source
 
     check_alpha(args.alpha)
+    check_max_frames(args.max_frames)
     quiet_video_logs(args)
     with open_source(args.source) as source:
         if source.is_live:
@@ -83,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         seg = load_segmenter(args, frames=total)
         stop = threading.Event()
         try:
-            sink = _output_sink(source, args.save)
+            sink = _output_sink(source, args.save, total)
             with _progress(total, "predict") as progress, stop_on_signals(stop) as caught:
                 stats = run_pipeline(seg, source, [sink], render=args.visualize, alpha=args.alpha,
                                      max_frames=args.max_frames, stop=stop, workers=args.workers,
@@ -91,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
             finish_report(stats, seg, args)
         finally:
             seg.close()
+    check_some_frames(stats, source.uri, caught)
     print_summary(stats, sys.stdout, args)
     if caught:
         print(f"edgeseg: stopped by {caught[0]}; outputs so far are complete", file=sys.stderr)
@@ -98,8 +101,37 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _output_sink(source: Any, save: str | None):
-    """The sink for ``--save`` given what the source is (images keep names; video stays video)."""
+def _output_sink(source: Any, save: str | None, frames: int | None = None):
+    """The sink for ``--save`` given what the source is (images keep names; video stays video),
+    refused up front when it would overwrite an input or one of its own outputs."""
+    from edgeseg.runtime.errors import UsageError
+    from edgeseg.runtime.sinks import VIDEO_SUFFIXES, ImageFileSink, ImageFolderSink
+
+    files = [Path(f) for f in getattr(source, "files", None) or []]  # image sources list their inputs
+    seen: dict[str, Path] = {}
+    if save is None or Path(save).suffix.lower() not in VIDEO_SUFFIXES:  # images out keep input names
+        for f in files:  # checked before the output folder is made
+            if f.name in seen:
+                raise UsageError(f"{seen[f.name]} and {f} have the same name and outputs keep input names, so one "
+                                 "would overwrite the other; segment them in separate runs or save a video")
+            seen[f.name] = f
+    sink = _pick_sink(source, save)
+    if isinstance(sink, ImageFileSink) and frames is not None and frames > 1:
+        raise UsageError(f"--save {save} is a single image but the source has {frames} frames; "
+                         "save to a folder (out/) or a video (out.mp4) instead")
+    if isinstance(sink, ImageFolderSink) and sink.keep_names:
+        outputs = [sink.folder / name for name in seen]
+    else:
+        outputs = [Path(p) for p in (getattr(sink, "path", None),) if p is not None]
+    inputs = {os.path.realpath(f) for f in files} or {os.path.realpath(source.uri)}
+    for out in outputs:
+        if os.path.realpath(out) in inputs:
+            raise UsageError(f"--save would overwrite the input {out}; save somewhere else (default: "
+                             f"{DEFAULT_SAVE_DIR}/)")
+    return sink
+
+
+def _pick_sink(source: Any, save: str | None):
     from edgeseg.runtime.sinks import VIDEO_SUFFIXES, ImageFolderSink, VideoSink, open_sink
 
     files = getattr(source, "files", None)  # image sources list their input files
@@ -135,6 +167,23 @@ def quiet_video_logs(args: argparse.Namespace) -> None:
     import cv2
 
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
+
+def check_max_frames(max_frames: int | None) -> None:
+    from edgeseg.runtime.errors import UsageError
+
+    if max_frames is not None and max_frames < 1:
+        raise UsageError(f"--max-frames {max_frames} must be at least 1")
+
+
+def check_some_frames(stats: Any, uri: str, caught: list) -> None:
+    """A run that read no frame at all failed, even though nothing raised (every image unreadable,
+    a stream of garbage): say so instead of naming outputs that were never written."""
+    from edgeseg.runtime.errors import SourceError
+
+    if stats.frames == 0 and not caught:
+        unreadable = f" ({stats.corrupt} unreadable)" if stats.corrupt else ""
+        raise SourceError(f"no frame of {uri} could be read{unreadable}; nothing was written")
 
 
 def check_alpha(alpha: float) -> None:

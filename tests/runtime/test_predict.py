@@ -110,6 +110,9 @@ def test_live_source_is_refused_with_a_pointer_to_demo(tiny_onnx: Path, capsys) 
     (["--source", "{video}", "--alpha", "2"], 2, "--alpha 2.0 must be between 0 and 1"),
     (["--source", "{video}", "--save", "{tmp}/o.txt"], 2, "unknown suffix"),
     (["--source", "{video}", "--workers", "0"], 2, "--workers 0 must be at least 1"),
+    (["--source", "{video}", "--max-frames", "0"], 2, "--max-frames 0 must be at least 1"),
+    (["--source", "{video}", "--save", "{video}"], 2, "--save would overwrite the input"),
+    (["--source", "{video}", "--save", "{tmp}/one.png"], 2, "is a single image but the source has 2 frames"),
 ])
 def test_bad_input_one_line(tiny_onnx: Path, tmp_path: Path, capsys, argv_tail: list[str], code: int,
                             words: str) -> None:
@@ -125,6 +128,30 @@ def test_workers_must_be_a_number_or_auto(capsys) -> None:
         main(["predict", "--source", "x.mp4", "--workers", "two"])
     assert e.value.code == 2
     assert "--workers: 'two' is neither a whole number nor 'auto'" in capsys.readouterr().err
+
+
+def test_outputs_never_overwrite_inputs_or_each_other(tiny_onnx: Path, tmp_path: Path, capsys) -> None:
+    for sub in ("in", "a", "b"):
+        (tmp_path / sub).mkdir()
+        cv2.imwrite(str(tmp_path / sub / "f.png"), np.full((20, 30, 3), 50, np.uint8))
+    before = (tmp_path / "in" / "f.png").read_bytes()
+    assert main(["predict", str(tiny_onnx), "--source", str(tmp_path / "in"), "--save", str(tmp_path / "in")]) == 2
+    assert "--save would overwrite the input" in capsys.readouterr().err
+    assert (tmp_path / "in" / "f.png").read_bytes() == before
+    glob = str(tmp_path / "[ab]" / "f.png")  # two inputs named f.png: one output would replace the other
+    assert main(["predict", str(tiny_onnx), "--source", glob, "--save", str(tmp_path / "out")]) == 2
+    assert "have the same name" in capsys.readouterr().err and not (tmp_path / "out").exists()
+    assert main(["predict", str(tiny_onnx), "--source", glob, "--save", str(tmp_path / "both.mp4")]) == 0  # a video is fine
+
+
+def test_no_readable_frame_is_an_error_not_an_empty_success(tiny_onnx: Path, tmp_path: Path, capsys) -> None:
+    (tmp_path / "zero.png").write_bytes(b"")
+    assert main(["predict", str(tiny_onnx), "--source", str(tmp_path / "zero.png"),
+                 "--save", str(tmp_path / "z.png")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()  # the progress bar's last line, then the error
+    assert err[-1].startswith("error: no frame of") and err[-1].endswith("(1 unreadable); nothing was written")
+    assert not any("Traceback" in line for line in err)
+    assert not (tmp_path / "z.png").exists()
 
 
 def test_missing_model_is_one_line(tmp_path: Path, capsys) -> None:
