@@ -133,8 +133,9 @@ class ModelMeta:
         ours = {k[len(PREFIX):]: v for k, v in props.items() if k.startswith(PREFIX)}
         if "classes" not in ours:
             raise ModelFormatError(
-                f"{source} has no edgeseg metadata; export it with 'edgeseg export', or give the "
-                "classes by hand (Segmenter(..., classes=[...]) / --classes names.txt)"
+                f"{source} has no edgeseg metadata; re-export it with 'edgeseg export' (or "
+                "torch_to_onnx(..., classes=[...])), or give the classes by hand in Python: "
+                "Segmenter(..., classes=[...])"
             )
         try:
             d = {k: json.loads(v) for k, v in ours.items()}

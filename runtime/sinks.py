@@ -17,16 +17,17 @@ the final name. Call ``close()`` in a ``finally`` (the pipeline and the CLI do).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from .errors import SourceError, UsageError
+from .fileio import atomic_path
 from .mjpeg import MjpegServer, parse_address
 from .sources import IMAGE_SUFFIXES, Frame
 
@@ -36,6 +37,8 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".m4v")
 # Codecs to try per container, best first; OpenCV's FFmpeg wheels always have mp4v and MJPG.
 FOURCCS = {".mp4": ("mp4v", "avc1"), ".m4v": ("mp4v",), ".mov": ("mp4v", "avc1"),
            ".mkv": ("mp4v", "XVID", "MJPG"), ".avi": ("MJPG", "XVID", "mp4v")}
+# mp4v/XVID (and MJPG in .mkv) refuse frames 1 pixel wide or tall; .avi's MJPG takes them.
+MIN_VIDEO_SIDE = 2
 DEFAULT_FPS = 25.0  # for video made from images, which have no rate of their own
 
 
@@ -136,7 +139,7 @@ class VideoSink(Sink):
         self.frames = 0
         self.fourcc = ""
         self._writer: cv2.VideoWriter | None = None
-        self._tmp: Path | None = None
+        self._landing: contextlib.ExitStack | None = None  # holds atomic_path() open from first frame to close()
         self._size: tuple[int, int] | None = None  # (W, H)
         self._resized: np.ndarray | None = None
         self._closed = False
@@ -147,18 +150,23 @@ class VideoSink(Sink):
 
     def _open(self, w: int, h: int) -> None:
         suffix = self.path.suffix.lower()
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=suffix, dir=self.path.parent)
-        os.close(fd)
-        self._tmp = Path(tmp)
+        # atomic_path gives the hidden temp file and, when closed, the usual mode and the rename.
+        landing = contextlib.ExitStack()
+        tmp = landing.enter_context(atomic_path(self.path, suffix))
         for code in FOURCCS[suffix]:
-            writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*code), self.fps, (w, h))
+            writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*code), self.fps, (w, h))
             if writer.isOpened():
-                self._writer, self.fourcc, self._size = writer, code, (w, h)
+                self._writer, self.fourcc, self._size, self._landing = writer, code, (w, h), landing
                 return
             writer.release()
-        self._tmp.unlink(missing_ok=True)
-        raise SourceError(f"cannot write {self.path}: this OpenCV build has no encoder for {suffix} "
-                          f"(tried {', '.join(FOURCCS[suffix])}); try --save out.avi")
+        if min(w, h) < MIN_VIDEO_SIDE:
+            problem = SourceError(f"cannot write {self.path}: cannot encode {w}x{h} frames as {suffix} (its codecs "
+                                  f"need at least {MIN_VIDEO_SIDE}x{MIN_VIDEO_SIDE}); save images instead (--save out/)")
+        else:
+            problem = SourceError(f"cannot write {self.path}: this OpenCV build has no encoder for {suffix} "
+                                  f"(tried {', '.join(FOURCCS[suffix])}); try --save out.avi")
+        with landing:  # raising inside drops the temp file and renames nothing
+            raise problem
 
     def write(self, image: np.ndarray, frame: Frame | None = None) -> None:
         if self._closed:
@@ -183,8 +191,8 @@ class VideoSink(Sink):
             return  # nothing was written: leave no file at all
         self._writer.release()  # writes the index (moov atom): the file is playable from here on
         self._writer = None
-        if self._tmp is not None and self._tmp.exists():
-            os.replace(self._tmp, self.path)
+        if self._landing is not None:
+            self._landing.close()  # renames the temp file onto path
 
     def describe(self) -> dict:
         return {"sink": "video", "path": str(self.path), "frames": self.frames, "fourcc": self.fourcc,

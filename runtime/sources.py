@@ -250,13 +250,15 @@ class _ImageListSource(Source):
         self.reader = "imread"
         self.frame_count = len(files)
         self._pos = 0
+        self._pass_read = False  # an image of the current pass decoded (looping on is worth it)
 
     def _read(self, timeout: float | None) -> Frame:
         while True:
             if self._pos >= len(self.files):
-                if not self.loop or self.corrupt >= len(self.files):
+                # Judge each pass on its own: self.corrupt keeps growing across passes.
+                if not self.loop or not self._pass_read:
                     return Frame(FrameStatus.EOS, index=self._index, message=f"end of {self.uri}")
-                self._pos = 0
+                self._pos, self._pass_read = 0, False
             path = self.files[self._pos]
             self._pos += 1
             t0 = time.perf_counter()
@@ -265,6 +267,7 @@ class _ImageListSource(Source):
                 self.corrupt += 1  # unreadable image: skip it, keep going
                 self._index += 1
                 continue
+            self._pass_read = True
             return self._finish(img, t0, path.name)
 
 

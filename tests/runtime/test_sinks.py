@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import cv2
@@ -77,6 +79,34 @@ def test_video_sink_without_frames_leaves_nothing(tmp_path: Path) -> None:
     sink = open_sink(tmp_path / "none.mp4")
     sink.close()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_video_gets_the_usual_file_mode(tmp_path: Path) -> None:
+    umask = os.umask(0o022)
+    os.umask(umask)
+    sink = open_sink(tmp_path / "v.mp4", fps=5)
+    sink.write(np.zeros((16, 16, 3), np.uint8))
+    sink.close()
+    open_sink(tmp_path / "i.png").write(np.zeros((16, 16, 3), np.uint8))
+    mode = stat.S_IMODE((tmp_path / "v.mp4").stat().st_mode)
+    assert mode == 0o666 & ~umask  # not mkstemp's 0600
+    assert mode == stat.S_IMODE((tmp_path / "i.png").stat().st_mode)  # same as the images beside it
+
+
+@pytest.mark.parametrize("hw", [(1, 1), (1, 40), (40, 1)])
+def test_video_sink_names_a_frame_size_too_small_to_encode(tmp_path: Path, hw: tuple[int, int]) -> None:
+    sink = open_sink(tmp_path / "tiny.mp4")
+    with pytest.raises(SourceError) as e:
+        sink.write(np.zeros((*hw, 3), np.uint8))
+    msg = str(e.value)
+    assert f"cannot encode {hw[1]}x{hw[0]} frames as .mp4" in msg and "--save out/" in msg and "\n" not in msg
+    assert "no encoder" not in msg
+    sink.close()
+    assert list(tmp_path.iterdir()) == []  # the hidden temp file is gone too
+    sink = open_sink(tmp_path / "small.mp4")  # 2x2 is fine
+    sink.write(np.zeros((2, 2, 3), np.uint8))
+    sink.close()
+    assert count_frames(tmp_path / "small.mp4") == 1
 
 
 def test_image_folder_keeps_names_or_numbers(tmp_path: Path) -> None:

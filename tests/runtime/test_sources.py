@@ -85,6 +85,24 @@ def test_image_folder_sorted_names_and_corrupt_skipped(tmp_path: Path) -> None:
     assert [int(round(f.image.mean())) for f in frames][:2] == [50, 100]
 
 
+def test_image_folder_loop_keeps_going_past_unreadable_images(tmp_path: Path) -> None:
+    cv2.imwrite(str(tmp_path / "a.jpg"), np.full((20, 30, 3), 80, np.uint8))
+    (tmp_path / "b.png").write_bytes(b"")  # zero bytes
+    (tmp_path / "c.png").write_bytes(np.random.default_rng(0).bytes(256))
+    with open_source(tmp_path, loop=True) as src:
+        frames = [src.read() for _ in range(10)]
+        assert all(f.ok and f.name == "a.jpg" for f in frames)  # corrupt images of past passes don't end it
+        assert src.corrupt == 2 * 9
+
+
+def test_image_folder_loop_with_nothing_readable_ends(tmp_path: Path) -> None:
+    (tmp_path / "b.png").write_bytes(b"")
+    (tmp_path / "c.png").write_bytes(b"not an image")
+    with open_source(tmp_path, loop=True) as src:
+        assert src.read().status is FrameStatus.EOS
+        assert src.read().status is FrameStatus.EOS and src.corrupt == 2
+
+
 def test_glob_and_single_image(tmp_path: Path) -> None:
     for i in range(3):
         cv2.imwrite(str(tmp_path / f"f{i}.png"), np.zeros((10, 12, 3), np.uint8))
