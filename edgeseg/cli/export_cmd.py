@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 
 HELP = "export a checkpoint to ONNX / TensorRT (fp32, fp16, int8)"
 
 EPILOG = """\
-artifacts (x = the checkpoint name, or --out):
+artifacts (x = the checkpoint name, or --out; --out dir/ writes dir/<checkpoint name>.onnx, ...):
   x.onnx  x.fp16.onnx  x.int8.onnx (ONNX Runtime CPU, U8S8)  x.int8.trt.onnx (TensorRT, S8S8)
   x.<precision>.engine (+ .engine.json manifest); a report x.<precision>.json beside each ONNX
 examples:
@@ -46,7 +48,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "with S=2; the model's head stride or 1, the default)")
     p.add_argument("--opset", type=int, default=18, help="ONNX opset (>= 17; default 18)")
     p.add_argument("--workspace", type=float, default=4.0, metavar="GB", help="TensorRT workspace limit")
-    p.add_argument("--out", default=None, metavar="PATH", help="artifact base name (default: beside the checkpoint)")
+    p.add_argument("--out", default=None, metavar="PATH",
+                   help="artifact base name, e.g. out/model; an existing folder or one ending in / gets the "
+                        "artifacts inside, named after the checkpoint (default: beside the checkpoint)")
     p.add_argument("--data", default=None, metavar="DIR",
                    help="validation data for parity and mIoU (default: the checkpoint's dataset, val split)")
     p.add_argument("--val-images", type=int, default=0, metavar="N", help="validation images to check (0 = all)")
@@ -57,16 +61,30 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress lines")
 
 
+def _out_base(checkpoint: str, out: str | None) -> str | None:
+    """``--out`` as the pipeline's base name: a folder (existing, or written ``dir/``) gets ``dir/<stem>``."""
+    from edgeseg.export.pipeline import base_path
+
+    if out and (out.endswith(("/", os.sep)) or Path(out).is_dir()):
+        # Path() drops a trailing slash, so the pipeline alone would write dir.onnx beside the folder.
+        return str(Path(out) / base_path(checkpoint, None).name)
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     from edgeseg.export.pipeline import ExportFailed, export_checkpoint
+    from edgeseg.runtime.errors import UsageError
     from edgeseg.runtime.fileio import write_json
 
+    if args.val_images < 0:
+        raise UsageError(f"--val-images {args.val_images} must be at least 0 (0 = all images)")
+    out = _out_base(args.checkpoint, args.out)
     try:
         result = export_checkpoint(
             args.checkpoint, fmt=args.format, precision=args.precision, imgsz=args.imgsz, dynamic=args.dynamic,
             batch=args.batch, calib=args.calib, calib_images=args.calib_images, calib_method=args.calib_method,
             int8_target=args.int8_target, max_miou_drop=args.max_miou_drop, fuse_preprocess=args.fuse_preprocess,
-            fuse_argmax=args.fuse_argmax, opset=args.opset, workspace_gb=args.workspace, out=args.out,
+            fuse_argmax=args.fuse_argmax, opset=args.opset, workspace_gb=args.workspace, out=out,
             data=args.data, val_images=args.val_images, keep_failed=args.keep_failed,
             simplify=not args.no_simplify, output_stride=args.output_stride, threads=args.threads,
             progress=not args.quiet)

@@ -27,6 +27,11 @@ def run(args: argparse.Namespace) -> int:
     from edgeseg.runtime.errors import UsageError
     from edgeseg.runtime.fileio import write_json
 
+    # Checked before any loading: a bad number should fail in a second, not after the model loads.
+    if args.threads is not None and args.threads < 1:
+        raise UsageError(f"--threads {args.threads} must be at least 1")
+    if args.max_images < 0:
+        raise UsageError(f"--max-images {args.max_images} must be at least 0 (0 = all images)")
     model_path = Path(args.model)
     is_checkpoint = model_path.suffix == ".pt"
     data = args.data

@@ -11,7 +11,7 @@ import pytest
 from edgeseg.cli import main
 from edgeseg.export import pipeline
 from edgeseg.export.pipeline import ExportFailed, artifact_path, export_checkpoint, report_path
-from edgeseg.runtime.errors import BackendUnavailableError, DatasetError, UsageError
+from edgeseg.runtime.errors import BackendUnavailableError, DatasetError, ModelFormatError, UsageError
 from edgeseg.runtime.metadata import ModelMeta
 
 FAST = ["--val-images", "6", "--calib-images", "8", "--threads", "1", "--quiet"]
@@ -50,6 +50,38 @@ def test_cli_fp32_export_writes_checked_report(trained_checkpoint, tmp_path, cap
         report["parity"]["metrics"]["miou"], abs=0.5)
     meta = _props(tmp_path / "m.onnx")
     assert meta.precision == "fp32" and meta.model_name == "unet_lite" and len(meta.source_sha256) == 64
+
+
+def test_cli_out_folder_gets_the_artifacts_inside(trained_checkpoint, tmp_path, capsys):
+    (tmp_path / "imgs").mkdir()
+    assert main(["export", str(trained_checkpoint), "--out", f"{tmp_path / 'imgs'}/", *FAST]) == 0
+    assert (tmp_path / "imgs" / "tiny.onnx").is_file() and (tmp_path / "imgs" / "tiny.fp32.json").is_file()
+    assert not (tmp_path / "imgs.onnx").exists()  # not beside the folder, named after it
+
+
+def test_out_base_of_folders_and_names(tmp_path):
+    from edgeseg.cli.export_cmd import _out_base
+
+    (tmp_path / "models").mkdir()
+    assert _out_base("runs/best.pt", str(tmp_path / "models")) == str(tmp_path / "models" / "best")  # no slash
+    assert _out_base("runs/best.pt", f"{tmp_path / 'new'}/") == str(tmp_path / "new" / "best")  # not there yet
+    assert _out_base("runs/best.pt", str(tmp_path / "m")) == str(tmp_path / "m")  # a base name stays one
+    assert _out_base("runs/best.pt", None) is None
+
+
+def test_cli_negative_val_images_is_refused_up_front(tmp_path, capsys):
+    assert main(["export", str(tmp_path / "missing.pt"), "--val-images", "-1", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--val-images -1 must be at least 0" in err[0]
+
+
+def test_plain_onnx_message_names_only_what_exists():
+    with pytest.raises(ModelFormatError) as e:
+        ModelMeta.from_props({}, "plain.onnx")
+    msg = str(e.value)
+    assert msg.startswith("plain.onnx has no edgeseg metadata") and "\n" not in msg
+    assert "edgeseg export" in msg and "torch_to_onnx(..., classes=" in msg and "Segmenter(..., classes=" in msg
+    assert "--classes" not in msg  # no command has that option
 
 
 def test_int8_ort_export_has_qdq_and_passes_gate(trained_checkpoint, tmp_path):

@@ -152,6 +152,8 @@ def test_cli_train_and_val_end_to_end(tmp_path, capsys):
     (["train", "--data", DATA, "--imgsz", "64x", "--max-steps", "1"], "--imgsz"),
     (["train", "--data", DATA, "--optimizer", "adam"], "unknown optimizer"),
     (["val", "/nonexistent/best.pt"], "does not exist"),
+    (["val", "/nonexistent/best.pt", "--max-images", "-1"], "--max-images -1 must be at least 0"),
+    (["val", "/nonexistent/best.pt", "--threads", "0"], "--threads 0 must be at least 1"),
 ])
 def test_cli_bad_input_gives_one_line_and_nonzero_exit(argv, expected, capsys):
     code = main(argv)
