@@ -30,6 +30,7 @@ from .errors import SourceError, UsageError
 from .fileio import atomic_path
 from .mjpeg import MjpegServer, parse_address
 from .sources import IMAGE_SUFFIXES, Frame
+from .visualize import describe_array
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +53,8 @@ def as_bgr(image: np.ndarray, where: str) -> np.ndarray:
             return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
         if image.ndim == 3 and image.shape[2] == 4:
             return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
-    got = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
-    raise UsageError(f"{where} takes uint8 BGR (H, W, 3), gray (H, W) or BGRA (H, W, 4) images, got {got}")
+    raise UsageError(f"{where} takes uint8 BGR (H, W, 3), gray (H, W) or BGRA (H, W, 4) images, "
+                     f"got {describe_array(image)}")
 
 
 class Sink:
@@ -256,8 +257,8 @@ def write_image(path: Path, image: np.ndarray, quality: int = 95) -> None:
     try:
         ok, buf = cv2.imencode(path.suffix, image, params)  # (n,) uint8
     except cv2.error:  # e.g. a 2-channel image, which no encoder takes
-        got = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
-        raise UsageError(f"cannot write {path.name}: images must be BGR (H, W, 3), gray or BGRA, got {got}") from None
+        raise UsageError(f"cannot write {path.name}: images must be BGR (H, W, 3), gray or BGRA, "
+                         f"got {describe_array(image)}") from None
     if not ok:
         raise SourceError(f"cannot encode {path.name} as {path.suffix}; use .png or .jpg")
     path.parent.mkdir(parents=True, exist_ok=True)

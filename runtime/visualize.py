@@ -33,10 +33,14 @@ def palette_lut(palette: Palette) -> np.ndarray:
     return lut
 
 
+def describe_array(x: object) -> str:
+    """``"uint8 (4, 4, 2)"`` for an array, the type's name otherwise (for "got ..." in errors)."""
+    return f"{x.dtype} {x.shape}" if isinstance(x, np.ndarray) else type(x).__name__
+
+
 def _check_map(class_map: np.ndarray) -> np.ndarray:
     if not isinstance(class_map, np.ndarray) or class_map.ndim != 2 or class_map.dtype != np.uint8:
-        got = f"{class_map.dtype} {class_map.shape}" if isinstance(class_map, np.ndarray) else type(class_map).__name__
-        raise UsageError(f"class map must be a uint8 (H, W) array, got {got}")
+        raise UsageError(f"class map must be a uint8 (H, W) array, got {describe_array(class_map)}")
     return class_map
 
 

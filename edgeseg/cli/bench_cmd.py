@@ -111,6 +111,8 @@ def pipeline_row(seg: Any, uri: str, frames: int, frame: np.ndarray, alpha: floa
     from edgeseg.runtime.pipeline import run_pipeline
     from edgeseg.runtime.sources import open_source  # imported only when a source is given
 
+    from .predict_cmd import check_some_frames
+
     def infer_block() -> list[float]:
         return [seg(frame).timings["infer_ms"] for _ in range(infer_runs)]
 
@@ -118,11 +120,7 @@ def pipeline_row(seg: Any, uri: str, frames: int, frame: np.ndarray, alpha: floa
     with open_source(uri) as src:
         stats = run_pipeline(seg, src, sinks=[], render="overlay", alpha=alpha, max_frames=frames,
                              workers=workers).to_dict()
-    if not stats.get("frames"):
-        from edgeseg.runtime.errors import SourceError
-
-        unreadable = f" ({stats['corrupt']} unreadable)" if stats.get("corrupt") else ""
-        raise SourceError(f"no frame of {uri} could be read{unreadable}, so there is no pipeline figure")
+    check_some_frames(stats.get("frames", 0), stats.get("corrupt", 0), uri, "so there is no pipeline figure")
     after = infer_block()
     infer_p50 = float(np.median(before + after))
     infer_fps = 1000.0 / infer_p50 if infer_p50 > 0 else math.inf

@@ -93,7 +93,8 @@ def run(args: argparse.Namespace) -> int:
             finish_report(stats, seg, args)
         finally:
             seg.close()
-    check_some_frames(stats, source.uri, caught)
+    if not caught:  # a signal before the first frame is not a failure
+        check_some_frames(stats.frames, stats.corrupt, source.uri)
     print_summary(stats, sys.stdout, args)
     if caught:
         print(f"edgeseg: stopped by {caught[0]}; outputs so far are complete", file=sys.stderr)
@@ -176,14 +177,14 @@ def check_max_frames(max_frames: int | None) -> None:
         raise UsageError(f"--max-frames {max_frames} must be at least 1")
 
 
-def check_some_frames(stats: Any, uri: str, caught: list) -> None:
+def check_some_frames(frames: int, corrupt: int, uri: str, outcome: str = "nothing was written") -> None:
     """A run that read no frame at all failed, even though nothing raised (every image unreadable,
     a stream of garbage): say so instead of naming outputs that were never written."""
     from edgeseg.runtime.errors import SourceError
 
-    if stats.frames == 0 and not caught:
-        unreadable = f" ({stats.corrupt} unreadable)" if stats.corrupt else ""
-        raise SourceError(f"no frame of {uri} could be read{unreadable}; nothing was written")
+    if not frames:
+        unreadable = f" ({corrupt} unreadable)" if corrupt else ""
+        raise SourceError(f"no frame of {uri} could be read{unreadable}; {outcome}")
 
 
 def check_alpha(alpha: float) -> None:
