@@ -16,6 +16,7 @@ differs is recomputed, never silently reused.
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import io
 import json
@@ -38,7 +39,7 @@ from edgeseg.runtime.metadata import ModelMeta
 from .calibration import CalibrationReader, ImageSet
 from .onnx_export import get_meta, load_onnx, save_onnx, set_meta
 from .ort_layout import METADATA_KEY as NCHW_RESIZES_KEY
-from .ort_layout import SUNK_KEY, keep_nearest_resizes_nchw, sink_dequantize
+from .ort_layout import SHARED_KEY, SUNK_KEY, keep_nearest_resizes_nchw, share_concat_ranges, sink_dequantize
 
 log = logging.getLogger("edgeseg.export")
 
@@ -71,13 +72,15 @@ class QuantizeResult:
     head_in_float: list[str] = field(default_factory=list)  # classifier_tail(), kept float by design
     nchw_resizes: list[str] = field(default_factory=list)  # ort_layout.keep_nearest_resizes_nchw()
     sunk_dequantize: list[str] = field(default_factory=list)  # ort_layout.sink_dequantize(): moves now on uint8
+    shared_concats: list[str] = field(default_factory=list)  # ort_layout.share_concat_ranges(): Concats that copy
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": str(self.path), "target": self.target, "method": self.method,
                 "calib_images": self.calib_images, "cache": str(self.cache_path) if self.cache_path else None,
                 "cache_hit": self.cache_hit, "nodes_in_float": list(self.nodes_in_float),
                 "qdq_nodes": self.qdq_nodes, "head_in_float": list(self.head_in_float),
-                "nchw_resizes": list(self.nchw_resizes), "sunk_dequantize": list(self.sunk_dequantize)}
+                "nchw_resizes": list(self.nchw_resizes), "sunk_dequantize": list(self.sunk_dequantize),
+                "shared_concats": list(self.shared_concats)}
 
 
 def check_choice(kind: str, value: str, choices: Sequence[str]) -> str:
@@ -231,6 +234,9 @@ def quantize_onnx(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, *,
             if cache:
                 write_json(cache, {"format": CACHE_FORMAT, "hash": digest, "provenance": prov,
                                    "image_ids": ids, "ranges": ranges})
+        # The cache keeps the calibrated ranges; layout choices for ONNX Runtime apply on a copy.
+        ranges = copy.deepcopy(ranges)
+        shared = share_concat_ranges(pre, ranges) if target == "ort" else []
         ort_cache = work / "ranges.json"
         ort_cache.write_text(json.dumps({**ranges, "smooth_quant": False}), encoding="utf-8")
 
@@ -266,7 +272,8 @@ def quantize_onnx(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, *,
                   "calib_hash": digest, "per_channel": str(per_channel).lower(),
                   "activations": "int8 symmetric" if target == "tensorrt" else "uint8 asymmetric",
                   "weights": "int8 symmetric", "nodes_in_float": ",".join(nodes_to_exclude),
-                  "head_in_float": ",".join(head), NCHW_RESIZES_KEY: str(len(nchw)), SUNK_KEY: str(len(sunk))}
+                  "head_in_float": ",".join(head), NCHW_RESIZES_KEY: str(len(nchw)), SUNK_KEY: str(len(sunk)),
+                  SHARED_KEY: str(len(shared))}
     set_meta(qproto, meta.with_(precision="int8", int8_target=META_TARGET[target], edgeseg_version=__version__,
                                 extra=extra_meta))
     try:
@@ -276,7 +283,8 @@ def quantize_onnx(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, *,
     out = save_onnx(qproto, onnx_out)
     return QuantizeResult(path=out, target=target, method=method, calib_images=len(reader.images),
                           cache_path=cache, cache_hit=hit, nodes_in_float=list(nodes_to_exclude), qdq_nodes=qdq,
-                          head_in_float=head, nchw_resizes=nchw, sunk_dequantize=sunk)
+                          head_in_float=head, nchw_resizes=nchw, sunk_dequantize=sunk,
+                          shared_concats=shared)
 
 
 # Ops that may sit between the classifier conv and a graph output without weights of their own.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -10,7 +12,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from edgeseg.export import ImageSet, quantize_onnx, read_meta, torch_to_onnx
 from edgeseg.export import quantize as quantize_mod
-from edgeseg.export.ort_layout import keep_nearest_resizes_nchw
+from edgeseg.export.ort_layout import keep_nearest_resizes_nchw, share_concat_ranges
 from edgeseg.models import create_model
 
 CLASSES = ["road", "car", "sky", "tree", "person"]
@@ -88,6 +90,7 @@ def test_fence_keeps_dynamic_batch_and_size(unet_onnx, tmp_path, monkeypatch):
 def test_tensorrt_target_is_not_fenced(unet_onnx, tmp_path):
     res = quantize_onnx(unet_onnx[0], tmp_path / "t.int8.trt.onnx", calib=_images(4, (64, 96)), target="tensorrt")
     assert res.nchw_resizes == [] and read_meta(res.path).extra["nchw_resizes"] == "0"
+    assert res.shared_concats == [] and read_meta(res.path).extra["shared_concat_ranges"] == "0"
     assert not [n for n in onnx.load(str(res.path)).graph.node if n.op_type == "Reshape"]
 
 
@@ -200,3 +203,74 @@ def test_sink_dequantize_moves_only_what_stays_exact(case, expected):
     assert np.array_equal(_run(model, x), before)
     if expected:
         assert [n.op_type for n in model.graph.node] == ["Transpose", "Reshape", "DequantizeLinear"]
+
+
+# -- share_concat_ranges: one range per Concat, so QLinearConcat copies -----------------------------
+def _concat_params(path) -> list[set[tuple[float, int]]]:
+    """Per Concat in a Q/DQ model: the distinct (scale, zero point) pairs of its inputs and its output."""
+    g = onnx.load(str(path)).graph
+    inits = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    made_by = {o: n for n in g.node for o in n.output}
+    used_by = {i: n for n in g.node for i in n.input}
+
+    def params(node: onnx.NodeProto) -> tuple[float, int]:
+        return float(inits[node.input[1]]), int(inits[node.input[2]])
+
+    return [{params(made_by[i]) for i in n.input} | {params(used_by[n.output[0]])}
+            for n in g.node if n.op_type == "Concat"]
+
+
+def test_concat_ranges_are_shared_for_onnx_runtime(unet_onnx, tmp_path, monkeypatch):
+    calib = _images(4, (64, 96))
+    shared = quantize_onnx(unet_onnx[0], tmp_path / "s.int8.onnx", calib=calib, target="ort",
+                           cache_path=tmp_path / "c.calib.json")
+    monkeypatch.setattr(quantize_mod, "share_concat_ranges", lambda proto, ranges: [])
+    plain = quantize_onnx(unet_onnx[0], tmp_path / "p.int8.onnx", calib=calib, target="ort",
+                          cache_path=tmp_path / "c.calib.json")
+    assert plain.cache_hit  # same calibration: the cache holds the calibrated ranges, not the shared ones
+    assert len(shared.shared_concats) == 4 and read_meta(shared.path).extra["shared_concat_ranges"] == "4"
+    assert [len(p) for p in _concat_params(shared.path)] == [1, 1, 1, 1]
+    assert max(len(p) for p in _concat_params(plain.path)) > 1
+    x = np.random.default_rng(5).standard_normal((1, 3, 64, 96)).astype(np.float32)
+    a, b = _run(shared.path, x), _run(plain.path, x)
+    assert np.abs(a - b).max() < 0.25 * np.abs(b).max()  # the same model, a little less precise on some inputs
+
+
+def _concat_graph() -> onnx.ModelProto:
+    """a, b, c -> Relu each; cat1 = Concat(Resize(Relu a), Relu b); cat2 = Concat(cat1, MaxPool-free Relu c)."""
+    up = numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales")
+    nodes = [helper.make_node("Relu", [n], [f"r{n}"], name=f"relu_{n}") for n in "abc"]
+    nodes += [helper.make_node("Resize", ["ra", "", "scales"], ["ua"], name="up", mode="nearest"),
+              helper.make_node("Concat", ["ua", "rb"], ["cat1"], name="cat1", axis=1),
+              helper.make_node("Concat", ["cat1", "rc"], ["cat2"], name="cat2", axis=1)]
+    shapes = {"a": [1, 1, 2, 2], "b": [1, 1, 4, 4], "c": [1, 2, 4, 4]}
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(k, TensorProto.FLOAT, s) for k, s in shapes.items()],
+                          [helper.make_tensor_value_info("cat2", TensorProto.FLOAT, [1, 4, 4, 4])], [up])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _ranges(**spans: tuple[float, float]) -> dict:
+    return {"CLS": "TensorsData", "data": {k: {"lowest": lo, "highest": {"data": hi, "dtype": "float32"}}
+                                           for k, (lo, hi) in spans.items()}}
+
+
+def _span(ranges: dict, name: str) -> tuple[float, float]:
+    d = ranges["data"][name]
+    return tuple(float(v["data"] if isinstance(v, dict) else v) for v in (d["lowest"], d["highest"]))
+
+
+def test_share_concat_ranges_follows_resizes_back_and_merges_chained_concats():
+    ranges = _ranges(ra=(0, 4), ua=(0, 3.9), rb=(0, 6), cat1=(0, 6), rc=(-1, 5), cat2=(-1, 6))
+    assert share_concat_ranges(_concat_graph(), ranges) == ["cat1", "cat2"]
+    # The Resize takes its input's parameters, so ra (not only ua) must carry the shared range.
+    assert {_span(ranges, k) for k in ("ra", "ua", "rb", "cat1", "rc", "cat2")} == {(-1.0, 6.0)}
+
+
+def test_share_concat_ranges_leaves_far_apart_ranges_and_unquantized_inputs_alone():
+    ranges = _ranges(ra=(0, 1), ua=(0, 1), rb=(0, 6), cat1=(0, 6), rc=(0, 6), cat2=(0, 6))
+    before = json.dumps(ranges, sort_keys=True)
+    assert share_concat_ranges(_concat_graph(), ranges) == []  # ra's span is 1/6 of the union's
+    assert json.dumps(ranges, sort_keys=True) == before
+    ranges = _ranges(ra=(0, 4), ua=(0, 4), cat1=(0, 6), rc=(-1, 5), cat2=(0, 6))  # rb left in float
+    assert share_concat_ranges(_concat_graph(), ranges) == ["cat2"]  # cat1 cannot share; cat2 still can
+    assert _span(ranges, "ra") == (0.0, 4.0) and _span(ranges, "rc") == (-1.0, 6.0)
