@@ -17,6 +17,7 @@ is bounded (:data:`MAX_PART_BYTES`) so a hostile server cannot exhaust memory.
 from __future__ import annotations
 
 import base64
+import errno
 import http.client
 import ipaddress
 import logging
@@ -59,25 +60,45 @@ def is_loopback(host: str) -> bool:
 
 
 def parse_address(addr: str | int, default_host: str = "127.0.0.1") -> tuple[str, int]:
-    """``'127.0.0.1:8080'``, ``':8080'``, ``'8080'``, ``'http://host:port'`` -> ``(host, port)``."""
+    """``'127.0.0.1:8080'``, ``':8080'``, ``'8080'``, ``'[::1]:8080'``, ``'::1'``, ``'http://host:port'``
+    -> ``(host, port)``; IPv6 addresses take their port only inside brackets."""
     text = str(addr).strip()
     for prefix in ("http://", "mjpeg://"):
         if text.lower().startswith(prefix):
             text = text[len(prefix):]
     text = text.split("/", 1)[0]
-    host, sep, port_text = text.rpartition(":")
-    if not sep:  # one part: a port ("8080") or a host ("localhost")
-        host, port_text = ("", text) if text.isdigit() else (text, "")
-    host = host.strip("[]") or default_host
+    if text.startswith("["):  # [IPv6] or [IPv6]:port
+        inside, bracket, rest = text[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise UsageError(f"server address {addr!r} is malformed; write [IPv6]:PORT, e.g. [::1]:8080")
+        host, port_text = inside, rest[1:]
+    elif text.count(":") > 1:  # a bare IPv6 address: its colons are not a port separator
+        host, port_text = text, ""
+        if not _is_ip(host):
+            raise UsageError(f"server address {addr!r} is neither HOST:PORT nor an IPv6 address; "
+                             "put an IPv6 address in brackets to give a port, e.g. [::1]:8080")
+    else:
+        host, sep, port_text = text.rpartition(":")
+        if not sep:  # one part: a port ("8080") or a host ("localhost")
+            host, port_text = ("", text) if text.isdigit() else (text, "")
+    host = host or default_host
     try:
         port = int(port_text) if port_text else DEFAULT_PORT
     except ValueError:
         raise UsageError(f"server address {addr!r} has no valid port; write HOST:PORT, e.g. 127.0.0.1:8080") from None
     if not 0 <= port <= 65535:
         raise UsageError(f"server port {port} in {addr!r} is out of range; use 1-65535 (0 picks a free port)")
-    if any(c.isspace() for c in host):
+    if any(c.isspace() or c in "[]" for c in host):
         raise UsageError(f"server host {host!r} in {addr!r} is not a host name or IP address")
     return host, port
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -143,6 +164,19 @@ class _Server(ThreadingHTTPServer):
     owner: MjpegServer
 
 
+class _Server6(_Server):
+    address_family = socket.AF_INET6  # the socket family must match the address to bind
+
+
+def _bind_advice(e: OSError) -> str:
+    """What to change when binding failed: the port when it is taken, the host otherwise."""
+    if e.errno in (errno.EADDRINUSE, errno.EACCES):
+        return "pick another port (or 0 for any free one)"
+    if isinstance(e, socket.gaierror):
+        return "check the host name, or give an IP address such as 127.0.0.1"
+    return "give an address of this machine, e.g. 127.0.0.1 (this machine only) or 0.0.0.0 (all interfaces)"
+
+
 class MjpegServer:
     """``with MjpegServer(port=0) as srv: srv.publish(frame_bgr)``; read it at ``srv.url``.
 
@@ -157,11 +191,12 @@ class MjpegServer:
         if not is_loopback(host):
             log.warning("MJPEG server on %s:%s is reachable from other machines; anyone on that network "
                         "can watch the stream (bind 127.0.0.1 to keep it local)", host, port)
+        server_class = _Server6 if ":" in host else _Server
+        shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         try:
-            self._server = _Server((host, int(port)), _Handler, bind_and_activate=True)
+            self._server = server_class((host, int(port)), _Handler, bind_and_activate=True)
         except OSError as e:
-            raise SourceError(f"cannot serve MJPEG on {host}:{port}: {e.strerror or e}; pick another port "
-                              "(or 0 for any free one)") from None
+            raise SourceError(f"cannot serve MJPEG on {shown}: {e.strerror or e}; {_bind_advice(e)}") from None
         self._server.owner = self
         self.port: int = self._server.server_address[1]
         self._cond = threading.Condition()

@@ -8,6 +8,7 @@ import logging
 import socket
 import threading
 import time
+import urllib.request
 
 import cv2
 import numpy as np
@@ -95,15 +96,43 @@ def test_busy_port_is_a_clear_error() -> None:
 @pytest.mark.parametrize("text, expected", [
     ("127.0.0.1:8080", ("127.0.0.1", 8080)), (":9000", ("127.0.0.1", 9000)), ("9001", ("127.0.0.1", 9001)),
     ("http://0.0.0.0:81/stream", ("0.0.0.0", 81)), ("localhost", ("localhost", 8080)), ("[::1]:82", ("::1", 82)),
+    ("::1", ("::1", 8080)), ("[::1]", ("::1", 8080)), ("http://[fe80::1]:83/stream", ("fe80::1", 83)),
+    ("::", ("::", 8080)),
 ])
 def test_parse_address(text: str, expected: tuple[str, int]) -> None:
     assert parse_address(text) == expected
 
 
-@pytest.mark.parametrize("text", ["127.0.0.1:http", "127.0.0.1:70000", "bad host:80"])
+@pytest.mark.parametrize("text", ["127.0.0.1:http", "127.0.0.1:70000", "bad host:80", "[::1", "[::1]80", "::1:zz",
+                                  "a:b:80", "[bad host]:80"])
 def test_parse_address_rejects(text: str) -> None:
     with pytest.raises(UsageError):
         parse_address(text)
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="this machine cannot bind IPv6 loopback")
+def test_serves_on_ipv6_loopback() -> None:
+    with MjpegServer(*parse_address("[::1]:0")) as srv:
+        assert srv.url == f"http://[::1]:{srv.port}/stream"
+        srv.publish(np.zeros((8, 8, 3), np.uint8))
+        with urllib.request.urlopen(f"http://[::1]:{srv.port}/snapshot.jpg", timeout=5) as r:
+            assert r.read(2) == b"\xff\xd8"  # a JPEG
+
+
+@pytest.mark.parametrize("host, advice", [("no-such-host.invalid", "check the host name"),
+                                          ("192.0.2.1", "give an address of this machine")])
+def test_bind_failure_names_the_host_not_the_port(host: str, advice: str) -> None:
+    with pytest.raises(SourceError, match=advice):
+        MjpegServer(host=host, port=0)
 
 
 def test_is_loopback() -> None:
