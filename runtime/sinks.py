@@ -38,8 +38,9 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".m4v")
 # Codecs to try per container, best first; OpenCV's FFmpeg wheels always have mp4v and MJPG.
 FOURCCS = {".mp4": ("mp4v", "avc1"), ".m4v": ("mp4v",), ".mov": ("mp4v", "avc1"),
            ".mkv": ("mp4v", "XVID", "MJPG"), ".avi": ("MJPG", "XVID", "mp4v")}
-# mp4v/XVID (and MJPG in .mkv) refuse frames 1 pixel wide or tall; .avi's MJPG takes them.
-MIN_VIDEO_SIDE = 2
+# mp4v/XVID refuse frames 1 pixel wide or tall, and OpenCV 5's MJPG writer corrupts the heap and kills
+# the process on 4x4 and 4x5 frames (measured); no camera makes frames this small, so refuse below 8.
+MIN_VIDEO_SIDE = 8
 DEFAULT_FPS = 25.0  # for video made from images, which have no rate of their own
 
 
@@ -151,6 +152,9 @@ class VideoSink(Sink):
 
     def _open(self, w: int, h: int) -> None:
         suffix = self.path.suffix.lower()
+        if min(w, h) < MIN_VIDEO_SIDE:  # before OpenCV sees them: some sizes crash its encoder
+            raise SourceError(f"cannot write {self.path}: cannot encode {w}x{h} frames as {suffix} (video needs at "
+                              f"least {MIN_VIDEO_SIDE}x{MIN_VIDEO_SIDE}); save images instead (--save out/)")
         # atomic_path gives the hidden temp file and, when closed, the usual mode and the rename.
         landing = contextlib.ExitStack()
         tmp = landing.enter_context(atomic_path(self.path, suffix))
@@ -160,12 +164,8 @@ class VideoSink(Sink):
                 self._writer, self.fourcc, self._size, self._landing = writer, code, (w, h), landing
                 return
             writer.release()
-        if min(w, h) < MIN_VIDEO_SIDE:
-            problem = SourceError(f"cannot write {self.path}: cannot encode {w}x{h} frames as {suffix} (its codecs "
-                                  f"need at least {MIN_VIDEO_SIDE}x{MIN_VIDEO_SIDE}); save images instead (--save out/)")
-        else:
-            problem = SourceError(f"cannot write {self.path}: this OpenCV build has no encoder for {suffix} "
-                                  f"(tried {', '.join(FOURCCS[suffix])}); try --save out.avi")
+        problem = SourceError(f"cannot write {self.path}: this OpenCV build has no encoder for {suffix} "
+                              f"(tried {', '.join(FOURCCS[suffix])}); try --save out.avi")
         with landing:  # raising inside drops the temp file and renames nothing
             raise problem
 

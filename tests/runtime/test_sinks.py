@@ -93,18 +93,20 @@ def test_video_gets_the_usual_file_mode(tmp_path: Path) -> None:
     assert mode == stat.S_IMODE((tmp_path / "i.png").stat().st_mode)  # same as the images beside it
 
 
-@pytest.mark.parametrize("hw", [(1, 1), (1, 40), (40, 1)])
-def test_video_sink_names_a_frame_size_too_small_to_encode(tmp_path: Path, hw: tuple[int, int]) -> None:
-    sink = open_sink(tmp_path / "tiny.mp4")
+@pytest.mark.parametrize("suffix, hw", [(".mp4", (1, 1)), (".mp4", (1, 40)), (".mp4", (40, 1)),
+                                        (".avi", (4, 4)), (".avi", (5, 4)), (".mkv", (7, 100))])
+def test_video_sink_names_a_frame_size_too_small_to_encode(tmp_path: Path, suffix: str, hw: tuple[int, int]) -> None:
+    # A 4x4 or 4x5 frame reaching OpenCV's MJPG writer kills the process, so the sink refuses it first.
+    sink = open_sink(tmp_path / f"tiny{suffix}")
     with pytest.raises(SourceError) as e:
         sink.write(np.zeros((*hw, 3), np.uint8))
     msg = str(e.value)
-    assert f"cannot encode {hw[1]}x{hw[0]} frames as .mp4" in msg and "--save out/" in msg and "\n" not in msg
+    assert f"cannot encode {hw[1]}x{hw[0]} frames as {suffix}" in msg and "--save out/" in msg and "\n" not in msg
     assert "no encoder" not in msg
     sink.close()
     assert list(tmp_path.iterdir()) == []  # the hidden temp file is gone too
-    sink = open_sink(tmp_path / "small.mp4")  # 2x2 is fine
-    sink.write(np.zeros((2, 2, 3), np.uint8))
+    sink = open_sink(tmp_path / "small.mp4")  # 8x8 is fine
+    sink.write(np.zeros((8, 8, 3), np.uint8))
     sink.close()
     assert count_frames(tmp_path / "small.mp4") == 1
 
