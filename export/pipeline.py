@@ -169,6 +169,8 @@ def export_checkpoint(checkpoint: str | os.PathLike, *, fmt: str = "onnx", preci
         raise UsageError(f"--max-miou-drop {max_miou_drop} must be >= 0 (mIoU points)")
     if calib_images < 1:
         raise UsageError(f"--calib-images {calib_images} must be >= 1")
+    if val_images < 0:
+        raise UsageError(f"--val-images {val_images} must be at least 0 (0 = all images)")
     if fmt == "engine":
         _require_tensorrt()
 
@@ -283,6 +285,8 @@ def _torch_threads(threads: int) -> Iterator[None]:
     """Run PyTorch with ``threads`` intra-op threads (0: leave as is), restoring the setting after."""
     import torch
 
+    if threads < 0:  # checked here: this wraps the whole export, argument checks included
+        raise UsageError(f"--threads {threads} must be at least 0 (0 = the libraries' defaults)")
     before = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)

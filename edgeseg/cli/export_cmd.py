@@ -73,11 +73,8 @@ def _out_base(checkpoint: str, out: str | None) -> str | None:
 
 def run(args: argparse.Namespace) -> int:
     from edgeseg.export.pipeline import ExportFailed, export_checkpoint
-    from edgeseg.runtime.errors import UsageError
     from edgeseg.runtime.fileio import write_json
 
-    if args.val_images < 0:
-        raise UsageError(f"--val-images {args.val_images} must be at least 0 (0 = all images)")
     out = _out_base(args.checkpoint, args.out)
     try:
         result = export_checkpoint(

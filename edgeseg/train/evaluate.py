@@ -28,7 +28,9 @@ def check_classes(model_classes: Sequence[str], data_classes: Sequence[str], mod
 
 
 def _limit(n: int, max_images: int) -> int:
-    return min(n, max_images) if max_images and max_images > 0 else n
+    if max_images < 0:
+        raise UsageError(f"max_images {max_images} must be at least 0 (0 = all images)")
+    return min(n, max_images) if max_images else n
 
 
 def evaluate_model(model: Any, dataset: Any, *, mean: Sequence[float], std: Sequence[float], device: Any = "cpu",
@@ -37,11 +39,11 @@ def evaluate_model(model: Any, dataset: Any, *, mean: Sequence[float], std: Sequ
     """mIoU of a torch model on ``dataset`` (items: RGB uint8 (H, W, 3), label (H, W))."""
     import torch
 
+    n = _limit(len(dataset), max_images)
     device = torch.device(device)
     cm = ConfusionMatrix(len(dataset.classes), dataset.ignore_index)
     mean_t = torch.tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1) * 255.0
     inv_std_t = 1.0 / (torch.tensor(std, dtype=torch.float32, device=device).view(1, 3, 1, 1) * 255.0)
-    n = _limit(len(dataset), max_images)
     was_training = model.training
     model.eval()
     pending: list[tuple[np.ndarray, np.ndarray]] = []
@@ -72,8 +74,8 @@ def evaluate_model(model: Any, dataset: Any, *, mean: Sequence[float], std: Sequ
 
 def evaluate_segmenter(seg: Any, dataset: Any, *, max_images: int = 0, progress: bool = False) -> SegMetrics:
     """mIoU of a runtime artifact (anything with ``seg(frame_bgr).class_map``) on ``dataset``."""
-    cm = ConfusionMatrix(len(dataset.classes), dataset.ignore_index)
     n = _limit(len(dataset), max_images)
+    cm = ConfusionMatrix(len(dataset.classes), dataset.ignore_index)
     with Progress(n, "val", enabled=progress) as bar:
         for i in range(n):
             image, label = dataset[i]

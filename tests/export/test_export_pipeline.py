@@ -75,6 +75,16 @@ def test_cli_negative_val_images_is_refused_up_front(tmp_path, capsys):
     assert len(err) == 1 and "--val-images -1 must be at least 0" in err[0]
 
 
+@pytest.mark.parametrize("kwargs, message", [({"val_images": -1}, "--val-images -1 must be at least 0"),
+                                             ({"threads": -1}, "--threads -1 must be at least 0")])
+def test_api_negative_counts_are_refused_before_loading(tmp_path, kwargs, message):
+    from edgeseg.export import export_checkpoint
+    from edgeseg.runtime.errors import UsageError
+
+    with pytest.raises(UsageError, match=message):
+        export_checkpoint(tmp_path / "missing.pt", **kwargs)  # refused before the missing file is noticed
+
+
 def test_plain_onnx_message_names_only_what_exists():
     with pytest.raises(ModelFormatError) as e:
         ModelMeta.from_props({}, "plain.onnx")

@@ -53,3 +53,11 @@ def test_pixel_agreement():
     a = np.array([[1, 2], [3, 4]])
     b = np.array([[1, 2], [3, 0]])
     assert pixel_agreement(a, b) == 0.75
+
+
+def test_evaluation_refuses_a_negative_image_count():
+    from edgeseg.runtime.errors import UsageError
+    from edgeseg.train.evaluate import evaluate_segmenter
+
+    with pytest.raises(UsageError, match="max_images -1 must be at least 0"):
+        evaluate_segmenter(object(), [object()] * 3, max_images=-1)  # refused before anything is run
