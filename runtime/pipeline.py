@@ -112,6 +112,7 @@ class PipelineStats:
     drops: int = 0  # live frames skipped because a newer one arrived (or, with workers, finished) first
     reconnects: int = 0
     corrupt: int = 0  # undecodable frames skipped by the source
+    unreadable: list[str] = field(default_factory=list)  # the files among them, by name (image sources)
     timeouts: int = 0  # live reads that got nothing within the source timeout
     fresh_waits: int = 0  # stale live frames skipped for the next one (wait_for_fresh)
     duration_s: float = 0.0
@@ -176,6 +177,7 @@ class PipelineStats:
             "drops": self.drops,
             "reconnects": self.reconnects,
             "corrupt": self.corrupt,
+            "unreadable": list(self.unreadable),
             "timeouts": self.timeouts,
             "fresh_waits": self.fresh_waits,
             "duration_s": round(self.duration_s or (time.perf_counter() - self.started), 3),
@@ -449,6 +451,7 @@ def run_pipeline(segmenter: Any, source: Source, sinks: Iterable[Sink] = (), ren
     ended_lock = threading.Lock()
     live_timeout = float(getattr(source, "timeout", 5.0))
     base_drops, base_reconnects, base_corrupt = source.drops, source.reconnects, source.corrupt
+    base_unreadable = set(getattr(source, "unreadable", ()))
 
     def put_blocking(q: queue.Queue, item: Any) -> bool:
         while not halt.is_set():
@@ -698,6 +701,7 @@ def run_pipeline(segmenter: Any, source: Source, sinks: Iterable[Sink] = (), ren
         stats.drops = source.drops - base_drops + slot_drops + stale_drops
         stats.reconnects = source.reconnects - base_reconnects
         stats.corrupt = source.corrupt - base_corrupt
+        stats.unreadable = [n for n in getattr(source, "unreadable", ()) if n not in base_unreadable]
         close_errors = []
         for sink in sinks:
             try:

@@ -127,6 +127,7 @@ class Source:
         self.frame_count: int | None = None  # frames in one pass, when known (files)
         self.reconnects = 0
         self.corrupt = 0  # frames that failed to decode and were skipped
+        self.unreadable: list[str] = []  # the skipped input files, by name (the first MAX_NAMED_UNREADABLE)
         self.drops = 0  # live frames replaced by a newer one before anyone read them
         self.reader: str | None = None  # what reads the frames ("ffmpeg", "mjpeg", ...), for describe()
         self._index = 0
@@ -242,6 +243,9 @@ class _VideoFileSource(Source):
         self._cap.release()
 
 
+MAX_NAMED_UNREADABLE = 100  # a folder of broken files is reported by its first hundred names
+
+
 class _ImageListSource(Source):
     def __init__(self, uri: str, files: list[Path], loop: bool = False,
                  size: tuple[int, int] | None = None) -> None:
@@ -266,6 +270,8 @@ class _ImageListSource(Source):
             if img is None:
                 self.corrupt += 1  # unreadable image: skip it, keep going
                 self._index += 1
+                if len(self.unreadable) < MAX_NAMED_UNREADABLE and str(path) not in self.unreadable:
+                    self.unreadable.append(str(path))  # once, even when looping
                 continue
             self._pass_read = True
             return self._finish(img, t0, path.name)

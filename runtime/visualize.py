@@ -72,10 +72,11 @@ def ignore_mask(class_map: np.ndarray, ignore: Iterable[int]) -> np.ndarray | No
     return cv2.LUT(class_map, table)
 
 
-def check_alpha(alpha: float) -> float:
-    """Raise UsageError unless ``alpha`` is a number from 0 to 1 (an opacity)."""
+def check_alpha(alpha: float, name: str = "alpha") -> float:
+    """Raise UsageError unless ``alpha`` is a number from 0 to 1 (an opacity); ``name``: what the
+    message calls it (the CLI says ``--alpha``)."""
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.floating, np.integer)) or not 0.0 <= alpha <= 1.0:
-        raise UsageError(f"alpha {alpha!r} must be a number between 0 and 1")
+        raise UsageError(f"{name} {alpha!r} must be a number between 0 and 1")
     return float(alpha)
 
 

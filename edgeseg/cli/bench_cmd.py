@@ -120,7 +120,8 @@ def pipeline_row(seg: Any, uri: str, frames: int, frame: np.ndarray, alpha: floa
     with open_source(uri) as src:
         stats = run_pipeline(seg, src, sinks=[], render="overlay", alpha=alpha, max_frames=frames,
                              workers=workers).to_dict()
-    check_some_frames(stats.get("frames", 0), stats.get("corrupt", 0), uri, "so there is no pipeline figure")
+    check_some_frames(stats.get("frames", 0), stats.get("corrupt", 0), uri, "so there is no pipeline figure",
+                      stats.get("unreadable", ()))
     after = infer_block()
     infer_p50 = float(np.median(before + after))
     infer_fps = 1000.0 / infer_p50 if infer_p50 > 0 else math.inf

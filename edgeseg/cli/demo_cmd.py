@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
                 raise
         finish_report(stats, seg, args, {"source_uri": source.uri})
         if not caught:  # a signal before the first frame is not a failure
-            check_some_frames(stats.frames, stats.corrupt, source.uri)
+            check_some_frames(stats.frames, stats.corrupt, source.uri, unreadable=stats.unreadable)
         print_summary(stats, sys.stdout, args)
     finally:
         if timer:

@@ -18,7 +18,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         finally:
             seg.close()
     if not caught:  # a signal before the first frame is not a failure
-        check_some_frames(stats.frames, stats.corrupt, source.uri)
+        check_some_frames(stats.frames, stats.corrupt, source.uri, unreadable=stats.unreadable)
     print_summary(stats, sys.stdout, args)
     if caught:
         print(f"edgeseg: stopped by {caught[0]}; outputs so far are complete", file=sys.stderr)
@@ -177,21 +177,30 @@ def check_max_frames(max_frames: int | None) -> None:
         raise UsageError(f"--max-frames {max_frames} must be at least 1")
 
 
-def check_some_frames(frames: int, corrupt: int, uri: str, outcome: str = "nothing was written") -> None:
+def check_some_frames(frames: int, corrupt: int, uri: str, outcome: str = "nothing was written",
+                      unreadable: Sequence[str] = ()) -> None:
     """A run that read no frame at all failed, even though nothing raised (every image unreadable,
     a stream of garbage): say so instead of naming outputs that were never written."""
     from edgeseg.runtime.errors import SourceError
 
     if not frames:
-        unreadable = f" ({corrupt} unreadable)" if corrupt else ""
-        raise SourceError(f"no frame of {uri} could be read{unreadable}; {outcome}")
+        example = f", e.g. {unreadable[0]}" if unreadable else ""
+        why = f" ({corrupt} unreadable{example})" if corrupt else ""
+        raise SourceError(f"no frame of {uri} could be read{why}; {outcome}")
+
+
+def unreadable_line(names: Sequence[str], corrupt: int) -> str | None:
+    """The summary line naming the skipped files (None when none was skipped)."""
+    if not names:
+        return None
+    more = f" and {corrupt - len(names)} more" if corrupt > len(names) else ""
+    return f"skipped {corrupt} unreadable image{'s' if corrupt != 1 else ''}: {', '.join(names)}{more}"
 
 
 def check_alpha(alpha: float) -> None:
-    from edgeseg.runtime.errors import UsageError
+    from edgeseg.runtime.visualize import check_alpha as check_opacity
 
-    if not 0.0 <= alpha <= 1.0:
-        raise UsageError(f"--alpha {alpha} must be between 0 and 1")
+    check_opacity(alpha, "--alpha")
 
 
 def load_segmenter(args: argparse.Namespace, frames: int | None = None):
@@ -309,4 +318,7 @@ def print_summary(stats: Any, stream: Any, args: argparse.Namespace | None = Non
     for sink in d["sinks"]:
         where = sink.get("path") or sink.get("url") or sink.get("sink")
         lines.append(f"output: {where} ({sink.get('frames', 0)} frames)")
+    skipped = unreadable_line(d["unreadable"], d["corrupt"])
+    if skipped:
+        lines.append(skipped)
     print("\n".join(lines), file=stream)

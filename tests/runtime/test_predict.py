@@ -107,7 +107,7 @@ def test_live_source_is_refused_with_a_pointer_to_demo(tiny_onnx: Path, capsys) 
 @pytest.mark.parametrize("argv_tail, code, words", [
     (["--source", "/no/such.mp4"], 1, "does not exist"),
     (["--source", "smb://x/y"], 2, "unsupported source scheme"),
-    (["--source", "{video}", "--alpha", "2"], 2, "--alpha 2.0 must be between 0 and 1"),
+    (["--source", "{video}", "--alpha", "2"], 2, "--alpha 2.0 must be a number between 0 and 1"),
     (["--source", "{video}", "--save", "{tmp}/o.txt"], 2, "unknown suffix"),
     (["--source", "{video}", "--workers", "0"], 2, "--workers 0 must be at least 1"),
     (["--source", "{video}", "--max-frames", "0"], 2, "--max-frames 0 must be at least 1"),
@@ -149,9 +149,22 @@ def test_no_readable_frame_is_an_error_not_an_empty_success(tiny_onnx: Path, tmp
     assert main(["predict", str(tiny_onnx), "--source", str(tmp_path / "zero.png"),
                  "--save", str(tmp_path / "z.png")]) == 1
     err = capsys.readouterr().err.strip().splitlines()  # the progress bar's last line, then the error
-    assert err[-1].startswith("error: no frame of") and err[-1].endswith("(1 unreadable); nothing was written")
+    assert err[-1].startswith("error: no frame of")
+    assert err[-1].endswith(f"(1 unreadable, e.g. {tmp_path / 'zero.png'}); nothing was written")
     assert not any("Traceback" in line for line in err)
     assert not (tmp_path / "z.png").exists()
+
+
+def test_unreadable_images_are_named_in_the_summary_and_report(tiny_onnx: Path, tmp_path: Path, capsys) -> None:
+    (tmp_path / "in").mkdir()
+    cv2.imwrite(str(tmp_path / "in" / "a.png"), np.full((20, 30, 3), 50, np.uint8))
+    (tmp_path / "in" / "b.png").write_bytes(b"truncated")
+    assert main(["predict", str(tiny_onnx), "--source", str(tmp_path / "in"), "--save", str(tmp_path / "out"),
+                 "--json", str(tmp_path / "r.json")]) == 0
+    assert f"skipped 1 unreadable image: {tmp_path / 'in' / 'b.png'}" in capsys.readouterr().out
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["corrupt"] == 1 and report["unreadable"] == [str(tmp_path / "in" / "b.png")]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png"]
 
 
 def test_missing_model_is_one_line(tmp_path: Path, capsys) -> None:

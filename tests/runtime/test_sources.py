@@ -80,7 +80,7 @@ def test_image_folder_sorted_names_and_corrupt_skipped(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("ignored")
     with open_source(tmp_path) as src:
         frames = list(src)
-        assert src.corrupt == 1
+        assert src.corrupt == 1 and src.unreadable == [str(tmp_path / "bad.png")]
     assert [f.name for f in frames] == ["a.png", "b.png", "c.jpg"]
     assert [int(round(f.image.mean())) for f in frames][:2] == [50, 100]
 
@@ -93,6 +93,7 @@ def test_image_folder_loop_keeps_going_past_unreadable_images(tmp_path: Path) ->
         frames = [src.read() for _ in range(10)]
         assert all(f.ok and f.name == "a.jpg" for f in frames)  # corrupt images of past passes don't end it
         assert src.corrupt == 2 * 9
+        assert src.unreadable == [str(tmp_path / "b.png"), str(tmp_path / "c.png")]  # named once, not per pass
 
 
 def test_image_folder_loop_with_nothing_readable_ends(tmp_path: Path) -> None:
