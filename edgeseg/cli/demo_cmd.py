@@ -38,8 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--show", action="store_true", help="show a window (needs a display and OpenCV with GUI)")
     parser.add_argument("--save", metavar="FILE", default=None, help="also record the rendered video (e.g. demo.mp4)")
     parser.add_argument("--serve", metavar="ADDR", nargs="?", const="127.0.0.1:8080", default=None,
-                        help="serve MJPEG at http://ADDR/ (default 127.0.0.1:8080; another host is "
-                             "reachable from the network)")
+                        help="serve MJPEG at http://ADDR/ (default 127.0.0.1:8080; IPv6 as [::1]:8080; another "
+                             "host is reachable from the network)")
     parser.add_argument("--ignore-class", metavar="NAME", nargs="+", action="extend", default=[],
                         help="classes left unpainted (names or ids), e.g. Sky Road")
     parser.add_argument("--visualize", choices=("overlay", "mask", "side"), default="overlay",
