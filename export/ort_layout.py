@@ -216,8 +216,8 @@ def share_concat_ranges(proto: onnx.ModelProto, ranges: dict[str, Any],
     copies its inputs (its "same as output" path) instead of requantizing each element through a
     per-input lookup table. A U-Net's decoder concatenates an upsampled decoder map with an encoder
     skip, both ReLU outputs with similar ranges (within 1.5x on the bundled unet_lite), so the cost in
-    precision is small: CamVid val mIoU 67.329 -> 67.320 on the bundled stride-2 unet_lite, with its
-    INT8 inference 1.1-1.7 ms faster at 2 threads (docs/measurements.md, session 7).
+    precision is small: CamVid val mIoU 67.33 -> 67.31 on the bundled stride-2 unet_lite, with its
+    INT8 inference 1.3-1.9 ms faster at 2 threads (docs/measurements.md, session 7).
 
     ``proto`` is the float graph the ranges were calibrated on; ``ranges`` is ORT's calibration dict
     (``{"data": {tensor: {"lowest": .., "highest": ..}}}``), edited in place. An input produced by an op
