@@ -36,7 +36,7 @@ log = logging.getLogger("edgeseg.export")
 
 NCHW_X2_SCALES = (1.0, 1.0, 2.0, 2.0)
 X2_MODES = ("nearest", "floor", "asymmetric")  # PyTorch's nearest export; the form ONNX Runtime's x2 kernel takes
-METADATA_KEY = "nchw_resizes"  # ModelMeta.extra: how many Resizes were fenced
+NCHW_RESIZES_KEY = "nchw_resizes"  # ModelMeta.extra: how many Resizes were fenced
 
 
 def _attr(node: onnx.NodeProto, name: str, default: object) -> object:

@@ -38,8 +38,14 @@ from edgeseg.runtime.metadata import ModelMeta
 
 from .calibration import CalibrationReader, ImageSet
 from .onnx_export import get_meta, load_onnx, save_onnx, set_meta
-from .ort_layout import METADATA_KEY as NCHW_RESIZES_KEY
-from .ort_layout import SHARED_KEY, SUNK_KEY, keep_nearest_resizes_nchw, share_concat_ranges, sink_dequantize
+from .ort_layout import (
+    NCHW_RESIZES_KEY,
+    SHARED_KEY,
+    SUNK_KEY,
+    keep_nearest_resizes_nchw,
+    share_concat_ranges,
+    sink_dequantize,
+)
 
 log = logging.getLogger("edgeseg.export")
 

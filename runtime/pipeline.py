@@ -453,6 +453,12 @@ def run_pipeline(segmenter: Any, source: Source, sinks: Iterable[Sink] = (), ren
     base_drops, base_reconnects, base_corrupt = source.drops, source.reconnects, source.corrupt
     base_unreadable = set(getattr(source, "unreadable", ()))
 
+    def count_source_events() -> None:
+        """This run's share of the source's counters (a source may be reused across runs)."""
+        stats.drops = source.drops - base_drops + slot_drops + stale_drops
+        stats.reconnects = source.reconnects - base_reconnects
+        stats.corrupt = source.corrupt - base_corrupt
+
     def put_blocking(q: queue.Queue, item: Any) -> bool:
         while not halt.is_set():
             try:
@@ -672,9 +678,7 @@ def run_pipeline(segmenter: Any, source: Source, sinks: Iterable[Sink] = (), ren
             stats.capture_to_render.add((t2 - frame.timestamp) * 1e3)
             stats.frames += 1
             stats._recent.append(t2)
-            stats.drops = source.drops - base_drops + slot_drops + stale_drops
-            stats.reconnects = source.reconnects - base_reconnects
-            stats.corrupt = source.corrupt - base_corrupt
+            count_source_events()
             frame.release()
             if on_progress is not None:
                 on_progress(stats)
@@ -698,9 +702,7 @@ def run_pipeline(segmenter: Any, source: Source, sinks: Iterable[Sink] = (), ren
         for q in (*q_ins, *q_outs):
             _drain(q)
         stats.duration_s = time.perf_counter() - stats.started
-        stats.drops = source.drops - base_drops + slot_drops + stale_drops
-        stats.reconnects = source.reconnects - base_reconnects
-        stats.corrupt = source.corrupt - base_corrupt
+        count_source_events()
         stats.unreadable = [n for n in getattr(source, "unreadable", ()) if n not in base_unreadable]
         close_errors = []
         for sink in sinks:

@@ -16,7 +16,6 @@ import threading
 
 from .predict_cmd import (
     add_model_arguments,
-    check_alpha,
     check_max_frames,
     check_some_frames,
     finish_report,
@@ -63,8 +62,9 @@ def run(args: argparse.Namespace) -> int:
     from edgeseg.runtime.pipeline import StreamError, run_pipeline
     from edgeseg.runtime.sinks import MjpegSink, WindowSink, open_sink
     from edgeseg.runtime.sources import open_source
+    from edgeseg.runtime.visualize import check_alpha
 
-    check_alpha(args.alpha)
+    check_alpha(args.alpha, "--alpha")
     quiet_video_logs(args)
     if not (args.show or args.save or args.serve or args.json):
         raise UsageError("demo has nowhere to put its output; add --show, --save FILE, --serve 127.0.0.1:8080 "

@@ -71,8 +71,9 @@ def run(args: argparse.Namespace) -> int:
     from edgeseg.runtime.errors import UsageError
     from edgeseg.runtime.pipeline import run_pipeline
     from edgeseg.runtime.sources import open_source
+    from edgeseg.runtime.visualize import check_alpha
 
-    check_alpha(args.alpha)
+    check_alpha(args.alpha, "--alpha")
     check_max_frames(args.max_frames)
     quiet_video_logs(args)
     with open_source(args.source) as source:
@@ -195,12 +196,6 @@ def unreadable_line(names: Sequence[str], corrupt: int) -> str | None:
         return None
     more = f" and {corrupt - len(names)} more" if corrupt > len(names) else ""
     return f"skipped {corrupt} unreadable image{'s' if corrupt != 1 else ''}: {', '.join(names)}{more}"
-
-
-def check_alpha(alpha: float) -> None:
-    from edgeseg.runtime.visualize import check_alpha as check_opacity
-
-    check_opacity(alpha, "--alpha")
 
 
 def load_segmenter(args: argparse.Namespace, frames: int | None = None):
