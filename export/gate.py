@@ -69,7 +69,7 @@ def quantize_with_gate(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, 
     with tempfile.TemporaryDirectory(prefix="edgeseg-gate-") as tmp:
         work = Path(tmp)
         pre_path = work / "pre.onnx"
-        pre = preprocess_for_quant(onnx_in, pre_path)
+        pre = preprocess_for_quant(onnx_in, pre_path, target)
         ranges_at = Path(cache_path) if cache_path else work / "calib.json"  # calibrate once, reuse per attempt
 
         def attempt(excluded: list[str]) -> tuple[QuantizeResult, float]:

@@ -39,6 +39,8 @@ from edgeseg.runtime.metadata import (
 )
 from edgeseg.runtime.sizes import parse_hw
 
+from .ort_layout import SPLIT_D2S_KEY, split_depth_to_space
+
 log = logging.getLogger("edgeseg.export")
 
 INPUT_NAME = "images"
@@ -244,6 +246,8 @@ def torch_to_onnx(model_or_checkpoint: Any, out: str | os.PathLike, *, imgsz: An
     if simplify:
         proto, note = simplify_onnx(proto, example.numpy())
         new_meta = new_meta.with_(extra={**dict(new_meta.extra), "simplified": note})
+    split = split_depth_to_space(proto)  # exact; ONNX Runtime's own DepthToSpace is slow (ort_layout)
+    new_meta = new_meta.with_(extra={**dict(new_meta.extra), SPLIT_D2S_KEY: str(len(split))})
     set_meta(proto, new_meta)
     try:
         onnx.checker.check_model(proto, full_check=True)

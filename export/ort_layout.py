@@ -274,3 +274,151 @@ def share_concat_ranges(proto: onnx.ModelProto, ranges: dict[str, Any],
             data[m]["highest"] = {"data": hi, "dtype": "float32", "CLS": "numpy.array"}
         shared.extend(names)
     return shared
+
+
+# -- DepthToSpace as reshapes and two cheap transposes ------------------------------------------------
+SPLIT_D2S_KEY = "split_depth_to_space"  # ModelMeta.extra: how many DepthToSpace nodes became transposes
+CHANNELS_LAST_KEY = "channels_last_depth_to_space"  # ModelMeta.extra: split heads that read channels-last
+TO_NHWC = "_to_nhwc"  # name suffix of the Transpose each channels-last head starts with
+
+
+def _static_shapes(proto: onnx.ModelProto) -> dict[str, list[int]]:
+    """Tensor name -> its shape, for every tensor shape inference gives fully static dims."""
+    inferred = onnx.shape_inference.infer_shapes(proto)
+    g = inferred.graph
+    shapes: dict[str, list[int]] = {}
+    for v in [*g.input, *g.value_info, *g.output]:
+        dims = v.type.tensor_type.shape.dim
+        if dims and all(d.HasField("dim_value") and d.dim_value > 0 for d in dims):
+            shapes[v.name] = [d.dim_value for d in dims]
+    return shapes
+
+
+def _int64(g: onnx.GraphProto, name: str, values: list[int]) -> str:
+    g.initializer.append(numpy_helper.from_array(np.array(values, np.int64), name))
+    return name
+
+
+def split_depth_to_space(proto: onnx.ModelProto) -> list[str]:
+    """Replace each ``DepthToSpace`` (CRD mode, static input shape) by the same permutation done as
+    Reshape -> 3-D Transpose -> Reshape -> 4-D Transpose -> Reshape.
+
+    ONNX Runtime's CPU DepthToSpace permutes all six axes element by element; a sub-pixel head's
+    x8 one (12 classes, 48x60 -> 384x480) took 3.1 ms at 1 thread on uint8 and 3.4 ms on float32.
+    Split into a transpose of (s, H*W) blocks and one of whole (W*s) rows, the same bytes move in
+    0.6 ms (uint8) and 2.8 ms of float32 kernels in the whole fcn8s_lite model against 5.0 ms
+    (docs/measurements.md, session 8). Exact: only elements move. Edits ``proto`` in place and
+    returns the names of the replaced nodes; DCR mode and dynamic shapes are left as they are.
+
+    With x = (N, C*s*s, H, W) and output (N, C, H*s, W*s), channel c*s*s + a*s + b going to
+    (c, h*s + a, w*s + b):
+      (N*C*s, s, H*W) --[0,2,1]--> (N*C*s, H*W, s) = (N*C, s, H, W*s) --[0,2,1,3]--> (N*C, H, s, W*s)
+    """
+    g = proto.graph
+    shapes = _static_shapes(proto)
+    replaced: list[str] = []
+    new_nodes: list[onnx.NodeProto] = []
+    for node in g.node:
+        shape = shapes.get(node.input[0]) if node.op_type == "DepthToSpace" else None
+        if shape is None or len(shape) != 4 or _attr(node, "mode", "DCR") != "CRD":
+            new_nodes.append(node)
+            continue
+        s = int(_attr(node, "blocksize", 0))
+        n, k, h, w = shape
+        if s < 2 or k % (s * s):
+            new_nodes.append(node)
+            continue
+        c = k // (s * s)
+        key = node.name or node.output[0]
+        names = [f"{key}_split{i}" for i in range(4)]
+        new_nodes += [
+            helper.make_node("Reshape", [node.input[0], _int64(g, f"{key}_split_shape0", [n * c * s, s, h * w])],
+                             [names[0]], name=f"{key}_split_phase_rows"),
+            helper.make_node("Transpose", [names[0]], [names[1]], name=f"{key}_split_phase_last", perm=[0, 2, 1]),
+            helper.make_node("Reshape", [names[1], _int64(g, f"{key}_split_shape1", [n * c, s, h, w * s])],
+                             [names[2]], name=f"{key}_split_rows"),
+            helper.make_node("Transpose", [names[2]], [names[3]], name=f"{key}_split_interleave_rows",
+                             perm=[0, 2, 1, 3]),
+            helper.make_node("Reshape", [names[3], _int64(g, f"{key}_split_shape2", [n, c, h * s, w * s])],
+                             [node.output[0]], name=f"{key}_split_out"),
+        ]
+        replaced.append(key)
+    if replaced:
+        del g.node[:]
+        g.node.extend(new_nodes)
+    return replaced
+
+
+def channels_last_depth_to_space(proto: onnx.ModelProto) -> list[str]:
+    """Make each split DepthToSpace (:func:`split_depth_to_space`) start from a channels-last tensor.
+
+    ONNX Runtime runs a U8S8 Q/DQ graph channels-last, so before the split's first Reshape it
+    transposes the producing convolution's NHWC output back to NCHW (1.0 ms on fcn8s_lite's x8 head,
+    uint8, 1 thread). Starting the split with an explicit NCHW -> NHWC Transpose lets ONNX Runtime
+    cancel the two, and the (s, H*W) block transpose becomes an (H*W, M) one of s-byte elements:
+      (N, M*s, H, W) -> (N, H, W, M*s) = (N, H*W, M, s) --> (N, M, H*W, s)  [N = 1: 3-D, (H*W, M, s)]
+    which is the first Transpose's (N*M, H*W, s) in the same memory order. Float32 graphs should keep
+    the NCHW form: there the first Transpose is real, and ONNX Runtime's float (H*W, M, s) transpose is
+    slow (6 ms on that head). Matches Reshape(x -> (N*M, s, H*W)) -> Transpose([0, 2, 1]) on a static
+    4-D x, whatever made it; edits ``proto`` in place and returns the names of the Transposes replaced.
+    """
+    g = proto.graph
+    inits = {t.name: t for t in g.initializer}
+    shapes = _static_shapes(proto)
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for n in g.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    graph_outputs = {o.name for o in g.output}
+    swapped: list[str] = []
+    drop: set[str] = set()  # outputs of the replaced Reshapes (their Transposes read them)
+    old_shapes: set[str] = set()
+    added: list[onnx.NodeProto] = []
+    changed_shape: set[str] = set()
+    for reshape in g.node:
+        if reshape.op_type != "Reshape" or len(reshape.input) < 2 or reshape.input[1] not in inits:
+            continue
+        x_shape = shapes.get(reshape.input[0])
+        users = consumers.get(reshape.output[0], [])
+        if x_shape is None or len(x_shape) != 4 or len(users) != 1 or reshape.output[0] in graph_outputs:
+            continue
+        tr = users[0]
+        if tr.op_type != "Transpose" or list(_attr(tr, "perm", [])) != [0, 2, 1]:
+            continue
+        target = [int(v) for v in numpy_helper.to_array(inits[reshape.input[1]]).ravel()]
+        n, k, h, w = x_shape
+        if len(target) != 3 or target[2] != h * w or target[1] < 2 or k % target[1] or target[0] != n * (k // target[1]):
+            continue
+        s, m = target[1], k // target[1]
+        key = tr.name or tr.output[0]
+        nhwc, rows = f"{key}_nhwc", f"{key}_nhwc_rows"
+        if n == 1:  # a leading unit axis sends ONNX Runtime's Transpose to its slow general path
+            rows_shape, perm = [h * w, m, s], [1, 0, 2]
+        else:
+            rows_shape, perm = [n, h * w, m, s], [0, 2, 1, 3]
+            changed_shape.add(tr.output[0])
+        added += [helper.make_node("Transpose", [reshape.input[0]], [nhwc], name=key + TO_NHWC, perm=[0, 2, 3, 1]),
+                  helper.make_node("Reshape", [nhwc, _int64(g, f"{key}_nhwc_shape", rows_shape)], [rows],
+                                   name=f"{key}_nhwc_rows"),
+                  helper.make_node("Transpose", [rows], [tr.output[0]], name=key, perm=perm)]
+        drop.add(reshape.output[0])
+        old_shapes.add(reshape.input[1])
+        swapped.append(key)
+    if swapped:
+        # the new Transpose writes the old one's output name: drop the old pair by the Reshape's output
+        keep = [n for n in g.node if n.output[0] not in drop and not (n.op_type == "Transpose" and n.input[0] in drop)]
+        del g.node[:]
+        g.node.extend([*keep, *added])
+        used = {i for n in g.node for i in n.input}
+        for t in [t for t in g.initializer if t.name in old_shapes - used]:
+            g.initializer.remove(t)
+        kept_info = [v for v in g.value_info if v.name not in changed_shape]
+        del g.value_info[:]
+        g.value_info.extend(kept_info)
+        _topological_sort(g)
+    return swapped
+
+
+def channels_last_heads(proto: onnx.ModelProto) -> list[str]:
+    """Names of the heads :func:`channels_last_depth_to_space` rewrote in ``proto`` (or its Q/DQ model)."""
+    return [n.name[: -len(TO_NHWC)] for n in proto.graph.node if n.op_type == "Transpose" and n.name.endswith(TO_NHWC)]

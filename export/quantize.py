@@ -39,9 +39,12 @@ from edgeseg.runtime.metadata import ModelMeta
 from .calibration import CalibrationReader, ImageSet
 from .onnx_export import get_meta, load_onnx, save_onnx, set_meta
 from .ort_layout import (
+    CHANNELS_LAST_KEY,
     NCHW_RESIZES_KEY,
     SHARED_KEY,
     SUNK_KEY,
+    channels_last_depth_to_space,
+    channels_last_heads,
     keep_nearest_resizes_nchw,
     share_concat_ranges,
     sink_dequantize,
@@ -79,6 +82,7 @@ class QuantizeResult:
     nchw_resizes: list[str] = field(default_factory=list)  # ort_layout.keep_nearest_resizes_nchw()
     sunk_dequantize: list[str] = field(default_factory=list)  # ort_layout.sink_dequantize(): moves now on uint8
     shared_concats: list[str] = field(default_factory=list)  # ort_layout.share_concat_ranges(): Concats that copy
+    channels_last_d2s: list[str] = field(default_factory=list)  # ort_layout.channels_last_depth_to_space()
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": str(self.path), "target": self.target, "method": self.method,
@@ -122,8 +126,9 @@ def _prov_hash(prov: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(prov, sort_keys=True).encode()).hexdigest()
 
 
-def preprocess_for_quant(onnx_in: str | os.PathLike, out: Path) -> onnx.ModelProto:
-    """ORT's quantization pre-processing (optimise + shape inference), with every node named.
+def preprocess_for_quant(onnx_in: str | os.PathLike, out: Path, target: str = "ort") -> onnx.ModelProto:
+    """ORT's quantization pre-processing (optimise + shape inference), with every node named; for the
+    ``ort`` target, split DepthToSpaces start channels-last (:func:`channels_last_depth_to_space`).
 
     ``skip_symbolic_shape=True``: symbolic shape inference fails on dynamic-shape U-Nets (NOTES.md).
     """
@@ -135,6 +140,8 @@ def preprocess_for_quant(onnx_in: str | os.PathLike, out: Path) -> onnx.ModelPro
         raise ExportError(f"quantization pre-processing of {onnx_in} failed "
                           f"({str(e).strip().splitlines()[0][:200]})") from None
     pre = onnx.load(str(out))
+    if target == "ort":
+        channels_last_depth_to_space(pre)
     seen: set[str] = set()
     for i, node in enumerate(pre.graph.node):  # nodes_to_exclude works by name: make names unique
         if not node.name or node.name in seen:
@@ -221,7 +228,7 @@ def quantize_onnx(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, *,
         work = Path(tmp)
         if _pre is None:
             pre_path = work / "pre.onnx"
-            pre = preprocess_for_quant(onnx_in, pre_path)
+            pre = preprocess_for_quant(onnx_in, pre_path, target)
         else:
             pre_path, pre = _pre
         tail = classifier_tail(pre)
@@ -271,6 +278,7 @@ def quantize_onnx(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, *,
     # Sinking first: the fence's own Reshapes must stay between their Q/DQ pairs.
     sunk: list[str] = []
     nchw: list[str] = []
+    heads = channels_last_heads(qproto)  # preprocess_for_quant made them (ort target)
     if target == "ort":
         sunk = sink_dequantize(qproto)
         nchw = keep_nearest_resizes_nchw(qproto)
@@ -279,7 +287,7 @@ def quantize_onnx(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, *,
                   "activations": "int8 symmetric" if target == "tensorrt" else "uint8 asymmetric",
                   "weights": "int8 symmetric", "nodes_in_float": ",".join(nodes_to_exclude),
                   "head_in_float": ",".join(head), NCHW_RESIZES_KEY: str(len(nchw)), SUNK_KEY: str(len(sunk)),
-                  SHARED_KEY: str(len(shared))}
+                  SHARED_KEY: str(len(shared)), CHANNELS_LAST_KEY: str(len(heads))}
     set_meta(qproto, meta.with_(precision="int8", int8_target=META_TARGET[target], edgeseg_version=__version__,
                                 extra=extra_meta))
     try:
@@ -290,7 +298,7 @@ def quantize_onnx(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, *,
     return QuantizeResult(path=out, target=target, method=method, calib_images=len(reader.images),
                           cache_path=cache, cache_hit=hit, nodes_in_float=list(nodes_to_exclude), qdq_nodes=qdq,
                           head_in_float=head, nchw_resizes=nchw, sunk_dequantize=sunk,
-                          shared_concats=shared)
+                          shared_concats=shared, channels_last_d2s=heads)
 
 
 # Ops that may sit between the classifier conv and a graph output without weights of their own.

@@ -146,18 +146,19 @@ def _producers(path) -> dict[str, str]:
     return {o: n.op_type for n in onnx.load(str(path)).graph.node for o in n.output}
 
 
-def test_sunk_dequantize_runs_depth_to_space_and_crop_on_uint8_bit_identically(fcn_onnx, tmp_path, monkeypatch):
+def test_sunk_dequantize_runs_the_split_head_and_crop_on_uint8_bit_identically(fcn_onnx, tmp_path, monkeypatch):
     sunk = quantize_onnx(fcn_onnx, tmp_path / "s.int8.onnx", calib=_images(4, (64, 96)), target="ort")
     monkeypatch.setattr(quantize_mod, "sink_dequantize", lambda proto: [])
     plain = quantize_onnx(fcn_onnx, tmp_path / "p.int8.onnx", calib=_images(4, (64, 96)), target="ort")
+    assert sunk.sunk_dequantize and plain.sunk_dequantize == []
+    assert read_meta(sunk.path).extra["sunk_dequantize"] == str(len(sunk.sunk_dequantize))
+    # the split x8 head (ort_layout.split_depth_to_space) moves quantized tensors end to end
     g = onnx.load(str(sunk.path)).graph
-    moves = [n for n in g.node if n.op_type in ("DepthToSpace", "Slice")]
-    assert moves and sorted(sunk.sunk_dequantize) == sorted(n.name for n in moves)
-    assert read_meta(sunk.path).extra["sunk_dequantize"] == str(len(moves))
+    head = [n for n in g.node if n.name.startswith("node_pixel_shuffle_2_split") and n.op_type in ("Transpose", "Reshape")]
+    assert len(head) == 6 and sorted(n.name for n in head) == sorted(
+        m for m in sunk.sunk_dequantize if m.startswith("node_pixel_shuffle_2_split"))
     made_by = _producers(sunk.path)
-    assert all(made_by[n.input[0]] != "DequantizeLinear" for n in moves)  # they read quantized tensors now
-    assert all(_producers(plain.path)[n.input[0]] == "DequantizeLinear"
-               for n in onnx.load(str(plain.path)).graph.node if n.op_type == "DepthToSpace")
+    assert all(made_by[n.input[0]] != "DequantizeLinear" for n in head)
     onnx.checker.check_model(onnx.load(str(sunk.path)), full_check=True)
     x = np.random.default_rng(4).standard_normal((1, 3, 64, 96)).astype(np.float32)
     assert np.array_equal(_run(sunk.path, x), _run(plain.path, x))
@@ -274,3 +275,61 @@ def test_share_concat_ranges_leaves_far_apart_ranges_and_unquantized_inputs_alon
     ranges = _ranges(ra=(0, 4), ua=(0, 4), cat1=(0, 6), rc=(-1, 5), cat2=(0, 6))  # rb left in float
     assert share_concat_ranges(_concat_graph(), ranges) == ["cat2"]  # cat1 cannot share; cat2 still can
     assert _span(ranges, "ra") == (0.0, 4.0) and _span(ranges, "rc") == (-1.0, 6.0)
+
+
+# -- split_depth_to_space / channels_last_depth_to_space: the same permutation, cheaper --------------
+def _d2s_graph(n: int, c: int, s: int, h: int, w: int, mode: str = "CRD", dynamic: bool = False) -> onnx.ModelProto:
+    shape = ["N", c * s * s, "H", "W"] if dynamic else [n, c * s * s, h, w]
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["r"], name="relu"),
+         helper.make_node("DepthToSpace", ["r"], ["y"], name="d2s", blocksize=s, mode=mode)],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", c, "Hs", "Ws"] if dynamic else [n, c, h * s, w * s])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    return model
+
+
+@pytest.mark.parametrize("n, c, s, h, w", [(1, 3, 2, 5, 7), (2, 4, 3, 4, 6), (1, 12, 8, 3, 5)])
+def test_split_depth_to_space_is_bit_identical_and_channels_last_too(n, c, s, h, w):
+    from edgeseg.export.ort_layout import (
+        channels_last_depth_to_space,
+        channels_last_heads,
+        split_depth_to_space,
+    )
+
+    model = _d2s_graph(n, c, s, h, w)
+    x = np.random.default_rng(6).standard_normal((n, c * s * s, h, w)).astype(np.float32)
+    before = _run(model, x)
+    assert split_depth_to_space(model) == ["d2s"]
+    onnx.checker.check_model(model, full_check=True)
+    assert "DepthToSpace" not in {nd.op_type for nd in model.graph.node}
+    assert np.array_equal(_run(model, x), before)
+    swapped = channels_last_depth_to_space(model)
+    assert len(swapped) == 1 and channels_last_heads(model) == swapped
+    onnx.checker.check_model(model, full_check=True)
+    assert np.array_equal(_run(model, x), before)
+    first = next(nd for nd in model.graph.node if nd.input[0] == "r")
+    assert first.op_type == "Transpose" and list(first.attribute[0].ints) == [0, 2, 3, 1]  # reads NHWC
+    used = {i for nd in model.graph.node for i in nd.input}
+    assert all(t.name in used for t in model.graph.initializer)  # the replaced Reshape's shape is gone
+    assert channels_last_depth_to_space(model) == []  # nothing left to match
+
+
+@pytest.mark.parametrize("kw", [{"mode": "DCR"}, {"dynamic": True}])
+def test_split_depth_to_space_leaves_dcr_and_dynamic_shapes(kw):
+    from edgeseg.export.ort_layout import split_depth_to_space
+
+    model = _d2s_graph(1, 3, 2, 4, 4, **kw)
+    assert split_depth_to_space(model) == []
+    assert [nd.op_type for nd in model.graph.node] == ["Relu", "DepthToSpace"]
+
+
+def test_exports_split_the_sub_pixel_heads_and_only_ort_int8_reads_them_channels_last(fcn_onnx, tmp_path):
+    fp32 = onnx.load(str(fcn_onnx))
+    assert "DepthToSpace" not in {nd.op_type for nd in fp32.graph.node}
+    assert read_meta(fcn_onnx).extra["split_depth_to_space"] == "3"  # two x2 skip upsamplings and the x8 head
+    ort_q = quantize_onnx(fcn_onnx, tmp_path / "o.int8.onnx", calib=_images(4, (64, 96)), target="ort")
+    assert len(ort_q.channels_last_d2s) == 3 and read_meta(ort_q.path).extra["channels_last_depth_to_space"] == "3"
+    trt_q = quantize_onnx(fcn_onnx, tmp_path / "t.int8.onnx", calib=_images(4, (64, 96)), target="tensorrt")
+    assert trt_q.channels_last_d2s == [] and read_meta(trt_q.path).extra["channels_last_depth_to_space"] == "0"
