@@ -162,7 +162,7 @@ def check_parity(artifact: str | os.PathLike, ctx: EvalContext, *, threads: int 
             if max_diff is not None:
                 ref_logits = ref.logits[i] if ref.logits is not None else _torch_logits(ref.model, image,
                                                                                         ctx.meta, ctx.size)
-                max_diff = max(max_diff, float(np.abs(out[0].astype(np.float32) - ref_logits).max()))
+                max_diff = max(max_diff, float(np.abs(meta.float_logits(out[:1])[0] - ref_logits).max()))
             if ctx.images.labels is not None:
                 label = ctx.images.labels[i]
                 cm.update(_resize_map(cmap, label.shape[:2]), label)

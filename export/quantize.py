@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import onnx
+from onnx import numpy_helper
 
 from edgeseg import __version__
 from edgeseg.runtime.errors import ExportError, unknown_name
@@ -83,6 +84,7 @@ class QuantizeResult:
     sunk_dequantize: list[str] = field(default_factory=list)  # ort_layout.sink_dequantize(): moves now on uint8
     shared_concats: list[str] = field(default_factory=list)  # ort_layout.share_concat_ranges(): Concats that copy
     channels_last_d2s: list[str] = field(default_factory=list)  # ort_layout.channels_last_depth_to_space()
+    output_quant: tuple[float, int] | None = None  # (scale, zero point) of uint8 logits; None: float output
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": str(self.path), "target": self.target, "method": self.method,
@@ -199,7 +201,7 @@ def quantize_onnx(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, *,
                   calib: ImageSet | CalibrationReader, method: str = "minmax", target: str = "ort",
                   per_channel: bool = True, cache_path: str | os.PathLike | None = None,
                   nodes_to_exclude: Sequence[str] = (), float_head: bool | None = None,
-                  _pre: tuple[Path, onnx.ModelProto] | None = None) -> QuantizeResult:
+                  float_logits: bool = False, _pre: tuple[Path, onnx.ModelProto] | None = None) -> QuantizeResult:
     """Quantize an edgeseg FP32 ONNX into a Q/DQ INT8 ONNX for ``target`` (``ort`` or ``tensorrt``).
 
     ``calib``: the calibration images (pre-processed here with the artifact's metadata) or a
@@ -207,7 +209,9 @@ def quantize_onnx(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, *,
     ``nodes_to_exclude`` stay in float (the accuracy gate fills it). ``float_head`` keeps the
     classifier conv and what follows it in float (:func:`classifier_tail`); default: on for
     the ``ort`` target when the graph resizes the logits after the classifier, off otherwise
-    (see :func:`resizes_logits`) and off for ``tensorrt``.
+    (see :func:`resizes_logits`) and off for ``tensorrt``. An ``ort`` graph that ends quantized outputs
+    uint8 logits with their scale and zero point in ``meta.output_quant`` (:func:`end_in_quantized_logits`)
+    unless ``float_logits``.
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
@@ -279,9 +283,12 @@ def quantize_onnx(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, *,
     sunk: list[str] = []
     nchw: list[str] = []
     heads = channels_last_heads(qproto)  # preprocess_for_quant made them (ort target)
+    output_quant = None
     if target == "ort":
         sunk = sink_dequantize(qproto)
         nchw = keep_nearest_resizes_nchw(qproto)
+        if not float_logits:
+            output_quant = end_in_quantized_logits(qproto)
     extra_meta = {**dict(meta.extra), "calib_method": method, "calib_images": str(len(reader.images)),
                   "calib_hash": digest, "per_channel": str(per_channel).lower(),
                   "activations": "int8 symmetric" if target == "tensorrt" else "uint8 asymmetric",
@@ -289,7 +296,7 @@ def quantize_onnx(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, *,
                   "head_in_float": ",".join(head), NCHW_RESIZES_KEY: str(len(nchw)), SUNK_KEY: str(len(sunk)),
                   SHARED_KEY: str(len(shared)), CHANNELS_LAST_KEY: str(len(heads))}
     set_meta(qproto, meta.with_(precision="int8", int8_target=META_TARGET[target], edgeseg_version=__version__,
-                                extra=extra_meta))
+                                output_quant=output_quant, extra=extra_meta))
     try:
         onnx.checker.check_model(qproto, full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
@@ -298,7 +305,63 @@ def quantize_onnx(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, *,
     return QuantizeResult(path=out, target=target, method=method, calib_images=len(reader.images),
                           cache_path=cache, cache_hit=hit, nodes_in_float=list(nodes_to_exclude), qdq_nodes=qdq,
                           head_in_float=head, nchw_resizes=nchw, sunk_dequantize=sunk,
-                          shared_concats=shared, channels_last_d2s=heads)
+                          shared_concats=shared, channels_last_d2s=heads, output_quant=output_quant)
+
+
+def _per_tensor_params(node: onnx.NodeProto, inits: dict[str, onnx.TensorProto]) -> tuple[float, int, int] | None:
+    """(scale, zero point, zero point's ONNX type) of a Q/DQ node with constant scalar parameters."""
+    if len(node.input) < 3 or node.input[1] not in inits or node.input[2] not in inits:
+        return None
+    scale, zero = (numpy_helper.to_array(inits[n]) for n in node.input[1:3])
+    if scale.size != 1 or zero.size != 1:
+        return None
+    return float(scale.ravel()[0]), int(zero.ravel()[0]), inits[node.input[2]].data_type
+
+
+def end_in_quantized_logits(proto: onnx.ModelProto) -> tuple[float, int] | None:
+    """Drop the DequantizeLinear that ends a U8S8 graph, so it outputs uint8 logits.
+
+    The argmax of the quantized logits is the argmax of the dequantized ones (one scale for the
+    whole tensor, ties included), and the runtime's argmax reads a quarter of the bytes. On
+    fcn8s_lite at 360x480 the full-resolution DequantizeLinear alone took ~1 ms, single-threaded
+    (docs/measurements.md, session 8). A Quantize/Dequantize pair with equal parameters just before it
+    (a tensor re-quantized to itself) goes too. Edits ``proto`` in place; returns (scale, zero point)
+    for the metadata, or None (unchanged) when the output is not made by a per-tensor uint8 dequantize.
+    """
+    g = proto.graph
+    inits = {t.name: t for t in g.initializer}
+    producer = {o: n for n in g.node for o in n.output}
+    out = g.output[0]
+    dq = producer.get(out.name)
+    params = _per_tensor_params(dq, inits) if dq is not None and dq.op_type == "DequantizeLinear" else None
+    if params is None or params[2] != onnx.TensorProto.UINT8:
+        return None
+    drop = [dq]
+    tail = dq.input[0]
+    uses = {}
+    for n in g.node:
+        for i in n.input:
+            uses[i] = uses.get(i, 0) + 1
+    while (q := producer.get(tail)) is not None and q.op_type == "QuantizeLinear" and uses.get(tail) == 1:
+        dq_in = producer.get(q.input[0])
+        if (dq_in is None or dq_in.op_type != "DequantizeLinear" or uses.get(q.input[0]) != 1
+                or _per_tensor_params(q, inits) != params or _per_tensor_params(dq_in, inits) != params):
+            break
+        drop += [q, dq_in]
+        tail = dq_in.input[0]
+    gone = {n.output[0] for n in drop}
+    keep = [n for n in g.node if n.output[0] not in gone]
+    for n in keep:  # the uint8 tensor takes the output's name
+        n.output[:] = [out.name if o == tail else o for o in n.output]
+        n.input[:] = [out.name if i == tail else i for i in n.input]
+    del g.node[:]
+    g.node.extend(keep)
+    stale = {tail, out.name, *(o for n in drop for o in n.output)}
+    info = [v for v in g.value_info if v.name not in stale]
+    del g.value_info[:]
+    g.value_info.extend(info)
+    out.type.tensor_type.elem_type = onnx.TensorProto.UINT8
+    return params[0], params[1]
 
 
 # Ops that may sit between the classifier conv and a graph output without weights of their own.

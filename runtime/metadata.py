@@ -13,7 +13,9 @@ Conventions
     - ``"NHWC_BGR_U8"``: uint8 (N, H, W, 3) BGR frame, normalisation inside the graph
       (``--fuse-preprocess``).
 * ``output_kind``:
-    - ``"logits"``: float (N, C, H, W);
+    - ``"logits"``: float (N, C, H, W); or uint8 (N, C, H, W) quantized logits when
+      ``output_quant`` = (scale, zero_point) is set (ONNX Runtime INT8 artifacts):
+      ``logits = (q - zero_point) * scale``, so the argmax of ``q`` is the argmax of the logits;
     - ``"class_map"``: uint8 (N, H, W) class ids (``--fuse-argmax``).
 * ``input_size`` is the (H, W) the artifact was exported for; with ``dynamic_hw``
   the graph accepts other sizes and ``input_size`` is the preferred one.
@@ -27,6 +29,8 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
+
+import numpy as np
 
 from .errors import ModelFormatError, UsageError, unknown_name
 
@@ -64,6 +68,7 @@ class ModelMeta:
     model_name: str = ""
     source_sha256: str = ""  # hash of the checkpoint (or ONNX) this artifact came from
     edgeseg_version: str = ""
+    output_quant: tuple[float, int] | None = None  # (scale, zero point) of uint8 logits; None: float logits
     extra: Mapping[str, str] = field(default_factory=dict)  # free-form, e.g. calibration facts
 
     def __post_init__(self) -> None:
@@ -81,10 +86,22 @@ class ModelMeta:
             raise ModelFormatError(f"output stride must be a positive integer, got {self.output_stride!r}")
         if self.precision not in PRECISIONS:
             raise ModelFormatError(f"unknown precision {self.precision!r}; expected one of {PRECISIONS}")
+        if self.output_quant is not None:
+            scale, zero = self.output_quant
+            if not (scale > 0 and 0 <= zero <= 255) or self.output_kind != OUTPUT_LOGITS:
+                raise ModelFormatError(f"output_quant {self.output_quant!r} must be (scale > 0, zero point 0-255) "
+                                       "on a logits output")
 
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    def float_logits(self, out: np.ndarray) -> np.ndarray:
+        """Model output (N, C, H, W) -> float32 logits: dequantized when ``output_quant`` is set."""
+        if self.output_quant is None:
+            return out if out.dtype == np.float32 else out.astype(np.float32)
+        scale, zero = self.output_quant
+        return (out.astype(np.float32) - np.float32(zero)) * np.float32(scale)
 
     def with_(self, **changes: Any) -> ModelMeta:
         """A copy with some fields changed (e.g. precision after quantization)."""
@@ -98,6 +115,7 @@ class ModelMeta:
         d["mean"] = list(self.mean)
         d["std"] = list(self.std)
         d["input_size"] = list(self.input_size) if self.input_size else None
+        d["output_quant"] = list(self.output_quant) if self.output_quant else None
         d["extra"] = dict(self.extra)
         d["schema_version"] = SCHEMA_VERSION
         return d
@@ -116,6 +134,11 @@ class ModelMeta:
                 kw["input_size"] = tuple(int(v) for v in kw["input_size"])
             else:
                 kw["input_size"] = None
+            if kw.get("output_quant"):
+                scale, zero = kw["output_quant"]
+                kw["output_quant"] = (float(scale), int(zero))
+            else:
+                kw["output_quant"] = None
             kw["extra"] = {str(k): str(v) for k, v in (kw.get("extra") or {}).items()}
             return cls(**kw)
         except ModelFormatError as e:

@@ -131,16 +131,16 @@ class Postprocessor:
         self._mask = np.empty(0, np.uint8)  # (h, w) 255 where a channel beats the running maximum
         self._ids: list[np.ndarray] = []  # (h, w) uint8 planes filled with k, copied in under the mask
 
-    def _buffers(self, c: int, h: int, w: int) -> None:
-        if self._best.shape != (h, w):
-            self._best = np.empty((h, w), np.float32)
+    def _buffers(self, c: int, h: int, w: int, dtype: np.dtype) -> None:
+        if self._best.shape != (h, w) or self._best.dtype != dtype:
+            self._best = np.empty((h, w), dtype)
             self._mask = np.empty((h, w), np.uint8)
             self._ids = []
         while len(self._ids) < c:
             self._ids.append(np.full((h, w), len(self._ids), np.uint8))
 
     def argmax(self, logits: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """(C, h, w) float32 logits -> (h, w) uint8 ids (first maximum wins, as np.argmax).
+        """(C, h, w) float32 or uint8 (quantized) logits -> (h, w) uint8 ids (first maximum wins, as np.argmax).
 
         A running maximum over the channel planes with OpenCV's compare/max/masked copy reads
         each plane once in memory order: 1.2 ms for 12 x 360 x 480 on this project's 2-core
@@ -149,12 +149,12 @@ class Postprocessor:
         c, h, w = logits.shape
         if c > 256:
             raise UsageError(f"model has {c} classes; class maps are uint8, so at most 256 are supported")
-        if logits.dtype != np.float32:
+        if logits.dtype not in (np.float32, np.uint8):
             logits = logits.astype(np.float32)
         if out is None or out.shape != (h, w):
             out = np.empty((h, w), np.uint8)
         out.fill(0)
-        self._buffers(c, h, w)
+        self._buffers(c, h, w, logits.dtype)
         best, mask = self._best, self._mask
         np.copyto(best, logits[0])
         for k in range(1, c):

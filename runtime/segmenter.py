@@ -318,6 +318,7 @@ class Segmenter:
             "layout": self.meta.input_layout,
             "output_kind": self.meta.output_kind,
             "output_stride": self.meta.output_stride,
+            "output_quant": list(self.meta.output_quant) if self.meta.output_quant else None,
             "mean": list(self.meta.mean),
             "std": list(self.meta.std),
         }

@@ -76,7 +76,8 @@ def _print(d: dict[str, Any]) -> None:
         ("input", f"{'x'.join(map(str, rt['input_size']))} {'(dynamic H/W)' if meta['dynamic_hw'] else '(fixed)'}, "
                   f"layout {meta['input_layout']}, batch {rt['batch']}"),
         ("output", meta["output_kind"] + (f" at 1/{meta['output_stride']} of the input size, nearest-upsampled"
-                                          if meta.get("output_stride", 1) > 1 else "")),
+                                          if meta.get("output_stride", 1) > 1 else "")
+         + (" (uint8: logit = (q - {1}) * {0:.6g})".format(*meta["output_quant"]) if meta.get("output_quant") else "")),
         ("mean / std", f"{meta['mean']} / {meta['std']}"),
         ("classes", f"{len(meta['classes'])}: {', '.join(meta['classes'])}"),
         ("ignore index", str(meta["ignore_index"])),

@@ -39,7 +39,8 @@ class Backend(abc.ABC):
 
         ``batch`` is laid out as ``meta.input_layout`` says: float32 (N, 3, H, W) normalised,
         or uint8 (N, H, W, 3) BGR for fused pre-processing. Returns, per ``meta.output_kind``,
-        float32 logits (N, C, H, W) or a uint8 class map (N, H, W). The returned array may be
+        float32 logits (N, C, H, W) (uint8 when ``meta.output_quant`` says they are quantized) or a
+        uint8 class map (N, H, W). The returned array may be
         a reused buffer: copy it if you keep it past the next call.
         """
 

@@ -207,8 +207,8 @@ class OnnxRuntimeBackend(Backend):
         if batch.dtype != self.input_dtype:
             batch = batch.astype(self.input_dtype)  # e.g. a float16-input model
         out = self.session.run([self.output_name], {self.input_name: batch})[0]
-        if self.meta.output_kind == OUTPUT_LOGITS and out.dtype != np.float32:
-            out = out.astype(np.float32)  # (N, C, H, W)
+        if self.meta.output_kind == OUTPUT_LOGITS and out.dtype != np.float32 and self.meta.output_quant is None:
+            out = out.astype(np.float32)  # (N, C, H, W); quantized uint8 logits stay uint8 for the argmax
         return out
 
     def describe(self) -> dict[str, Any]:

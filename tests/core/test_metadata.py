@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 
 from edgeseg.runtime.errors import ModelFormatError
@@ -23,6 +24,19 @@ def test_dict_round_trip_and_with_():
     assert ModelMeta.from_dict(meta.to_dict()) == meta
     fp16 = meta.with_(precision="fp16")
     assert fp16.precision == "fp16" and meta.precision == "int8"
+
+
+def test_quantized_logits_round_trip_and_dequantize():
+    meta = make_meta(output_quant=(0.25, 100))
+    assert ModelMeta.from_props(meta.to_props()) == meta and ModelMeta.from_dict(meta.to_dict()) == meta
+    q = np.array([[[[100, 104, 0, 255]]]], np.uint8)  # (N, C, H, W)
+    np.testing.assert_array_equal(meta.float_logits(q), [[[[0.0, 1.0, -25.0, 38.75]]]])
+    assert make_meta().float_logits(q).dtype == np.float32  # no output_quant: a plain cast
+    for bad in [(0.0, 10), (0.1, 256), (0.1, -1)]:
+        with pytest.raises(ModelFormatError, match="output_quant"):
+            make_meta(output_quant=bad)
+    with pytest.raises(ModelFormatError, match="output_quant"):
+        make_meta(output_quant=(0.1, 3), output_kind=OUTPUT_CLASS_MAP)
 
 
 def test_missing_metadata_says_how_to_fix():

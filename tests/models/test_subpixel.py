@@ -58,19 +58,25 @@ def test_fcn_rewrite_is_a_copy_with_equal_logits():
         assert (fast.forward_coarse(x) - model.forward_coarse(x)).abs().max() < 1e-4
 
 
-def test_export_writes_conv_and_depth_to_space_not_conv_transpose(tmp_path):
+def test_export_writes_conv_and_split_depth_to_space_not_conv_transpose(tmp_path):
     from edgeseg.export import read_meta, torch_to_onnx
 
     torch.manual_seed(1)
     model = create_model("fcn8s_lite", 4).eval()
     path = torch_to_onnx(model, tmp_path / "f.onnx", imgsz="64x96", classes=list("abcd"))
     ops = {n.op_type for n in onnx.load(str(path)).graph.node}
-    assert "ConvTranspose" not in ops and "DepthToSpace" in ops
-    assert read_meta(path).extra["subpixel_upsampling"] == "3"
+    assert "ConvTranspose" not in ops and "DepthToSpace" not in ops  # static: split into transposes
+    assert read_meta(path).extra["subpixel_upsampling"] == "3" and read_meta(path).extra["split_depth_to_space"] == "3"
     x = np.random.default_rng(0).standard_normal((1, 3, 64, 96)).astype(np.float32)
     got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"images": x})[0]
     with torch.no_grad():
         want = model(torch.from_numpy(x)).numpy()
     assert np.abs(got - want).max() < 1e-4
+    dynamic = torch_to_onnx(model, tmp_path / "d.onnx", imgsz="64x96", classes=list("abcd"), dynamic=True)
+    assert "DepthToSpace" in {n.op_type for n in onnx.load(str(dynamic)).graph.node}  # no static shape to split
+    x2 = np.random.default_rng(1).standard_normal((2, 3, 96, 64)).astype(np.float32)
+    got = ort.InferenceSession(str(dynamic), providers=["CPUExecutionProvider"]).run(None, {"images": x2})[0]
+    with torch.no_grad():
+        assert np.abs(got - model(torch.from_numpy(x2)).numpy()).max() < 1e-4
     plain = torch_to_onnx(model, tmp_path / "p.onnx", imgsz="64x96", classes=list("abcd"), subpixel=False)
     assert "ConvTranspose" in {n.op_type for n in onnx.load(str(plain)).graph.node}

@@ -71,6 +71,13 @@ def test_argmax_matches_numpy_including_ties():
     again = post.argmax(logits[:4], out=out)  # fewer classes, same buffers
     np.testing.assert_array_equal(again, logits[:4].argmax(0))
     np.testing.assert_array_equal(post.argmax(logits.astype(np.float16)), logits.astype(np.float16).argmax(0))
+    # quantized uint8 logits (ONNX Runtime INT8 artifacts) are compared as they are, ties included
+    q = rng.integers(0, 256, (7, 33, 45), dtype=np.uint8)
+    q[:2, :4] = 0
+    q[2, :4] = q[5, :4] = 255  # a tie at the top: class 2 wins
+    out = post.argmax(q)
+    np.testing.assert_array_equal(out, q.argmax(0))
+    assert (out[:4] == 2).all() and post._best.dtype == np.uint8
 
 
 def test_tensorrt_backend_import_failure_says_what_to_install(tmp_path, monkeypatch):
