@@ -330,16 +330,17 @@ def split_depth_to_space(proto: onnx.ModelProto) -> list[str]:
             continue
         c = k // (s * s)
         key = node.name or node.output[0]
-        names = [f"{key}_split{i}" for i in range(4)]
+        out = node.output[0]  # tensor names are unique in a graph, node names need not be
+        names = [f"{out}_split{i}" for i in range(4)]
         new_nodes += [
-            helper.make_node("Reshape", [node.input[0], _int64(g, f"{key}_split_shape0", [n * c * s, s, h * w])],
+            helper.make_node("Reshape", [node.input[0], _int64(g, f"{out}_split_shape0", [n * c * s, s, h * w])],
                              [names[0]], name=f"{key}_split_phase_rows"),
             helper.make_node("Transpose", [names[0]], [names[1]], name=f"{key}_split_phase_last", perm=[0, 2, 1]),
-            helper.make_node("Reshape", [names[1], _int64(g, f"{key}_split_shape1", [n * c, s, h, w * s])],
+            helper.make_node("Reshape", [names[1], _int64(g, f"{out}_split_shape1", [n * c, s, h, w * s])],
                              [names[2]], name=f"{key}_split_rows"),
             helper.make_node("Transpose", [names[2]], [names[3]], name=f"{key}_split_interleave_rows",
                              perm=[0, 2, 1, 3]),
-            helper.make_node("Reshape", [names[3], _int64(g, f"{key}_split_shape2", [n, c, h * s, w * s])],
+            helper.make_node("Reshape", [names[3], _int64(g, f"{out}_split_shape2", [n, c, h * s, w * s])],
                              [node.output[0]], name=f"{key}_split_out"),
         ]
         replaced.append(key)
@@ -391,14 +392,14 @@ def channels_last_depth_to_space(proto: onnx.ModelProto) -> list[str]:
             continue
         s, m = target[1], k // target[1]
         key = tr.name or tr.output[0]
-        nhwc, rows = f"{key}_nhwc", f"{key}_nhwc_rows"
+        nhwc, rows = f"{tr.output[0]}_nhwc", f"{tr.output[0]}_nhwc_rows"
         if n == 1:  # a leading unit axis sends ONNX Runtime's Transpose to its slow general path
             rows_shape, perm = [h * w, m, s], [1, 0, 2]
         else:
             rows_shape, perm = [n, h * w, m, s], [0, 2, 1, 3]
             changed_shape.add(tr.output[0])
         added += [helper.make_node("Transpose", [reshape.input[0]], [nhwc], name=key + TO_NHWC, perm=[0, 2, 3, 1]),
-                  helper.make_node("Reshape", [nhwc, _int64(g, f"{key}_nhwc_shape", rows_shape)], [rows],
+                  helper.make_node("Reshape", [nhwc, _int64(g, f"{tr.output[0]}_nhwc_shape", rows_shape)], [rows],
                                    name=f"{key}_nhwc_rows"),
                   helper.make_node("Transpose", [rows], [tr.output[0]], name=key, perm=perm)]
         drop.add(reshape.output[0])
