@@ -338,7 +338,7 @@ def end_in_quantized_logits(proto: onnx.ModelProto) -> tuple[float, int] | None:
         return None
     drop = [dq]
     tail = dq.input[0]
-    uses = {}
+    uses: dict[str, int] = {}  # tensor name -> how many node inputs read it
     for n in g.node:
         for i in n.input:
             uses[i] = uses.get(i, 0) + 1
