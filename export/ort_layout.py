@@ -1,4 +1,5 @@
-"""Rewrites of a Q/DQ INT8 graph that steer ONNX Runtime's CPU layout choices (the ``ort`` target).
+"""Graph rewrites that steer ONNX Runtime's CPU kernel and layout choices: mostly of the Q/DQ INT8 graph
+of the ``ort`` target, plus the DepthToSpace split every export gets (end of this module).
 
 ONNX Runtime runs a U8S8 Q/DQ network channels-last (NHWC): its layout transformer converts each
 QLinearConv and pushes the transposes through the ops in between, a nearest Resize included. A
@@ -21,6 +22,10 @@ uint8 instead of float32 elements.
 Concat's inputs and output one range, so ONNX Runtime's QLinearConcat copies bytes instead of
 requantizing every input through a lookup table (1.9 -> 0.4 ms of kernels on the bundled
 unet_lite, output stride 2, 2 threads).
+
+:func:`split_depth_to_space` (every export) and :func:`channels_last_depth_to_space` (``ort`` INT8) turn
+DepthToSpace into transposes ONNX Runtime runs fast; :func:`end_in_quantized_logits` lets an ``ort`` graph
+output uint8 logits.
 """
 
 from __future__ import annotations
@@ -59,6 +64,30 @@ def _is_per_tensor(node: onnx.NodeProto, inits: dict[str, onnx.TensorProto]) -> 
     return all(name in inits and numpy_helper.to_array(inits[name]).size == 1 for name in node.input[1:3])
 
 
+def _per_tensor_params(node: onnx.NodeProto, inits: dict[str, onnx.TensorProto]) -> tuple[float, int, int] | None:
+    """(scale, zero point, zero point's ONNX type) of a per-tensor Q/DQ node that names its zero point."""
+    if len(node.input) < 3 or not _is_per_tensor(node, inits):
+        return None
+    scale, zero = (numpy_helper.to_array(inits[n]).ravel()[0] for n in node.input[1:3])
+    return float(scale), int(zero), inits[node.input[2]].data_type
+
+
+def _consumers(g: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
+    """Tensor name -> the nodes that read it (once per input slot)."""
+    users: dict[str, list[onnx.NodeProto]] = {}
+    for n in g.node:
+        for i in n.input:
+            users.setdefault(i, []).append(n)
+    return users
+
+
+def _drop_value_info(g: onnx.GraphProto, names: set[str]) -> None:
+    """Forget the shape annotations of ``names`` (tensors a rewrite removed or reshaped)."""
+    keep = [v for v in g.value_info if v.name not in names]
+    del g.value_info[:]
+    g.value_info.extend(keep)
+
+
 def keep_nearest_resizes_nchw(proto: onnx.ModelProto) -> list[str]:
     """Fence every uint8-eligible nearest x2 Resize (``DequantizeLinear -> Resize -> QuantizeLinear``
     with per-tensor parameters and constant scales (1, 1, 2, 2)) so ONNX Runtime runs it in NCHW.
@@ -69,10 +98,7 @@ def keep_nearest_resizes_nchw(proto: onnx.ModelProto) -> list[str]:
     g = proto.graph
     inits = {t.name: t for t in g.initializer}
     producer = {o: n for n in g.node for o in n.output}
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for n in g.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
+    consumers = _consumers(g)
     inferred = onnx.shape_inference.infer_shapes(proto)
     dims = {v.name: v.type.tensor_type.shape.dim for v in list(inferred.graph.value_info)}
 
@@ -116,9 +142,7 @@ def keep_nearest_resizes_nchw(proto: onnx.ModelProto) -> list[str]:
 
     if fenced:
         # A fenced Resize's output now has the folded shape: drop stale shape annotations of it.
-        keep = [v for v in g.value_info if v.name not in reshaped]
-        del g.value_info[:]
-        g.value_info.extend(keep)
+        _drop_value_info(g, reshaped)
         g.node.extend(added)
         _topological_sort(g)
     return fenced
@@ -146,10 +170,7 @@ def sink_dequantize(proto: onnx.ModelProto) -> list[str]:
     moved: list[str] = []
     gone: set[str] = set()
     while True:
-        consumers: dict[str, list[onnx.NodeProto]] = {}
-        for n in g.node:
-            for i in n.input:
-                consumers.setdefault(i, []).append(n)
+        consumers = _consumers(g)
         step = next(((dq, users[0]) for dq in g.node if dq.op_type == "DequantizeLinear"
                      and _is_per_tensor(dq, inits) and dq.output[0] not in graph_outputs
                      and len(users := consumers.get(dq.output[0], [])) == 1
@@ -165,9 +186,7 @@ def sink_dequantize(proto: onnx.ModelProto) -> list[str]:
         dq.input[0], dq.output[0] = quantized, float_out
         moved.append(move.name or float_out)
     if moved:
-        keep = [v for v in g.value_info if v.name not in gone]
-        del g.value_info[:]
-        g.value_info.extend(keep)
+        _drop_value_info(g, gone)
         _topological_sort(g)
     return moved
 
@@ -366,10 +385,7 @@ def channels_last_depth_to_space(proto: onnx.ModelProto) -> list[str]:
     g = proto.graph
     inits = {t.name: t for t in g.initializer}
     shapes = _static_shapes(proto)
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for n in g.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
+    consumers = _consumers(g)
     graph_outputs = {o.name for o in g.output}
     swapped: list[str] = []
     drop: set[str] = set()  # outputs of the replaced Reshapes (their Transposes read them)
@@ -413,9 +429,7 @@ def channels_last_depth_to_space(proto: onnx.ModelProto) -> list[str]:
         used = {i for n in g.node for i in n.input}
         for t in [t for t in g.initializer if t.name in old_shapes - used]:
             g.initializer.remove(t)
-        kept_info = [v for v in g.value_info if v.name not in changed_shape]
-        del g.value_info[:]
-        g.value_info.extend(kept_info)
+        _drop_value_info(g, changed_shape)
         _topological_sort(g)
     return swapped
 
@@ -423,3 +437,44 @@ def channels_last_depth_to_space(proto: onnx.ModelProto) -> list[str]:
 def channels_last_heads(proto: onnx.ModelProto) -> list[str]:
     """Names of the heads :func:`channels_last_depth_to_space` rewrote in ``proto`` (or its Q/DQ model)."""
     return [n.name[: -len(TO_NHWC)] for n in proto.graph.node if n.op_type == "Transpose" and n.name.endswith(TO_NHWC)]
+
+
+# -- uint8 logits out of the graph ---------------------------------------------------------------------
+def end_in_quantized_logits(proto: onnx.ModelProto) -> tuple[float, int] | None:
+    """Drop the DequantizeLinear that ends a U8S8 graph, so it outputs uint8 logits.
+
+    The argmax of the quantized logits is the argmax of the dequantized ones (one scale for the
+    whole tensor, ties included), and the runtime's argmax reads a quarter of the bytes. On
+    fcn8s_lite at 360x480 the full-resolution DequantizeLinear alone took ~1 ms, single-threaded
+    (docs/measurements.md, session 8). A Quantize/Dequantize pair with equal parameters just before it
+    (a tensor re-quantized to itself) goes too. Edits ``proto`` in place; returns (scale, zero point)
+    for the metadata, or None (unchanged) when the output is not made by a per-tensor uint8 dequantize.
+    """
+    g = proto.graph
+    inits = {t.name: t for t in g.initializer}
+    producer = {o: n for n in g.node for o in n.output}
+    out = g.output[0]
+    dq = producer.get(out.name)
+    params = _per_tensor_params(dq, inits) if dq is not None and dq.op_type == "DequantizeLinear" else None
+    if params is None or params[2] != onnx.TensorProto.UINT8:
+        return None
+    drop = [dq]
+    tail = dq.input[0]
+    uses = {name: len(readers) for name, readers in _consumers(g).items()}
+    while (q := producer.get(tail)) is not None and q.op_type == "QuantizeLinear" and uses.get(tail) == 1:
+        dq_in = producer.get(q.input[0])
+        if (dq_in is None or dq_in.op_type != "DequantizeLinear" or uses.get(q.input[0]) != 1
+                or _per_tensor_params(q, inits) != params or _per_tensor_params(dq_in, inits) != params):
+            break
+        drop += [q, dq_in]
+        tail = dq_in.input[0]
+    gone = {n.output[0] for n in drop}
+    keep = [n for n in g.node if n.output[0] not in gone]
+    for n in keep:  # the uint8 tensor takes the output's name
+        n.output[:] = [out.name if o == tail else o for o in n.output]
+        n.input[:] = [out.name if i == tail else i for i in n.input]
+    del g.node[:]
+    g.node.extend(keep)
+    _drop_value_info(g, {tail, out.name, *(o for n in drop for o in n.output)})
+    out.type.tensor_type.elem_type = onnx.TensorProto.UINT8
+    return params[0], params[1]

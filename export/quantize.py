@@ -30,7 +30,6 @@ from typing import Any
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
 
 from edgeseg import __version__
 from edgeseg.runtime.errors import ExportError, unknown_name
@@ -46,6 +45,7 @@ from .ort_layout import (
     SUNK_KEY,
     channels_last_depth_to_space,
     channels_last_heads,
+    end_in_quantized_logits,
     keep_nearest_resizes_nchw,
     share_concat_ranges,
     sink_dequantize,
@@ -306,62 +306,6 @@ def quantize_onnx(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, *,
                           cache_path=cache, cache_hit=hit, nodes_in_float=list(nodes_to_exclude), qdq_nodes=qdq,
                           head_in_float=head, nchw_resizes=nchw, sunk_dequantize=sunk,
                           shared_concats=shared, channels_last_d2s=heads, output_quant=output_quant)
-
-
-def _per_tensor_params(node: onnx.NodeProto, inits: dict[str, onnx.TensorProto]) -> tuple[float, int, int] | None:
-    """(scale, zero point, zero point's ONNX type) of a Q/DQ node with constant scalar parameters."""
-    if len(node.input) < 3 or node.input[1] not in inits or node.input[2] not in inits:
-        return None
-    scale, zero = (numpy_helper.to_array(inits[n]) for n in node.input[1:3])
-    if scale.size != 1 or zero.size != 1:
-        return None
-    return float(scale.ravel()[0]), int(zero.ravel()[0]), inits[node.input[2]].data_type
-
-
-def end_in_quantized_logits(proto: onnx.ModelProto) -> tuple[float, int] | None:
-    """Drop the DequantizeLinear that ends a U8S8 graph, so it outputs uint8 logits.
-
-    The argmax of the quantized logits is the argmax of the dequantized ones (one scale for the
-    whole tensor, ties included), and the runtime's argmax reads a quarter of the bytes. On
-    fcn8s_lite at 360x480 the full-resolution DequantizeLinear alone took ~1 ms, single-threaded
-    (docs/measurements.md, session 8). A Quantize/Dequantize pair with equal parameters just before it
-    (a tensor re-quantized to itself) goes too. Edits ``proto`` in place; returns (scale, zero point)
-    for the metadata, or None (unchanged) when the output is not made by a per-tensor uint8 dequantize.
-    """
-    g = proto.graph
-    inits = {t.name: t for t in g.initializer}
-    producer = {o: n for n in g.node for o in n.output}
-    out = g.output[0]
-    dq = producer.get(out.name)
-    params = _per_tensor_params(dq, inits) if dq is not None and dq.op_type == "DequantizeLinear" else None
-    if params is None or params[2] != onnx.TensorProto.UINT8:
-        return None
-    drop = [dq]
-    tail = dq.input[0]
-    uses: dict[str, int] = {}  # tensor name -> how many node inputs read it
-    for n in g.node:
-        for i in n.input:
-            uses[i] = uses.get(i, 0) + 1
-    while (q := producer.get(tail)) is not None and q.op_type == "QuantizeLinear" and uses.get(tail) == 1:
-        dq_in = producer.get(q.input[0])
-        if (dq_in is None or dq_in.op_type != "DequantizeLinear" or uses.get(q.input[0]) != 1
-                or _per_tensor_params(q, inits) != params or _per_tensor_params(dq_in, inits) != params):
-            break
-        drop += [q, dq_in]
-        tail = dq_in.input[0]
-    gone = {n.output[0] for n in drop}
-    keep = [n for n in g.node if n.output[0] not in gone]
-    for n in keep:  # the uint8 tensor takes the output's name
-        n.output[:] = [out.name if o == tail else o for o in n.output]
-        n.input[:] = [out.name if i == tail else i for i in n.input]
-    del g.node[:]
-    g.node.extend(keep)
-    stale = {tail, out.name, *(o for n in drop for o in n.output)}
-    info = [v for v in g.value_info if v.name not in stale]
-    del g.value_info[:]
-    g.value_info.extend(info)
-    out.type.tensor_type.elem_type = onnx.TensorProto.UINT8
-    return params[0], params[1]
 
 
 # Ops that may sit between the classifier conv and a graph output without weights of their own.

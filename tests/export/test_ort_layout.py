@@ -362,7 +362,7 @@ def test_ort_int8_outputs_uint8_logits_with_the_same_argmax_and_the_runtime_read
 
 
 def test_end_in_quantized_logits_leaves_other_endings():
-    from edgeseg.export.quantize import end_in_quantized_logits
+    from edgeseg.export.ort_layout import end_in_quantized_logits
 
     per_channel = _dq_graph(np.array([0.05, 0.1], np.float32), output_dq=True)
     del per_channel.graph.output[0]  # now the float DequantizeLinear output ends the graph, per channel
