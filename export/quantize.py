@@ -42,6 +42,7 @@ from .ort_layout import (
     CHANNELS_LAST_KEY,
     NCHW_RESIZES_KEY,
     SHARED_KEY,
+    SUBPIXEL_BILINEAR_KEY,
     SUNK_KEY,
     channels_last_depth_to_space,
     channels_last_heads,
@@ -49,6 +50,9 @@ from .ort_layout import (
     keep_nearest_resizes_nchw,
     share_concat_ranges,
     sink_dequantize,
+    split_depth_to_space,
+    subpixel_bilinear_head,
+    subpixel_bilinear_heads,
 )
 
 log = logging.getLogger("edgeseg.export")
@@ -84,6 +88,7 @@ class QuantizeResult:
     sunk_dequantize: list[str] = field(default_factory=list)  # ort_layout.sink_dequantize(): moves now on uint8
     shared_concats: list[str] = field(default_factory=list)  # ort_layout.share_concat_ranges(): Concats that copy
     channels_last_d2s: list[str] = field(default_factory=list)  # ort_layout.channels_last_depth_to_space()
+    subpixel_bilinear: list[str] = field(default_factory=list)  # ort_layout.subpixel_bilinear_head()
     output_quant: tuple[float, int] | None = None  # (scale, zero point) of uint8 logits; None: float output
 
     def to_dict(self) -> dict[str, Any]:
@@ -92,7 +97,7 @@ class QuantizeResult:
                 "cache_hit": self.cache_hit, "nodes_in_float": list(self.nodes_in_float),
                 "qdq_nodes": self.qdq_nodes, "head_in_float": list(self.head_in_float),
                 "nchw_resizes": list(self.nchw_resizes), "sunk_dequantize": list(self.sunk_dequantize),
-                "shared_concats": list(self.shared_concats)}
+                "shared_concats": list(self.shared_concats), "subpixel_bilinear": list(self.subpixel_bilinear)}
 
 
 def check_choice(kind: str, value: str, choices: Sequence[str]) -> str:
@@ -130,7 +135,9 @@ def _prov_hash(prov: dict[str, Any]) -> str:
 
 def preprocess_for_quant(onnx_in: str | os.PathLike, out: Path, target: str = "ort") -> onnx.ModelProto:
     """ORT's quantization pre-processing (optimise + shape inference), with every node named; for the
-    ``ort`` target, split DepthToSpaces start channels-last (:func:`channels_last_depth_to_space`).
+    ``ort`` target, a classifier's bilinear x2 upsampling becomes a quantizable sub-pixel convolution
+    (:func:`subpixel_bilinear_head`) and split DepthToSpaces start channels-last
+    (:func:`channels_last_depth_to_space`).
 
     ``skip_symbolic_shape=True``: symbolic shape inference fails on dynamic-shape U-Nets (NOTES.md).
     """
@@ -143,6 +150,8 @@ def preprocess_for_quant(onnx_in: str | os.PathLike, out: Path, target: str = "o
                           f"({str(e).strip().splitlines()[0][:200]})") from None
     pre = onnx.load(str(out))
     if target == "ort":
+        if subpixel_bilinear_head(pre):
+            split_depth_to_space(pre)
         channels_last_depth_to_space(pre)
     seen: set[str] = set()
     for i, node in enumerate(pre.graph.node):  # nodes_to_exclude works by name: make names unique
@@ -208,8 +217,9 @@ def quantize_onnx(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, *,
     ready :class:`CalibrationReader`. ``cache_path`` (e.g. ``x.calib.json``) caches the ranges.
     ``nodes_to_exclude`` stay in float (the accuracy gate fills it). ``float_head`` keeps the
     classifier conv and what follows it in float (:func:`classifier_tail`); default: on for
-    the ``ort`` target when the graph resizes the logits after the classifier, off otherwise
-    (see :func:`resizes_logits`) and off for ``tensorrt``. An ``ort`` graph that ends quantized outputs
+    the ``ort`` target when the graph still resizes the logits after the classifier (a bilinear x2
+    after a 1x1 classifier has become a quantizable sub-pixel convolution by then, see
+    :func:`preprocess_for_quant`), off otherwise (see :func:`resizes_logits`) and off for ``tensorrt``. An ``ort`` graph that ends quantized outputs
     uint8 logits with their scale and zero point in ``meta.output_quant`` (:func:`end_in_quantized_logits`)
     unless ``float_logits``.
     """
@@ -282,7 +292,8 @@ def quantize_onnx(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, *,
     # Sinking first: the fence's own Reshapes must stay between their Q/DQ pairs.
     sunk: list[str] = []
     nchw: list[str] = []
-    heads = channels_last_heads(qproto)  # preprocess_for_quant made them (ort target)
+    heads = channels_last_heads(qproto)  # preprocess_for_quant made these two (ort target)
+    bilinear = subpixel_bilinear_heads(qproto)
     output_quant = None
     if target == "ort":
         sunk = sink_dequantize(qproto)
@@ -294,7 +305,8 @@ def quantize_onnx(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, *,
                   "activations": "int8 symmetric" if target == "tensorrt" else "uint8 asymmetric",
                   "weights": "int8 symmetric", "nodes_in_float": ",".join(nodes_to_exclude),
                   "head_in_float": ",".join(head), NCHW_RESIZES_KEY: str(len(nchw)), SUNK_KEY: str(len(sunk)),
-                  SHARED_KEY: str(len(shared)), CHANNELS_LAST_KEY: str(len(heads))}
+                  SHARED_KEY: str(len(shared)), CHANNELS_LAST_KEY: str(len(heads)),
+                  SUBPIXEL_BILINEAR_KEY: str(len(bilinear))}
     set_meta(qproto, meta.with_(precision="int8", int8_target=META_TARGET[target], edgeseg_version=__version__,
                                 output_quant=output_quant, extra=extra_meta))
     try:
@@ -305,7 +317,8 @@ def quantize_onnx(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, *,
     return QuantizeResult(path=out, target=target, method=method, calib_images=len(reader.images),
                           cache_path=cache, cache_hit=hit, nodes_in_float=list(nodes_to_exclude), qdq_nodes=qdq,
                           head_in_float=head, nchw_resizes=nchw, sunk_dequantize=sunk,
-                          shared_concats=shared, channels_last_d2s=heads, output_quant=output_quant)
+                          shared_concats=shared, channels_last_d2s=heads, subpixel_bilinear=bilinear,
+                          output_quant=output_quant)
 
 
 # Ops that may sit between the classifier conv and a graph output without weights of their own.

@@ -80,16 +80,21 @@ def test_classifier_head_stays_float_for_ort_only(fp32_onnx, tmp_path):
     assert all(_conv_weight_kinds(off.path).values())
 
 
-@pytest.mark.parametrize("output_stride,float_head", [(1, True), (2, False)])
-def test_ort_keeps_the_classifier_float_only_when_the_graph_resizes_logits(tmp_path, output_stride, float_head):
+@pytest.mark.parametrize("output_stride,dynamic,float_head", [(1, False, False), (1, True, True), (2, False, False)])
+def test_ort_keeps_the_classifier_float_only_when_the_graph_resizes_logits(tmp_path, output_stride, dynamic,
+                                                                          float_head):
     import torch
 
     from edgeseg.models import create_model
 
     torch.manual_seed(0)
     model = create_model("unet_lite", len(CLASSES), base=8).eval()  # stride-2 stem: bilinear x2 after the classifier
-    src = torch_to_onnx(model, tmp_path / "u.onnx", imgsz="32x64", classes=CLASSES, output_stride=output_stride)
+    src = torch_to_onnx(model, tmp_path / "u.onnx", imgsz="32x64", classes=CLASSES, output_stride=output_stride,
+                        dynamic=dynamic)
     res = quantize_onnx(src, tmp_path / "u.int8.onnx", calib=_images(4, size=(32, 64)), target="ort")
+    # static full resolution: the bilinear x2 becomes a sub-pixel conv (ort_layout.subpixel_bilinear_head)
+    # and quantizes; with dynamic shapes the Resize stays, and the classifier with it in float
+    assert len(res.subpixel_bilinear) == int(output_stride == 1 and not dynamic)
     assert bool(res.head_in_float) is float_head
     assert sum(not q for q in _conv_weight_kinds(res.path).values()) == int(float_head)
 

@@ -233,7 +233,7 @@ def test_concat_ranges_are_shared_for_onnx_runtime(unet_onnx, tmp_path, monkeypa
     assert [len(p) for p in _concat_params(shared.path)] == [1, 1, 1, 1]
     assert max(len(p) for p in _concat_params(plain.path)) > 1
     x = np.random.default_rng(5).standard_normal((1, 3, 64, 96)).astype(np.float32)
-    a, b = _run(shared.path, x), _run(plain.path, x)
+    a, b = (read_meta(r.path).float_logits(_run(r.path, x)) for r in (shared, plain))  # uint8 logits, dequantized
     assert np.abs(a - b).max() < 0.25 * np.abs(b).max()  # the same model, a little less precise on some inputs
 
 
@@ -369,3 +369,124 @@ def test_end_in_quantized_logits_leaves_other_endings():
     assert end_in_quantized_logits(per_channel) is None
     float_end = _dq_graph(np.array(0.05, np.float32))  # ends in a Reshape of float data
     assert end_in_quantized_logits(float_end) is None
+
+
+# -- subpixel_bilinear_head: classifier + bilinear x2 as one quantizable conv ------------------------
+def _bilinear_head_graph(n: int = 1, h: int = 6, w: int = 7, crop: tuple | None = None, bias: bool = True,
+                         kernel: int = 1, mode: str = "linear", ctm: str = "half_pixel", factor: float = 2.0,
+                         sizes: bool = False, dynamic: bool = False) -> onnx.ModelProto:
+    """x (N, 5, h, w) -> Relu -> Conv kxk to 3 classes -> Resize -> optional Slice ``crop`` = (starts, ends, axes)."""
+    rng = np.random.default_rng(11)
+    inits = [numpy_helper.from_array(rng.standard_normal((3, 5, kernel, kernel)).astype(np.float32), "cw")]
+    conv_in = ["r", "cw"]
+    if bias:
+        inits.append(numpy_helper.from_array(rng.standard_normal(3).astype(np.float32), "cb"))
+        conv_in.append("cb")
+    out_h, out_w = int(h * factor), int(w * factor)
+    if sizes:
+        inits.append(numpy_helper.from_array(np.array([n, 3, out_h, out_w], np.int64), "sizes"))
+        resize_in = ["logits_small", "", "", "sizes"]
+    else:
+        inits.append(numpy_helper.from_array(np.array([1, 1, factor, factor], np.float32), "scales"))
+        resize_in = ["logits_small", "", "scales"]
+    nodes = [helper.make_node("Relu", ["x"], ["r"], name="relu"),
+             helper.make_node("Conv", conv_in, ["logits_small"], name="classifier", pads=[kernel // 2] * 4),
+             helper.make_node("Resize", resize_in, ["up"], name="resize", mode=mode,
+                              coordinate_transformation_mode=ctm)]
+    out = "up"
+    if crop is not None:
+        for name, vals in zip(("cs", "ce", "ca"), crop, strict=True):
+            inits.append(numpy_helper.from_array(np.array(vals, np.int64), name))
+        nodes.append(helper.make_node("Slice", ["up", "cs", "ce", "ca"], ["y"], name="crop"))
+        out = "y"
+    x_shape = ["N", 5, "H", "W"] if dynamic else [n, 5, h, w]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)],
+                              [helper.make_tensor_value_info(out, TensorProto.FLOAT, [None] * 4)], initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 9
+    return model
+
+
+@pytest.mark.parametrize("kw", [
+    {},  # no crop: pads on all four sides
+    {"crop": ([0], [9], [2])},  # rows 0..8 of 12 (a U-Net's padded rows): no bottom pad, fewer rows computed
+    {"crop": ([1, 3], [11, -2], [-2, -1])},  # odd starts, negative end and axes
+    {"crop": ([2], [2 ** 62], [3]), "n": 2, "bias": False},  # an INT64-max style end, batch 2, no bias
+    {"sizes": True, "ctm": "pytorch_half_pixel"},  # given as output sizes; PyTorch's coordinate mode
+])
+def test_subpixel_bilinear_head_equals_conv_then_resize(kw):
+    from edgeseg.export.ort_layout import (
+        split_depth_to_space,
+        subpixel_bilinear_head,
+        subpixel_bilinear_heads,
+    )
+
+    model = _bilinear_head_graph(**kw)
+    x = np.random.default_rng(12).standard_normal((kw.get("n", 1), 5, 6, 7)).astype(np.float32)
+    before = _run(model, x)
+    assert subpixel_bilinear_head(model) == ["classifier"] and subpixel_bilinear_heads(model) == ["classifier"]
+    ops = [nd.op_type for nd in model.graph.node]
+    assert "Resize" not in ops and ops.count("Conv") == 1 and "DepthToSpace" in ops
+    onnx.checker.check_model(model, full_check=True)
+    after = _run(model, x)
+    assert after.shape == before.shape and np.abs(after - before).max() < 1e-5
+    used = {i for nd in model.graph.node for i in nd.input}
+    assert all(t.name in used for t in model.graph.initializer)  # the Resize scales, old weights, old crop gone
+    assert split_depth_to_space(model) and np.abs(_run(model, x) - before).max() < 1e-5
+
+
+@pytest.mark.parametrize("kw", [{"mode": "nearest"}, {"ctm": "align_corners"}, {"factor": 4.0}, {"kernel": 3},
+                                {"dynamic": True}])
+def test_subpixel_bilinear_head_leaves_other_heads(kw):
+    from edgeseg.export.ort_layout import subpixel_bilinear_head
+
+    model = _bilinear_head_graph(**kw)
+    assert subpixel_bilinear_head(model) == []
+    assert [nd.op_type for nd in model.graph.node] == ["Relu", "Conv", "Resize"]
+
+
+def test_sink_dequantize_moves_edge_pads_but_not_constant_ones():
+    from edgeseg.export.ort_layout import sink_dequantize
+
+    for mode, moved in (("edge", ["pad"]), ("reflect", ["pad"]), ("constant", [])):
+        nodes = [helper.make_node("DequantizeLinear", ["x", "s", "z"], ["xf"], name="dq"),
+                 helper.make_node("Pad", ["xf", "pads"], ["y"], name="pad", mode=mode)]
+        graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.UINT8, [1, 2, 3, 4])],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 5, 6])],
+                                  initializer=[numpy_helper.from_array(np.array(0.05, np.float32), "s"),
+                                               numpy_helper.from_array(np.array(7, np.uint8), "z"),
+                                               numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64),
+                                                                       "pads")])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+        model.ir_version = 9
+        x = np.random.default_rng(13).integers(0, 256, (1, 2, 3, 4), dtype=np.uint8)
+        before = _run(model, x)
+        assert sink_dequantize(model) == moved, mode
+        assert np.array_equal(_run(model, x), before)
+
+
+def test_full_resolution_unet_quantizes_its_head_for_onnx_runtime(tmp_path):
+    """unet_lite's classifier + bilinear x2 (+ the crop of its padded rows) become a quantized sub-pixel
+    conv in the ``ort`` INT8 file: no float conv, no Resize in float, uint8 logits; TensorRT's keeps them."""
+    import torch
+
+    from edgeseg.export.quantize import preprocess_for_quant
+
+    torch.manual_seed(0)
+    model = create_model("unet_lite", len(CLASSES), base=8).eval()
+    src = torch_to_onnx(model, tmp_path / "u.onnx", imgsz="50x96", classes=CLASSES)  # padded to 64 rows, cropped
+    x = np.random.default_rng(14).standard_normal((1, 3, 50, 96)).astype(np.float32)
+    pre = preprocess_for_quant(src, tmp_path / "pre.onnx", target="ort")
+    assert np.abs(_run(pre, x) - _run(src, x)).max() < 1e-4  # the float rewrite changes nothing
+    res = quantize_onnx(src, tmp_path / "u.int8.onnx", calib=_images(4, (50, 96)), target="ort")
+    assert len(res.subpixel_bilinear) == 1 and res.head_in_float == [] and res.output_quant is not None
+    assert read_meta(res.path).extra["subpixel_bilinear_head"] == "1"
+    g = onnx.load(str(res.path)).graph
+    producer = {o: nd for nd in g.node for o in nd.output}
+    convs = [nd for nd in g.node if nd.op_type == "Conv"]
+    assert all(producer[nd.input[1]].op_type == "DequantizeLinear" for nd in convs)  # every conv int8
+    pads = [nd for nd in g.node if nd.op_type == "Pad"]
+    assert pads and all(producer[nd.input[0]].op_type != "DequantizeLinear" for nd in pads)  # Pad moves uint8
+    assert _run(res.path, x).shape == (1, len(CLASSES), 50, 96)
+    trt = quantize_onnx(src, tmp_path / "t.int8.onnx", calib=_images(4, (50, 96)), target="tensorrt")
+    assert trt.subpixel_bilinear == [] and "Resize" in {nd.op_type for nd in onnx.load(str(trt.path)).graph.node}
