@@ -573,6 +573,7 @@ def subpixel_bilinear_head(proto: onnx.ModelProto) -> list[str]:
     shapes = _static_shapes(proto)
     gone: set[int] = set()  # id() of the nodes replaced
     stale: set[str] = set()  # tensors that no longer exist
+    released: set[str] = set()  # inputs of the replaced nodes: their initializers may go
     added: list[onnx.NodeProto] = []
     folded: list[str] = []
     for resize in g.node:
@@ -632,7 +633,10 @@ def subpixel_bilinear_head(proto: onnx.ModelProto) -> list[str]:
             added.append(helper.make_node("Slice", [f"{t}_up", _int64(g, f"{t}_crop_starts", out_lo),
                                                     _int64(g, f"{t}_crop_ends", out_hi), _int64(g, f"{t}_crop_axes", [2, 3])],
                                           [final], name=f"{key}_bilinear_crop"))
-        gone.update(id(nd) for nd in (conv, resize, crop) if nd is not None)
+        for nd in (conv, resize, crop):
+            if nd is not None:
+                gone.add(id(nd))
+                released.update(nd.input)
         stale.update({conv.output[0], resize.output[0]} - {final})
         folded.append(key)
     if folded:
@@ -640,8 +644,8 @@ def subpixel_bilinear_head(proto: onnx.ModelProto) -> list[str]:
         del g.node[:]
         g.node.extend([*keep, *added])
         used = {i for nd in g.node for i in nd.input}
-        for init in [i for i in g.initializer if i.name not in used]:
-            g.initializer.remove(init)
+        for init in [i for i in g.initializer if i.name in released and i.name not in used]:
+            g.initializer.remove(init)  # the old classifier's weights, the Resize's scales, the old crop's
         _drop_value_info(g, stale)
         _topological_sort(g)
     return folded
