@@ -168,14 +168,7 @@ def part_live(seg: Segmenter, video: str, seconds: float, window_s: float, serve
     stop = threading.Event()
     state: dict[str, Any] = {}
 
-    def on_progress(stats) -> None:
-        now = time.perf_counter()
-        if "t" not in state:
-            state.update(t=now, c2r=stats.capture_to_render.copy(), infer=stats.latency["infer"].copy(),
-                         frames=stats.frames, drops=stats.drops)
-            return
-        if now - state["t"] < window_s:
-            return
+    def close_window(stats, now: float) -> None:
         c2r = stats.capture_to_render.since(state["c2r"])
         infer = stats.latency["infer"].since(state["infer"])
         w = {"t_end_s": round(now - stats.started, 1), "frames": stats.frames - state["frames"],
@@ -189,6 +182,14 @@ def part_live(seg: Segmenter, video: str, seconds: float, window_s: float, serve
               f"(infer {w['infer_p50_ms']:.0f} ms, p99 = {w['p99_over_infer']:.2f}x)", flush=True)
         state.update(t=now, c2r=stats.capture_to_render.copy(), infer=stats.latency["infer"].copy(),
                      frames=stats.frames, drops=stats.drops)
+
+    def on_progress(stats) -> None:
+        now = time.perf_counter()
+        if "t" not in state:
+            state.update(t=now, c2r=stats.capture_to_render.copy(), infer=stats.latency["infer"].copy(),
+                         frames=stats.frames, drops=stats.drops)
+        elif now - state["t"] >= window_s:
+            close_window(stats, now)
 
     # The stream comes from another process, as a camera's would: its server threads then do not
     # compete with the pipeline for this interpreter's GIL.
@@ -209,6 +210,11 @@ def part_live(seg: Segmenter, video: str, seconds: float, window_s: float, serve
     finally:
         server.terminate()
         server.join(timeout=5)
+    # The windows start at the first progress report, so the stop cuts the last one short: keep it
+    # when it is at least half a window long (it is the one that shows whether lag grew).
+    end = state.get("t", 0.0) + window_s / 2
+    if "t" in state and time.perf_counter() >= end and stats.frames > state["frames"]:
+        close_window(stats, time.perf_counter())
     d = stats.to_dict()
     model_ms = d["latency_ms"]["infer"]["p50"]
     p99s = [w["c2r_p99_ms"] for w in windows]
