@@ -97,7 +97,8 @@ class QuantizeResult:
                 "cache_hit": self.cache_hit, "nodes_in_float": list(self.nodes_in_float),
                 "qdq_nodes": self.qdq_nodes, "head_in_float": list(self.head_in_float),
                 "nchw_resizes": list(self.nchw_resizes), "sunk_dequantize": list(self.sunk_dequantize),
-                "shared_concats": list(self.shared_concats), "subpixel_bilinear": list(self.subpixel_bilinear)}
+                "shared_concats": list(self.shared_concats), "channels_last_d2s": list(self.channels_last_d2s),
+                "subpixel_bilinear": list(self.subpixel_bilinear), "output_quant": list(self.output_quant) if self.output_quant else None}
 
 
 def check_choice(kind: str, value: str, choices: Sequence[str]) -> str:
@@ -133,11 +134,12 @@ def _prov_hash(prov: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(prov, sort_keys=True).encode()).hexdigest()
 
 
-def preprocess_for_quant(onnx_in: str | os.PathLike, out: Path, target: str = "ort") -> onnx.ModelProto:
+def preprocess_for_quant(onnx_in: str | os.PathLike, out: Path, target: str = "ort",
+                         subpixel_head: bool = True) -> onnx.ModelProto:
     """ORT's quantization pre-processing (optimise + shape inference), with every node named; for the
     ``ort`` target, a classifier's bilinear x2 upsampling becomes a quantizable sub-pixel convolution
-    (:func:`subpixel_bilinear_head`) and split DepthToSpaces start channels-last
-    (:func:`channels_last_depth_to_space`).
+    (:func:`subpixel_bilinear_head`, unless ``subpixel_head`` is off) and split DepthToSpaces start
+    channels-last (:func:`channels_last_depth_to_space`).
 
     ``skip_symbolic_shape=True``: symbolic shape inference fails on dynamic-shape U-Nets (NOTES.md).
     """
@@ -150,7 +152,7 @@ def preprocess_for_quant(onnx_in: str | os.PathLike, out: Path, target: str = "o
                           f"({str(e).strip().splitlines()[0][:200]})") from None
     pre = onnx.load(str(out))
     if target == "ort":
-        if subpixel_bilinear_head(pre):
+        if subpixel_head and subpixel_bilinear_head(pre):
             split_depth_to_space(pre)
         channels_last_depth_to_space(pre)
     seen: set[str] = set()
@@ -218,10 +220,10 @@ def quantize_onnx(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, *,
     ``nodes_to_exclude`` stay in float (the accuracy gate fills it). ``float_head`` keeps the
     classifier conv and what follows it in float (:func:`classifier_tail`); default: on for
     the ``ort`` target when the graph still resizes the logits after the classifier (a bilinear x2
-    after a 1x1 classifier has become a quantizable sub-pixel convolution by then, see
-    :func:`preprocess_for_quant`), off otherwise (see :func:`resizes_logits`) and off for ``tensorrt``. An ``ort`` graph that ends quantized outputs
-    uint8 logits with their scale and zero point in ``meta.output_quant`` (:func:`end_in_quantized_logits`)
-    unless ``float_logits``.
+    after a 1x1 classifier becomes a quantizable sub-pixel convolution first unless ``float_head``
+    is True, see :func:`preprocess_for_quant`), off otherwise (see :func:`resizes_logits`) and off
+    for ``tensorrt``. An ``ort`` graph that ends quantized outputs uint8 logits with their scale and
+    zero point in ``meta.output_quant`` (:func:`end_in_quantized_logits`) unless ``float_logits``.
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
@@ -242,7 +244,7 @@ def quantize_onnx(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, *,
         work = Path(tmp)
         if _pre is None:
             pre_path = work / "pre.onnx"
-            pre = preprocess_for_quant(onnx_in, pre_path, target)
+            pre = preprocess_for_quant(onnx_in, pre_path, target, subpixel_head=float_head is not True)
         else:
             pre_path, pre = _pre
         tail = classifier_tail(pre)

@@ -490,3 +490,7 @@ def test_full_resolution_unet_quantizes_its_head_for_onnx_runtime(tmp_path):
     assert _run(res.path, x).shape == (1, len(CLASSES), 50, 96)
     trt = quantize_onnx(src, tmp_path / "t.int8.onnx", calib=_images(4, (50, 96)), target="tensorrt")
     assert trt.subpixel_bilinear == [] and "Resize" in {nd.op_type for nd in onnx.load(str(trt.path)).graph.node}
+    asked = quantize_onnx(src, tmp_path / "f.int8.onnx", calib=_images(4, (50, 96)), target="ort", float_head=True)
+    assert asked.subpixel_bilinear == [] and asked.head_in_float  # float_head=True: the original head, in float
+    assert "Resize" in {nd.op_type for nd in onnx.load(str(asked.path)).graph.node}
+    assert res.to_dict()["subpixel_bilinear"] == res.subpixel_bilinear
