@@ -88,6 +88,18 @@ def _drop_value_info(g: onnx.GraphProto, names: set[str]) -> None:
     g.value_info.extend(keep)
 
 
+def _drop_initializers(g: onnx.GraphProto, names: set[str]) -> None:
+    """Remove the initializers among ``names`` that no node reads any more (a rewrite replaced their readers)."""
+    used = {i for n in g.node for i in n.input}
+    for t in [t for t in g.initializer if t.name in names and t.name not in used]:
+        g.initializer.remove(t)
+
+
+def _rewritten(proto: onnx.ModelProto, op_type: str, suffix: str) -> list[str]:
+    """Names, less ``suffix``, of the ``op_type`` nodes a rewrite marked with that suffix."""
+    return [n.name[: -len(suffix)] for n in proto.graph.node if n.op_type == op_type and n.name.endswith(suffix)]
+
+
 def keep_nearest_resizes_nchw(proto: onnx.ModelProto) -> list[str]:
     """Fence every uint8-eligible nearest x2 Resize (``DequantizeLinear -> Resize -> QuantizeLinear``
     with per-tensor parameters and constant scales (1, 1, 2, 2)) so ONNX Runtime runs it in NCHW.
@@ -431,9 +443,7 @@ def channels_last_depth_to_space(proto: onnx.ModelProto) -> list[str]:
         keep = [n for n in g.node if n.output[0] not in drop and not (n.op_type == "Transpose" and n.input[0] in drop)]
         del g.node[:]
         g.node.extend([*keep, *added])
-        used = {i for n in g.node for i in n.input}
-        for t in [t for t in g.initializer if t.name in old_shapes - used]:
-            g.initializer.remove(t)
+        _drop_initializers(g, old_shapes)
         _drop_value_info(g, changed_shape)
         _topological_sort(g)
     return swapped
@@ -441,7 +451,7 @@ def channels_last_depth_to_space(proto: onnx.ModelProto) -> list[str]:
 
 def channels_last_heads(proto: onnx.ModelProto) -> list[str]:
     """Names of the heads :func:`channels_last_depth_to_space` rewrote in ``proto`` (or its Q/DQ model)."""
-    return [n.name[: -len(TO_NHWC)] for n in proto.graph.node if n.op_type == "Transpose" and n.name.endswith(TO_NHWC)]
+    return _rewritten(proto, "Transpose", TO_NHWC)
 
 
 # -- uint8 logits out of the graph ---------------------------------------------------------------------
@@ -643,9 +653,7 @@ def subpixel_bilinear_head(proto: onnx.ModelProto) -> list[str]:
         keep = [nd for nd in g.node if id(nd) not in gone]
         del g.node[:]
         g.node.extend([*keep, *added])
-        used = {i for nd in g.node for i in nd.input}
-        for init in [i for i in g.initializer if i.name in released and i.name not in used]:
-            g.initializer.remove(init)  # the old classifier's weights, the Resize's scales, the old crop's
+        _drop_initializers(g, released)  # the old classifier's weights, the Resize's scales, the old crop's
         _drop_value_info(g, stale)
         _topological_sort(g)
     return folded
@@ -653,4 +661,4 @@ def subpixel_bilinear_head(proto: onnx.ModelProto) -> list[str]:
 
 def subpixel_bilinear_heads(proto: onnx.ModelProto) -> list[str]:
     """Names of the heads :func:`subpixel_bilinear_head` folded in ``proto`` (or its Q/DQ model)."""
-    return [n.name[: -len(BILINEAR_X2)] for n in proto.graph.node if n.op_type == "Conv" and n.name.endswith(BILINEAR_X2)]
+    return _rewritten(proto, "Conv", BILINEAR_X2)
