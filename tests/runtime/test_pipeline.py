@@ -101,12 +101,14 @@ def test_slow_model_on_live_stream_drops_old_frames_and_lag_stays_bounded() -> N
     with MjpegServer(port=0) as srv:
         srv.play(frames, fps=60)
         with open_source(srv.url, timeout=2.0) as src:
-            stats = run_pipeline(seg, src, [ListSink()], max_frames=15)
-    assert stats.frames == 15 and stats.stopped_by == "max_frames"
-    assert stats.drops >= 15  # most of the ~60 frames that arrived meanwhile were skipped
+            stats = run_pipeline(seg, src, [ListSink()], max_frames=30)
+    assert stats.frames == 30 and stats.stopped_by == "max_frames"
+    assert stats.drops >= 30  # most of the ~120 frames that arrived meanwhile were skipped
     c2r = stats.capture_to_render
-    # Lag stays near one model latency (60 ms) plus one frame wait; a backlog would grow past 500 ms.
-    assert c2r.percentile(99) < 300, stats.to_dict()["capture_to_render_ms"]
+    # Lag stays near one model latency (60 ms) plus one frame wait. A backlog would grow by ~43 ms a
+    # frame (60 ms per inference, a frame every 16.7 ms): a median past 600 ms by frame 30. The median,
+    # not the 99th percentile, so one scheduling stall on a loaded 2-core machine cannot fail it.
+    assert c2r.percentile(50) < 300, stats.to_dict()["capture_to_render_ms"]
 
 
 def test_stream_dying_mid_run_raises_clearly_and_video_stays_valid(tmp_path: Path) -> None:
