@@ -19,8 +19,11 @@ install: $(BIN)/python
 quickstart: install
 	$(BIN)/edgeseg quickstart --out runs/quickstart
 
+# Two passes: most tests on both cores (pytest-xdist), then the wall-clock ones (marker `timing`:
+# latency, timeouts, frame drops) alone, so no parallel export competes with them for the cores.
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 -m "not timing"
+	$(BIN)/python -m pytest -q -m timing
 
 lint: install
 	$(BIN)/ruff check .

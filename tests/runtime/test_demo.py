@@ -19,6 +19,8 @@ from edgeseg.cli import main
 from edgeseg.runtime.mjpeg import MjpegServer
 from edgeseg.runtime.sinks import gui_problem
 
+pytestmark = pytest.mark.timing  # wall-clock checks: 'make test' runs them apart from the parallel rest
+
 
 def stream_frames(n: int = 6, hw: tuple[int, int] = (72, 96)) -> list[np.ndarray]:
     rng = np.random.default_rng(5)

@@ -28,6 +28,8 @@ from edgeseg.runtime.mjpeg import (
     redact_url,
 )
 
+pytestmark = pytest.mark.timing  # wall-clock checks: 'make test' runs them apart from the parallel rest
+
 
 def _get(port: int, path: str, timeout: float = 3.0) -> http.client.HTTPResponse:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)

@@ -20,6 +20,8 @@ from edgeseg.runtime.sinks import Sink, open_sink
 from edgeseg.runtime.sources import open_source
 from edgeseg.runtime.visualize import colorize, palette_lut
 
+pytestmark = pytest.mark.timing  # wall-clock checks: 'make test' runs them apart from the parallel rest
+
 
 class FakeSegmenter:
     """Class 1 where the blue channel is bright; records the order of the frames it saw."""

@@ -19,6 +19,8 @@ from edgeseg.runtime.errors import SourceError, UsageError
 from edgeseg.runtime.mjpeg import MjpegServer, encode_jpeg, free_port
 from edgeseg.runtime.sources import FrameStatus, has_gstreamer, open_source
 
+pytestmark = pytest.mark.timing  # wall-clock checks: 'make test' runs them apart from the parallel rest
+
 FAST_BACKOFF = (0.05, 0.2)
 
 
