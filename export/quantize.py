@@ -41,13 +41,18 @@ from .onnx_export import get_meta, load_onnx, save_onnx, set_meta
 from .ort_layout import (
     CHANNELS_LAST_KEY,
     NCHW_RESIZES_KEY,
+    RAW_INPUT_KEY,
     SHARED_KEY,
     SUBPIXEL_BILINEAR_KEY,
     SUNK_KEY,
     channels_last_depth_to_space,
     channels_last_heads,
     end_in_quantized_logits,
+    fold_input_normalization,
+    input_normalizer,
     keep_nearest_resizes_nchw,
+    raw_input_casts,
+    raw_uint8_input,
     share_concat_ranges,
     sink_dequantize,
     split_depth_to_space,
@@ -90,6 +95,7 @@ class QuantizeResult:
     channels_last_d2s: list[str] = field(default_factory=list)  # ort_layout.channels_last_depth_to_space()
     subpixel_bilinear: list[str] = field(default_factory=list)  # ort_layout.subpixel_bilinear_head()
     output_quant: tuple[float, int] | None = None  # (scale, zero point) of uint8 logits; None: float output
+    raw_input: list[str] = field(default_factory=list)  # ort_layout.fold_input_normalization(): reads the frame
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": str(self.path), "target": self.target, "method": self.method,
@@ -98,7 +104,8 @@ class QuantizeResult:
                 "qdq_nodes": self.qdq_nodes, "head_in_float": list(self.head_in_float),
                 "nchw_resizes": list(self.nchw_resizes), "sunk_dequantize": list(self.sunk_dequantize),
                 "shared_concats": list(self.shared_concats), "channels_last_d2s": list(self.channels_last_d2s),
-                "subpixel_bilinear": list(self.subpixel_bilinear), "output_quant": list(self.output_quant) if self.output_quant else None}
+                "subpixel_bilinear": list(self.subpixel_bilinear), "output_quant": list(self.output_quant) if self.output_quant else None,
+                "raw_input": list(self.raw_input)}
 
 
 def check_choice(kind: str, value: str, choices: Sequence[str]) -> str:
@@ -152,6 +159,7 @@ def preprocess_for_quant(onnx_in: str | os.PathLike, out: Path, target: str = "o
                           f"({str(e).strip().splitlines()[0][:200]})") from None
     pre = onnx.load(str(out))
     if target == "ort":
+        fold_input_normalization(pre)
         if subpixel_head and subpixel_bilinear_head(pre):
             split_depth_to_space(pre)
         channels_last_depth_to_space(pre)
@@ -266,6 +274,8 @@ def quantize_onnx(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, *,
         # The cache keeps the calibrated ranges; layout choices for ONNX Runtime apply on a copy.
         ranges = copy.deepcopy(ranges)
         shared = share_concat_ranges(pre, ranges) if target == "ort" else []
+        for cast in raw_input_casts(pre):  # the uint8 frame: scale 1, zero point 0 hold it exactly
+            ranges.get("data", {})[cast.output[0]] = {"lowest": 0.0, "highest": 255.0}
         ort_cache = work / "ranges.json"
         ort_cache.write_text(json.dumps({**ranges, "smooth_quant": False}), encoding="utf-8")
 
@@ -297,7 +307,9 @@ def quantize_onnx(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, *,
     heads = channels_last_heads(qproto)  # preprocess_for_quant made these two (ort target)
     bilinear = subpixel_bilinear_heads(qproto)
     output_quant = None
+    raw_input: list[str] = []
     if target == "ort":
+        raw_input = raw_uint8_input(qproto)
         sunk = sink_dequantize(qproto)
         nchw = keep_nearest_resizes_nchw(qproto)
         if not float_logits:
@@ -308,7 +320,7 @@ def quantize_onnx(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, *,
                   "weights": "int8 symmetric", "nodes_in_float": ",".join(nodes_to_exclude),
                   "head_in_float": ",".join(head), NCHW_RESIZES_KEY: str(len(nchw)), SUNK_KEY: str(len(sunk)),
                   SHARED_KEY: str(len(shared)), CHANNELS_LAST_KEY: str(len(heads)),
-                  SUBPIXEL_BILINEAR_KEY: str(len(bilinear))}
+                  SUBPIXEL_BILINEAR_KEY: str(len(bilinear)), RAW_INPUT_KEY: ",".join(raw_input)}
     set_meta(qproto, meta.with_(precision="int8", int8_target=META_TARGET[target], edgeseg_version=__version__,
                                 output_quant=output_quant, extra=extra_meta))
     try:
@@ -320,7 +332,7 @@ def quantize_onnx(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, *,
                           cache_path=cache, cache_hit=hit, nodes_in_float=list(nodes_to_exclude), qdq_nodes=qdq,
                           head_in_float=head, nchw_resizes=nchw, sunk_dequantize=sunk,
                           shared_concats=shared, channels_last_d2s=heads, subpixel_bilinear=bilinear,
-                          output_quant=output_quant)
+                          output_quant=output_quant, raw_input=raw_input)
 
 
 # Ops that may sit between the classifier conv and a graph output without weights of their own.
@@ -369,11 +381,14 @@ PREPROCESS_OPS = ("Slice", "Gather", "Transpose", "Cast", "Mul", "Add", "Sub", "
 
 
 def input_preprocessing(proto: onnx.ModelProto) -> list[str]:
-    """Names of the weightless nodes between the graph inputs and the first Conv.
+    """Names of the nodes that turn a fused-preprocessing graph's uint8 frame into the normalised image:
+    the weightless ones before the first Conv and, in edgeseg's own exports, that 1x1 normalising Conv
+    (:func:`ort_layout.input_normalizer`). They stay float.
 
-    With ``--fuse-preprocess`` these normalise the uint8 frame; quantized, ONNX Runtime ran
-    them as QLinearMul/QLinearAdd at ~17 ms for a 360x480 frame (unet_lite, 1 thread), far
-    more than the float normalisation, and rounding the normalised image gains nothing.
+    Quantized, ONNX Runtime ran an older export's Mul/Add normalisation as QLinearMul/QLinearAdd at
+    ~17 ms for a 360x480 frame (unet_lite, 1 thread), and rounding the normalised image gains nothing.
+    For the ``ort`` target with static shapes the normalising Conv is folded away first
+    (:func:`ort_layout.fold_input_normalization`).
     """
     consumers: dict[str, list[onnx.NodeProto]] = {}
     for n in proto.graph.node:
@@ -387,6 +402,9 @@ def input_preprocessing(proto: onnx.ModelProto) -> list[str]:
             if node.op_type in PREPROCESS_OPS and node.name not in names:
                 names.append(node.name)
                 reached.extend(node.output)
+    norm = input_normalizer(proto)
+    if norm is not None:  # raw 0..255 in, normalised out: exact in float; quantized it is slower (3.8 ms)
+        names.append(norm.name)
     return names
 
 

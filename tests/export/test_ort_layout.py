@@ -494,3 +494,80 @@ def test_full_resolution_unet_quantizes_its_head_for_onnx_runtime(tmp_path):
     assert asked.subpixel_bilinear == [] and asked.head_in_float  # float_head=True: the original head, in float
     assert "Resize" in {nd.op_type for nd in onnx.load(str(asked.path)).graph.node}
     assert res.to_dict()["subpixel_bilinear"] == res.subpixel_bilinear
+
+
+# -- fused pre-processing: the uint8 frame straight into the first convolution -------------------------
+
+def _fused(tiny_model, tmp_path, name: str = "f.onnx", **kw):
+    return torch_to_onnx(tiny_model, tmp_path / name, imgsz="32x48", classes=CLASSES, fuse_preprocess=True, **kw)
+
+
+def _frames(n: int = 2, seed: int = 4) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (n, 32, 48, 3), dtype=np.uint8)  # (N, H, W, 3) BGR
+
+
+@pytest.mark.parametrize("mean, tol", [((0.4, 0.6, 0.2), 1e-4), ((0.485, 0.456, 0.406), 0.05)])
+def test_folded_normalisation_reads_the_frame_with_the_mean_colour_as_border(tiny_model, tmp_path, mean, tol):
+    from edgeseg.export.ort_layout import fold_input_normalization, input_normalizer
+
+    src = _fused(tiny_model, tmp_path, batch=2, mean=mean, std=(0.229, 0.224, 0.225))
+    proto = onnx.load(str(src))
+    norm = input_normalizer(proto)
+    assert norm is not None  # FusedPreprocess exports Transpose -> Cast -> 1x1 Conv
+    folded = fold_input_normalization(proto)
+    assert folded and input_normalizer(proto) is None
+    onnx.checker.check_model(proto, full_check=True)
+    assert [n.op_type for n in proto.graph.node[:4]] == ["Transpose", "Concat", "Concat", "Cast"]
+    first = next(n for n in proto.graph.node if n.op_type == "Conv")
+    assert first.name == folded and not any(a.name == "pads" for a in first.attribute)
+    x = _frames()
+    want, got = _run(src, x), _run(proto, x)
+    # 255 * mean whole (first case): exact up to float rounding everywhere. ImageNet means: the border
+    # strips hold round(255 * mean), off by < 0.5 / 255 / std per padded tap; the interior is exact.
+    assert np.abs(got - want).max() < tol
+    np.testing.assert_allclose(got[:, :, 4:-4, 4:-4], want[:, :, 4:-4, 4:-4], atol=1e-4)
+
+
+def test_fold_needs_a_static_frame_and_leaves_unfused_graphs_alone(tiny_model, tmp_path):
+    from edgeseg.export.ort_layout import fold_input_normalization, input_normalizer
+
+    dynamic = onnx.load(str(_fused(tiny_model, tmp_path, dynamic=True)))
+    assert input_normalizer(dynamic) is not None and fold_input_normalization(dynamic) is None
+    plain = onnx.load(str(torch_to_onnx(tiny_model, tmp_path / "p.onnx", imgsz="32x48", classes=CLASSES)))
+    before = plain.SerializeToString()
+    assert input_normalizer(plain) is None and fold_input_normalization(plain) is None
+    assert plain.SerializeToString() == before
+
+
+def test_ort_int8_feeds_the_uint8_frame_to_the_first_conv_and_tensorrt_keeps_the_normaliser_float(
+        tiny_model, tmp_path, monkeypatch):
+    src = _fused(tiny_model, tmp_path)
+    res = quantize_onnx(src, tmp_path / "f.int8.onnx", calib=_images(4, (32, 48)), target="ort")
+    assert res.raw_input and read_meta(res.path).extra["raw_uint8_input"] == ",".join(res.raw_input)
+    g = onnx.load(str(res.path)).graph
+    assert not any(n.op_type in ("Cast", "Mul", "Add") for n in g.node)
+    consumers = {i: n for n in g.node for i in n.input}
+    chain = [consumers[g.input[0].name]]
+    while chain[-1].op_type in ("Transpose", "Concat"):
+        chain.append(consumers[chain[-1].output[0]])
+    dq = chain[-1]
+    assert [n.op_type for n in chain] == ["Transpose", "Concat", "Concat", "DequantizeLinear"]
+    assert dq.op_type == "DequantizeLinear"  # the frame's own bytes, scale 1, zero point 0
+    inits = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    assert float(inits[dq.input[1]]) == 1.0 and int(inits[dq.input[2]]) == 0
+    # as close to FP32 as the same quantization without the fold (which quantizes the normalised image)
+    monkeypatch.setattr(quantize_mod, "fold_input_normalization", lambda proto: None)
+    unfolded = quantize_onnx(src, tmp_path / "u.int8.onnx", calib=_images(4, (32, 48)), target="ort")
+    assert not unfolded.raw_input
+    x = _frames(1)
+    want = _run(src, x)
+    got, ref = ((_run(r.path, x).astype(np.float32) - r.output_quant[1]) * r.output_quant[0] for r in (res, unfolded))
+    assert np.abs(got - want).mean() < 1.05 * np.abs(ref - want).mean()
+    assert (got.argmax(1) == ref.argmax(1)).mean() > 0.95
+
+    trt = quantize_onnx(src, tmp_path / "f.trt.onnx", calib=_images(4, (32, 48)), target="tensorrt")
+    assert not trt.raw_input
+    g = onnx.load(str(trt.path)).graph
+    norm = next(n for n in g.node if n.op_type == "Conv")  # the first Conv: float weights, no Q/DQ
+    assert {t.name for t in g.initializer if t.data_type == TensorProto.FLOAT} >= {norm.input[1]}
+    assert not any(n.op_type == "DequantizeLinear" and n.output[0] == norm.input[1] for n in g.node)
