@@ -56,7 +56,8 @@ class FusedPreprocess(nn.Module):
     The BGR -> RGB swap and ``(x/255 - mean)/std = x*scale + shift`` are one 1x1 convolution
     (3 -> 3, one non-zero weight per output channel), so the exported graph is Transpose -> Cast
     -> Conv. ONNX Runtime ran the flip and broadcast Mul/Add this replaces at ~11 ms per 360x480
-    frame (1 thread); INT8 exports quantize the conv exactly (see ``quantize.fused_input_normalizer``).
+    frame (1 thread). The ONNX Runtime INT8 flavour folds the conv into the first real one
+    (``ort_layout.fold_input_normalization``); elsewhere it stays float (``quantize.input_preprocessing``).
     """
 
     def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float]) -> None:
