@@ -690,11 +690,17 @@ def input_normalizer(proto: onnx.ModelProto) -> onnx.NodeProto | None:
     transpose, cast, conv = chain
     if list(_attr(transpose, "perm", [])) != [0, 3, 1, 2] or _attr(cast, "to", 0) != onnx.TensorProto.FLOAT:
         return None
-    if conv.input[1] not in inits or tuple(inits[conv.input[1]].dims) != (3, 3, 1, 1) \
-            or (len(conv.input) > 2 and conv.input[2] and conv.input[2] not in inits) or _attr(conv, "group", 1) != 1 \
-            or any(p != 0 for p in _attr(conv, "pads", [])) or any(s != 1 for s in _attr(conv, "strides", [])):
+    if not _pointwise_conv(conv, inits) or tuple(inits[conv.input[1]].dims) != (3, 3, 1, 1):
         return None
     return conv
+
+
+def _conv_weights(node: onnx.NodeProto, inits: dict[str, onnx.TensorProto]) -> tuple[np.ndarray, np.ndarray]:
+    """A Conv's constant weight (O, I, kh, kw) and bias (O,; zeros when it has none), as float64."""
+    weight = numpy_helper.to_array(inits[node.input[1]]).astype(np.float64)
+    has_bias = len(node.input) > 2 and node.input[2]
+    return weight, (numpy_helper.to_array(inits[node.input[2]]).astype(np.float64) if has_bias
+                    else np.zeros(weight.shape[0]))
 
 
 def fold_input_normalization(proto: onnx.ModelProto) -> str | None:
@@ -734,17 +740,14 @@ def fold_input_normalization(proto: onnx.ModelProto) -> str | None:
     shape = _static_shapes(proto).get(transpose.output[0])  # (N, 3, H, W)
     if shape is None:
         return None
-    w_norm = numpy_helper.to_array(inits[norm.input[1]]).astype(np.float64)[:, :, 0, 0]  # (3 out, 3 in)
-    b_norm = (numpy_helper.to_array(inits[norm.input[2]]).astype(np.float64) if len(norm.input) > 2 and norm.input[2]
-              else np.zeros(3))
+    w_norm, b_norm = _conv_weights(norm, inits)
+    w_norm = w_norm[:, :, 0, 0]  # (3 out, 3 in)
     if abs(np.linalg.det(w_norm)) < 1e-12:
         return None
     border = np.linalg.solve(w_norm, -b_norm)  # the raw pixel that normalises to 0, per input channel
     if border.min() < -0.5 or border.max() > 255.5:
         return None
-    w_first = numpy_helper.to_array(inits[first.input[1]]).astype(np.float64)  # (O, 3, kh, kw)
-    b_first = (numpy_helper.to_array(inits[first.input[2]]).astype(np.float64)
-               if len(first.input) > 2 and first.input[2] else np.zeros(w_first.shape[0]))
+    w_first, b_first = _conv_weights(first, inits)  # (O, 3, kh, kw), (O,)
     w_raw = np.einsum("okyx,ki->oiyx", w_first, w_norm)
     b_raw = b_first + np.einsum("okyx,k->o", w_first, b_norm)
     key = first.name or first.output[0]
