@@ -41,6 +41,7 @@ from .onnx_export import get_meta, load_onnx, save_onnx, set_meta
 from .ort_layout import (
     CHANNELS_LAST_KEY,
     NCHW_RESIZES_KEY,
+    PADDED_INPUT_KEY,
     RAW_INPUT_KEY,
     SHARED_KEY,
     SUBPIXEL_BILINEAR_KEY,
@@ -51,6 +52,7 @@ from .ort_layout import (
     fold_input_normalization,
     input_normalizer,
     keep_nearest_resizes_nchw,
+    pad_input_channels,
     raw_input_casts,
     raw_uint8_input,
     share_concat_ranges,
@@ -96,6 +98,7 @@ class QuantizeResult:
     subpixel_bilinear: list[str] = field(default_factory=list)  # ort_layout.subpixel_bilinear_head()
     output_quant: tuple[float, int] | None = None  # (scale, zero point) of uint8 logits; None: float output
     raw_input: list[str] = field(default_factory=list)  # ort_layout.fold_input_normalization(): reads the frame
+    padded_inputs: list[str] = field(default_factory=list)  # ort_layout.pad_input_channels(): 4 input channels
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": str(self.path), "target": self.target, "method": self.method,
@@ -105,7 +108,7 @@ class QuantizeResult:
                 "nchw_resizes": list(self.nchw_resizes), "sunk_dequantize": list(self.sunk_dequantize),
                 "shared_concats": list(self.shared_concats), "channels_last_d2s": list(self.channels_last_d2s),
                 "subpixel_bilinear": list(self.subpixel_bilinear), "output_quant": list(self.output_quant) if self.output_quant else None,
-                "raw_input": list(self.raw_input)}
+                "raw_input": list(self.raw_input), "padded_inputs": list(self.padded_inputs)}
 
 
 def check_choice(kind: str, value: str, choices: Sequence[str]) -> str:
@@ -308,19 +311,22 @@ def quantize_onnx(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, *,
     bilinear = subpixel_bilinear_heads(qproto)
     output_quant = None
     raw_input: list[str] = []
+    padded: list[str] = []
     if target == "ort":
         raw_input = raw_uint8_input(qproto)
         sunk = sink_dequantize(qproto)
         nchw = keep_nearest_resizes_nchw(qproto)
         if not float_logits:
             output_quant = end_in_quantized_logits(qproto)
+        padded = pad_input_channels(qproto)  # the input conv only; after the moves above, which it does not add to
     extra_meta = {**dict(meta.extra), "calib_method": method, "calib_images": str(len(reader.images)),
                   "calib_hash": digest, "per_channel": str(per_channel).lower(),
                   "activations": "int8 symmetric" if target == "tensorrt" else "uint8 asymmetric",
                   "weights": "int8 symmetric", "nodes_in_float": ",".join(nodes_to_exclude),
                   "head_in_float": ",".join(head), NCHW_RESIZES_KEY: str(len(nchw)), SUNK_KEY: str(len(sunk)),
                   SHARED_KEY: str(len(shared)), CHANNELS_LAST_KEY: str(len(heads)),
-                  SUBPIXEL_BILINEAR_KEY: str(len(bilinear)), RAW_INPUT_KEY: ",".join(raw_input)}
+                  SUBPIXEL_BILINEAR_KEY: str(len(bilinear)), RAW_INPUT_KEY: ",".join(raw_input),
+                  PADDED_INPUT_KEY: ",".join(padded)}
     set_meta(qproto, meta.with_(precision="int8", int8_target=META_TARGET[target], edgeseg_version=__version__,
                                 output_quant=output_quant, extra=extra_meta))
     try:
@@ -332,7 +338,7 @@ def quantize_onnx(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, *,
                           cache_path=cache, cache_hit=hit, nodes_in_float=list(nodes_to_exclude), qdq_nodes=qdq,
                           head_in_float=head, nchw_resizes=nchw, sunk_dequantize=sunk,
                           shared_concats=shared, channels_last_d2s=heads, subpixel_bilinear=bilinear,
-                          output_quant=output_quant, raw_input=raw_input)
+                          output_quant=output_quant, raw_input=raw_input, padded_inputs=padded)
 
 
 # Ops that may sit between the classifier conv and a graph output without weights of their own.

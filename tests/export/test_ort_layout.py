@@ -548,10 +548,12 @@ def test_ort_int8_feeds_the_uint8_frame_to_the_first_conv_and_tensorrt_keeps_the
     assert not any(n.op_type in ("Cast", "Mul", "Add") for n in g.node)
     consumers = {i: n for n in g.node for i in n.input}
     chain = [consumers[g.input[0].name]]
-    while chain[-1].op_type in ("Transpose", "Concat"):
+    while chain[-1].op_type in ("Transpose", "Concat", "Reshape", "Pad"):
         chain.append(consumers[chain[-1].output[0]])
     dq = chain[-1]
-    assert [n.op_type for n in chain] == ["Transpose", "Concat", "Concat", "DequantizeLinear"]
+    # border strips, then a zero fourth channel (pad_input_channels), then the frame's bytes dequantized
+    assert [n.op_type for n in chain] == ["Transpose", "Concat", "Concat", "Reshape", "Pad", "Reshape",
+                                          "DequantizeLinear"]
     assert dq.op_type == "DequantizeLinear"  # the frame's own bytes, scale 1, zero point 0
     inits = {t.name: numpy_helper.to_array(t) for t in g.initializer}
     assert float(inits[dq.input[1]]) == 1.0 and int(inits[dq.input[2]]) == 0
@@ -571,3 +573,71 @@ def test_ort_int8_feeds_the_uint8_frame_to_the_first_conv_and_tensorrt_keeps_the
     norm = next(n for n in g.node if n.op_type == "Conv")  # the first Conv: float weights, no Q/DQ
     assert {t.name for t in g.initializer if t.data_type == TensorProto.FLOAT} >= {norm.input[1]}
     assert not any(n.op_type == "DequantizeLinear" and n.output[0] == norm.input[1] for n in g.node)
+
+
+def _no_padding(monkeypatch) -> None:
+    monkeypatch.setattr(quantize_mod, "pad_input_channels", lambda proto: [])
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_image_input_conv_gets_a_zero_fourth_channel_bit_identically(tiny_model, tmp_path, monkeypatch, fused):
+    kw = {"fuse_preprocess": True} if fused else {}
+    src = torch_to_onnx(tiny_model, tmp_path / "m.onnx", imgsz="32x48", classes=CLASSES, **kw)
+    res = quantize_onnx(src, tmp_path / "m.int8.onnx", calib=_images(4, (32, 48)), target="ort")
+    g = onnx.load(str(res.path)).graph
+    first = next(n for n in g.node if n.op_type == "Conv")
+    assert res.padded_inputs == [first.name] and read_meta(res.path).extra["padded_input_channels"] == first.name
+    assert res.to_dict()["padded_inputs"] == res.padded_inputs
+    producer = {o: n for n in g.node for o in n.output}
+    inits = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    weight = inits[producer[first.input[1]].input[0]]
+    assert weight.shape[1] == 4 and not weight[:, 3].any()  # a zero fourth input channel
+    dq = producer[first.input[0]]
+    unflat = producer[dq.input[0]]
+    pad = producer[unflat.input[0]]
+    assert (unflat.op_type, pad.op_type, producer[pad.input[0]].op_type) == ("Reshape", "Pad", "Reshape")
+    # the padded channel holds the zero point: it dequantizes to 0
+    assert int(inits[pad.input[2]]) == int(inits[dq.input[2]])
+    _no_padding(monkeypatch)
+    plain = quantize_onnx(src, tmp_path / "p.int8.onnx", calib=_images(4, (32, 48)), target="ort")
+    assert plain.padded_inputs == []
+    x = _frames(1) if fused else np.random.default_rng(5).standard_normal((1, 3, 32, 48)).astype(np.float32)
+    np.testing.assert_array_equal(_run(res.path, x), _run(plain.path, x))
+
+
+def test_padded_input_channels_work_at_any_size_and_stay_planar_in_onnx_runtime(tmp_path, monkeypatch):
+    import torch
+
+    torch.manual_seed(0)
+    model = create_model("unet_lite", len(CLASSES), base=8).eval()
+    src = torch_to_onnx(model, tmp_path / "d.onnx", imgsz="64x96", classes=CLASSES, dynamic=True)
+    res = quantize_onnx(src, tmp_path / "d.int8.onnx", calib=_images(4, (64, 96)), target="ort")
+    assert len(res.padded_inputs) == 1
+    _no_padding(monkeypatch)
+    plain = quantize_onnx(src, tmp_path / "dp.int8.onnx", calib=_images(4, (64, 96)), target="ort")
+    for h, w in ((64, 96), (96, 128)):  # Reshape's 0s copy each dimension: no size is baked in
+        x = np.random.default_rng(h).standard_normal((1, 3, h, w)).astype(np.float32)
+        np.testing.assert_array_equal(_run(res.path, x), _run(plain.path, x))
+    # ONNX Runtime keeps the Pad on the 5-D view (channels planar): its transpose optimizer cannot move a
+    # channels-last transpose through the Reshapes, where padding would copy 3 bytes per pixel
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(res.path), opts, providers=["CPUExecutionProvider"])
+    og = onnx.load(str(tmp_path / "optimized.onnx")).graph
+    producer = {o: n for n in og.node for o in n.output}
+    pads = [n for n in og.node if n.op_type == "Pad" and n.name.endswith("_pad_channels")]
+    assert len(pads) == 1 and producer[pads[0].input[0]].op_type == "Reshape"
+
+
+def test_tensorrt_target_and_wide_inputs_are_not_padded(tiny_model, tmp_path):
+    from edgeseg.export.ort_layout import pad_input_channels
+
+    src = torch_to_onnx(tiny_model, tmp_path / "m.onnx", imgsz="32x48", classes=CLASSES)
+    trt = quantize_onnx(src, tmp_path / "m.trt.onnx", calib=_images(4, (32, 48)), target="tensorrt")
+    assert trt.padded_inputs == [] and not any(n.op_type == "Pad" for n in onnx.load(str(trt.path)).graph.node)
+    # only convs on fewer than 4 channels: a second pass finds nothing left to pad
+    res = quantize_onnx(src, tmp_path / "m.int8.onnx", calib=_images(4, (32, 48)), target="ort")
+    proto = onnx.load(str(res.path))
+    before = proto.SerializeToString()
+    assert pad_input_channels(proto) == [] and proto.SerializeToString() == before
