@@ -641,3 +641,37 @@ def test_tensorrt_target_and_wide_inputs_are_not_padded(tiny_model, tmp_path):
     proto = onnx.load(str(res.path))
     before = proto.SerializeToString()
     assert pad_input_channels(proto) == [] and proto.SerializeToString() == before
+
+
+def _qdq_two_stems() -> onnx.ModelProto:
+    """Float (1, 3, 8, 8) -> Q -> DQ read by two 3-channel convs (summed), each with int8 per-channel weights."""
+    rng = np.random.default_rng(7)
+    inits = [numpy_helper.from_array(np.array(0.02, np.float32), "x_scale"),
+             numpy_helper.from_array(np.array(113, np.uint8), "x_zero")]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "x_scale", "x_zero"], ["xq"], name="q"),
+             helper.make_node("DequantizeLinear", ["xq", "x_scale", "x_zero"], ["xdq"], name="dq")]
+    for k in ("a", "b"):
+        inits += [numpy_helper.from_array(rng.integers(-127, 128, (4, 3, 3, 3)).astype(np.int8), f"w{k}"),
+                  numpy_helper.from_array(np.full(4, 0.01, np.float32), f"w{k}_scale"),
+                  numpy_helper.from_array(np.zeros(4, np.int8), f"w{k}_zero")]
+        nodes += [helper.make_node("DequantizeLinear", [f"w{k}", f"w{k}_scale", f"w{k}_zero"], [f"w{k}_dq"], axis=0),
+                  helper.make_node("Conv", ["xdq", f"w{k}_dq"], [f"y{k}"], name=f"conv_{k}", pads=[1, 1, 1, 1])]
+    nodes.append(helper.make_node("Add", ["ya", "yb"], ["y"]))
+    graph = helper.make_graph(nodes, "two_stems", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9)
+
+
+def test_convs_reading_one_image_share_one_padded_copy():
+    from edgeseg.export.ort_layout import pad_input_channels
+
+    proto = _qdq_two_stems()
+    x = np.random.default_rng(8).standard_normal((1, 3, 8, 8)).astype(np.float32)
+    want = _run(proto, x)
+    assert pad_input_channels(proto) == ["conv_a", "conv_b"]
+    onnx.checker.check_model(proto, full_check=True)
+    ops = [n.op_type for n in proto.graph.node]
+    assert ops.count("Pad") == 1 and "dq" not in {n.name for n in proto.graph.node}  # the unpadded DQ is gone
+    convs = [n for n in proto.graph.node if n.op_type == "Conv"]
+    assert convs[0].input[0] == convs[1].input[0]
+    np.testing.assert_array_equal(_run(proto, x), want)
