@@ -29,7 +29,6 @@ than busy threads, wall time also counts the time a stage waited for a core.
 from __future__ import annotations
 
 import math
-import os
 import queue
 import threading
 import time
@@ -43,7 +42,7 @@ import numpy as np
 from .errors import EdgesegError, SourceError, UsageError
 from .metadata import class_ids
 from .sinks import Sink
-from .sources import Frame, FrameStatus, Source
+from .sources import Frame, FrameStatus, Source, available_cpus  # noqa: F401 - part of this module's API
 from .visualize import check_alpha, colorize, draw_legend, draw_text_panel, legend_width, overlay, palette_lut
 
 RENDERS = ("overlay", "mask", "side", None)
@@ -368,14 +367,6 @@ def plan_workers(workers: int | str, threads: int | None, backend_kind: str, dev
     if threads is None:
         return AUTO_WORKERS, max(1, cpus // AUTO_WORKERS)
     return max(1, min(AUTO_WORKERS, cpus // threads)), threads
-
-
-def available_cpus() -> int:
-    """Cores this process may run on (its affinity mask where the OS has one, as in containers)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
 
 
 def run_pipeline(segmenter: Any, source: Source, sinks: Iterable[Sink] = (), render: str | None = "overlay",

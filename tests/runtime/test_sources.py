@@ -57,6 +57,18 @@ def test_video_file_every_frame_in_order_then_eos(tmp_path: Path) -> None:
     assert all(abs(m - lv) <= 8 for (_, m), lv in zip(got, levels, strict=True))
 
 
+@pytest.mark.parametrize("cpus, want", [(1, [cv2.CAP_PROP_N_THREADS, 1]), (2, [cv2.CAP_PROP_N_THREADS, 1]), (8, [])])
+def test_small_cpus_decode_on_one_thread_with_the_same_frames(tmp_path: Path, monkeypatch, cpus, want) -> None:
+    write_video(tmp_path / "clip.mp4", 6)
+    with open_source(tmp_path / "clip.mp4") as src:
+        default = [f.image.copy() for f in src]
+    monkeypatch.setattr(sources, "available_cpus", lambda: cpus)
+    assert sources.decode_params() == want  # FFmpeg's frame threads cost CPU and hold frames back
+    with open_source(tmp_path / "clip.mp4") as src:
+        got = [f.image.copy() for f in src]
+    assert len(got) == 6 and all(np.array_equal(a, b) for a, b in zip(default, got, strict=True))
+
+
 def test_file_uri_loop_and_resize(tmp_path: Path) -> None:
     write_video(tmp_path / "clip.mp4", 5)
     with open_source(f"file://{tmp_path / 'clip.mp4'}", loop=True, size="24x32") as src:
