@@ -862,7 +862,7 @@ def pad_input_channels(proto: onnx.ModelProto) -> list[str]:
         weight.CopyFrom(numpy_helper.from_array(np.concatenate([w, zeros], axis=1), weight.name))
         _drop_value_info(g, {wdq.output[0]})
         if dq.output[0] not in made:
-            t = f"{dq.input[0]}{PAD_CHANNELS}"
+            t = f"{dq.output[0]}{PAD_CHANNELS}"  # one twin per DequantizeLinear: its own scale and zero point
             fill = numpy_helper.from_array(np.array(params[1], np.uint8), f"{t}_value")
             g.initializer.append(fill)
             g.node.extend([

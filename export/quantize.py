@@ -318,7 +318,7 @@ def quantize_onnx(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, *,
         nchw = keep_nearest_resizes_nchw(qproto)
         if not float_logits:
             output_quant = end_in_quantized_logits(qproto)
-        padded = pad_input_channels(qproto)  # the input conv only; after the moves above, which it does not add to
+        padded = pad_input_channels(qproto)  # the image's conv gets 4 input channels (a planar Pad in front)
     extra_meta = {**dict(meta.extra), "calib_method": method, "calib_images": str(len(reader.images)),
                   "calib_hash": digest, "per_channel": str(per_channel).lower(),
                   "activations": "int8 symmetric" if target == "tensorrt" else "uint8 asymmetric",
