@@ -61,10 +61,9 @@ def run(args: argparse.Namespace) -> int:
 
     _step(2, "export FP32 and INT8 ONNX, each checked against PyTorch on validation images")
     onnx_base = out / f"{args.model}.onnx"
-    # One call: the INT8 export writes and checks the FP32 model it quantizes, too. Fused pre-processing:
-    # the INT8 graph then reads the uint8 frame in its first conv, its fastest form on ONNX Runtime.
+    # One call: the INT8 export writes and checks the FP32 model it quantizes, too.
     exported = export_checkpoint(ckpt, precision="int8", imgsz=format_hw(imgsz), out=onnx_base, val_images=0,
-                                 calib_images=32, calib_method="percentile", fuse_preprocess=True)
+                                 calib_images=32, calib_method="percentile")
     print(exported.table())
 
     _step(3, "segment a driving clip with the torch-free runtime (INT8)")
