@@ -278,7 +278,7 @@ def quantize_onnx(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, *,
         ranges = copy.deepcopy(ranges)
         shared = share_concat_ranges(pre, ranges) if target == "ort" else []
         for cast in raw_input_casts(pre):  # the uint8 frame: scale 1, zero point 0 hold it exactly
-            ranges.get("data", {})[cast.output[0]] = {"lowest": 0.0, "highest": 255.0}
+            ranges["data"][cast.output[0]] = {"lowest": 0.0, "highest": 255.0}
         ort_cache = work / "ranges.json"
         ort_cache.write_text(json.dumps({**ranges, "smooth_quant": False}), encoding="utf-8")
 

@@ -42,7 +42,7 @@ import numpy as np
 from .errors import EdgesegError, SourceError, UsageError
 from .metadata import class_ids
 from .sinks import Sink
-from .sources import Frame, FrameStatus, Source, available_cpus  # noqa: F401 - part of this module's API
+from .sources import Frame, FrameStatus, Source
 from .visualize import check_alpha, colorize, draw_legend, draw_text_panel, legend_width, overlay, palette_lut
 
 RENDERS = ("overlay", "mask", "side", None)

@@ -204,8 +204,9 @@ def load_segmenter(args: argparse.Namespace, frames: int | None = None):
     what was chosen."""
     from edgeseg.runtime import Segmenter
     from edgeseg.runtime.errors import UsageError
-    from edgeseg.runtime.pipeline import available_cpus, can_overlap, check_workers, plan_workers
+    from edgeseg.runtime.pipeline import can_overlap, check_workers, plan_workers
     from edgeseg.runtime.segmenter import backend_kind
+    from edgeseg.runtime.sources import available_cpus
 
     if args.threads is not None and args.threads < 1:
         raise UsageError(f"--threads {args.threads} must be at least 1")

@@ -38,10 +38,10 @@ def run(args: argparse.Namespace) -> int:
     from edgeseg.export import export_checkpoint
     from edgeseg.runtime import Segmenter
     from edgeseg.runtime.fileio import write_json
-    from edgeseg.runtime.pipeline import available_cpus, plan_workers, run_pipeline
+    from edgeseg.runtime.pipeline import plan_workers, run_pipeline
     from edgeseg.runtime.sinks import open_sink
     from edgeseg.runtime.sizes import format_hw, parse_hw
-    from edgeseg.runtime.sources import open_source
+    from edgeseg.runtime.sources import available_cpus, open_source
     from edgeseg.train.config import TrainConfig
     from edgeseg.train.trainer import train
 

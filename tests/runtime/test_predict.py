@@ -73,10 +73,10 @@ def test_workers_refused_up_front_for_a_one_at_a_time_backend(tiny_onnx: Path, t
 ])
 def test_workers_auto_is_the_default(tiny_onnx: Path, tmp_path: Path, capsys, monkeypatch, images: int,
                                      concurrent: bool, planned: tuple) -> None:
-    from edgeseg.runtime import pipeline
+    from edgeseg.runtime import sources
     from edgeseg.runtime.backends.ort import OnnxRuntimeBackend
 
-    monkeypatch.setattr(pipeline, "available_cpus", lambda: 2)
+    monkeypatch.setattr(sources, "available_cpus", lambda: 2)
     monkeypatch.setattr(OnnxRuntimeBackend, "concurrent_runs", concurrent)
     (tmp_path / "in").mkdir()
     for i in range(images):
