@@ -79,16 +79,18 @@ class _BufferPool:
 
     def get(self, shape: tuple[int, ...]) -> np.ndarray:
         with self._lock:
-            while self._free:
-                buf = self._free.pop()
-                if buf.shape == shape:
-                    return buf
+            # Several sizes can be in use at once (a decode buffer and the resized frame): take a
+            # buffer of this shape and keep the others.
+            for i in range(len(self._free) - 1, -1, -1):
+                if self._free[i].shape == shape:
+                    return self._free.pop(i)
         return np.empty(shape, np.uint8)
 
     def put(self, buf: np.ndarray) -> None:
         with self._lock:
-            if len(self._free) < self._keep:
-                self._free.append(buf)
+            self._free.append(buf)
+            if len(self._free) > self._keep:
+                del self._free[0]  # the longest unused goes (e.g. a size the stream no longer sends)
 
 
 @dataclass(slots=True)

@@ -443,3 +443,19 @@ def test_highway_clip(highway_video: Path) -> None:
             if n == 20:
                 break
     assert n == 20
+
+
+def test_buffer_pool_keeps_several_sizes_and_forgets_old_ones() -> None:
+    pool = sources._BufferPool(keep=3)
+    big, small = np.empty((96, 128, 3), np.uint8), np.empty((24, 32, 3), np.uint8)
+    pool.put(big)
+    pool.put(small)
+    assert pool.get((96, 128, 3)) is big  # found under the newer small one, which stays
+    assert pool.get((24, 32, 3)) is small
+    old = [np.empty((8, 8, 3), np.uint8) for _ in range(3)]
+    for b in old:
+        pool.put(b)
+    pool.put(big)  # full: the longest unused goes
+    assert pool.get((96, 128, 3)) is big
+    assert pool.get((8, 8, 3)) is old[2] and pool.get((8, 8, 3)) is old[1]
+    assert pool.get((8, 8, 3)) is not old[0]  # forgotten: a fresh buffer
