@@ -49,6 +49,7 @@ import cv2
 import numpy as np
 
 from .errors import SourceError, UsageError
+from .jpeg import decode_jpeg
 from .mjpeg import MjpegClient, MjpegProtocolError, NotMjpegError, redact_url
 from .sizes import parse_hw
 
@@ -181,8 +182,9 @@ class Source:
             h, w = self.out_size
             out = self._pool.get((h, w, 3))
             cv2.resize(decoded, (w, h), dst=out, interpolation=cv2.INTER_AREA)  # (h, w, 3) uint8
-            if decoded.base is None:
-                self._pool.put(decoded)  # the decode buffer is free again
+            owner = decoded if decoded.base is None else decoded.base  # a decode into a pooled buffer is a view of it
+            if isinstance(owner, np.ndarray) and owner.shape == decoded.shape:
+                self._pool.put(owner)  # the decode buffer is free again
             return out
         if self.size is None:
             self.size = decoded.shape[:2]
@@ -270,6 +272,20 @@ class _VideoFileSource(Source):
 MAX_NAMED_UNREADABLE = 100  # a folder of broken files is reported by its first hundred names
 
 
+JPEG_SUFFIXES = (".jpg", ".jpeg")
+
+
+def _read_image(path: Path) -> np.ndarray | None:
+    """An image file -> (H, W, 3) uint8 BGR, or None when it cannot be read or decoded."""
+    if path.suffix.lower() not in JPEG_SUFFIXES:
+        return cv2.imread(str(path), cv2.IMREAD_COLOR)
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    return decode_jpeg(data)  # libjpeg-turbo's SIMD decoder where installed (jpeg.py)
+
+
 class _ImageListSource(Source):
     def __init__(self, uri: str, files: list[Path], loop: bool = False,
                  size: tuple[int, int] | None = None) -> None:
@@ -290,7 +306,7 @@ class _ImageListSource(Source):
             path = self.files[self._pos]
             self._pos += 1
             t0 = time.perf_counter()
-            img = cv2.imread(str(path), cv2.IMREAD_COLOR)  # (H, W, 3) uint8 BGR, or None
+            img = _read_image(path)  # (H, W, 3) uint8 BGR, or None
             if img is None:
                 self.corrupt += 1  # unreadable image: skip it, keep going
                 self._index += 1
@@ -302,17 +318,6 @@ class _ImageListSource(Source):
 
 
 # -- live sources -------------------------------------------------------------------------------------
-def _decode_jpeg(data: bytes) -> np.ndarray | None:
-    """JPEG bytes -> (H, W, 3) uint8 BGR, or None when they do not decode."""
-    try:
-        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)  # (H, W, 3) uint8 or None
-    except cv2.error:
-        return None
-    if img is None or img.ndim != 3 or img.shape[2] != 3:
-        return None
-    return img
-
-
 class _MjpegCapture:
     """:class:`MjpegClient` behind the capture interface: ``read_encoded()`` gives JPEG bytes, undecoded."""
 
@@ -415,6 +420,8 @@ class _LiveSource(Source):
             # Received, not decoded: read() decodes it, and only if nobody replaced it first.
             frame = Frame(FrameStatus.OK, None, time.perf_counter(), self._index, _jpeg=data)
             self._index += 1
+            if os.environ.get("EDGESEG_AHEAD"):
+                return self._decode(frame)
             return frame
         t0 = time.perf_counter()
         buf = self._pool.get(self._shape) if self._shape else None
@@ -489,7 +496,7 @@ class _LiveSource(Source):
     def _decode(self, frame: Frame) -> Frame | None:
         """Decode a received JPEG frame in the caller's thread; None (counted corrupt) when it is broken."""
         t0 = time.perf_counter()
-        img = _decode_jpeg(frame._jpeg)  # (H, W, 3) uint8 BGR; imdecode has no dst: a fresh array
+        img = decode_jpeg(frame._jpeg, self._pool)  # (H, W, 3) uint8 BGR, in a pooled buffer when it can
         if img is None:
             with self._cond:
                 self.corrupt += 1

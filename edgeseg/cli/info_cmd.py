@@ -26,12 +26,15 @@ def environment() -> dict[str, Any]:
     """Which backends this machine can run, without importing torch or tensorrt."""
     import onnxruntime as ort
 
+    from edgeseg.runtime import jpeg
+
     env: dict[str, Any] = {
         "onnxruntime": ort.__version__,
         "onnxruntime_providers": list(ort.get_available_providers()),
         "tensorrt_installed": importlib.util.find_spec("tensorrt") is not None,
         "cuda_python_installed": importlib.util.find_spec("cuda") is not None,
         "torch_installed": importlib.util.find_spec("torch") is not None,
+        "jpeg_decoder": "libjpeg-turbo (simplejpeg)" if jpeg.turbo_available() else "opencv",
     }
     # torch.cuda would answer "is there a GPU?" but importing torch costs seconds and the runtime
     # promises not to; only report it when torch is already loaded (a .pt model was opened).
@@ -90,6 +93,8 @@ def _print(d: dict[str, Any]) -> None:
         ("onnxruntime", f"{env['onnxruntime']} ({', '.join(env['onnxruntime_providers'])})"),
         ("tensorrt", "installed" if env["tensorrt_installed"] else "not installed (pip install edgeseg[trt], needs "
                      "an NVIDIA GPU)"),
+        ("jpeg decoder", env["jpeg_decoder"] + ("" if env["jpeg_decoder"] != "opencv" else
+                                                " (pip install simplejpeg: 2x faster MJPEG and JPEG decoding)")),
         ("torch", ("installed" if env["torch_installed"] else "not installed (only .pt checkpoints need it)")
          + ("" if env["torch_cuda"] is None else f", CUDA {'available' if env['torch_cuda'] else 'not available'}")),
     ]

@@ -14,6 +14,20 @@ def test_info_prints_metadata_and_io(tiny_onnx, capsys):
     assert "images float [1x3x48x64]" in out and "logits float [1x4x48x64]" in out
     assert "class0, class1, class2, class3" in out and "CPUExecutionProvider" in out
     assert "tensorrt" in out and "torch" in out
+    assert "jpeg decoder" in out
+
+
+def test_info_names_the_jpeg_decoder_and_how_to_get_the_fast_one(make_tiny_onnx, capsys, monkeypatch):
+    from edgeseg.runtime import jpeg
+
+    model = make_tiny_onnx()
+    monkeypatch.setattr(jpeg, "simplejpeg", None)
+    assert main(["info", str(model.path)]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("jpeg decoder"))
+    assert "opencv" in line and "pip install simplejpeg" in line
+    monkeypatch.setattr(jpeg, "simplejpeg", object())  # stands in for the installed module
+    assert main(["info", str(model.path), "--json", "-"]) == 0
+    assert json.loads(capsys.readouterr().out)["environment"]["jpeg_decoder"] == "libjpeg-turbo (simplejpeg)"
 
 
 def test_info_json(make_tiny_onnx, tmp_path, capsys):

@@ -243,13 +243,13 @@ def test_latest_frame_wins_inside_live_source() -> None:
 
 def test_mjpeg_frames_replaced_before_read_are_never_decoded(monkeypatch: pytest.MonkeyPatch) -> None:
     decoded_in: list[str] = []
-    real_decode = sources._decode_jpeg
+    real_decode = sources.decode_jpeg
 
-    def counting_decode(data: bytes) -> np.ndarray | None:
+    def counting_decode(data: bytes, buffers: object = None) -> np.ndarray | None:
         decoded_in.append(threading.current_thread().name)
-        return real_decode(data)
+        return real_decode(data, buffers)
 
-    monkeypatch.setattr(sources, "_decode_jpeg", counting_decode)
+    monkeypatch.setattr(sources, "decode_jpeg", counting_decode)
     with MjpegServer(port=0) as srv:
         srv.play(grey_frames(10, (120, 160)), fps=60)
         with open_source(srv.url, timeout=1.0) as src:
