@@ -1,13 +1,12 @@
 """JPEG bytes -> BGR frames, through libjpeg-turbo's SIMD decoder where it is available.
 
-OpenCV's ``imdecode`` took 4.3 ms of CPU per 960x540 JPEG on this project's 2-core machines;
-simplejpeg (libjpeg-turbo, SIMD) 2.0 ms for the same pixels, bit for bit. On a live MJPEG stream the
-decode sits between a frame's arrival and its inference, so this is latency as well as CPU.
-simplejpeg is optional: without it (or for files it cannot take) OpenCV decodes, as before.
+Decoding alone, OpenCV's ``imdecode`` took 3.9-4.3 ms of CPU per 960x540 JPEG on this project's
+2-core machines and simplejpeg (libjpeg-turbo) 2.0 ms, for the same pixels bit for bit. Inside the
+live pipeline the saving measured ~0.4 ms of CPU per frame (OpenCV's decode cost less there); see
+docs/measurements.md, session 12. simplejpeg is optional: without it OpenCV decodes, as before.
 
-Files that carry EXIF metadata go to OpenCV, which turns the picture upright as the orientation
-tag says; simplejpeg would ignore the tag. Camera streams rarely carry it.
-"""
+JPEGs that carry EXIF metadata go to OpenCV, which turns the picture upright as the orientation
+tag says; simplejpeg would ignore the tag. Camera streams rarely carry it."""
 
 from __future__ import annotations
 

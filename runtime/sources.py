@@ -420,8 +420,6 @@ class _LiveSource(Source):
             # Received, not decoded: read() decodes it, and only if nobody replaced it first.
             frame = Frame(FrameStatus.OK, None, time.perf_counter(), self._index, _jpeg=data)
             self._index += 1
-            if os.environ.get("EDGESEG_AHEAD"):
-                return self._decode(frame)
             return frame
         t0 = time.perf_counter()
         buf = self._pool.get(self._shape) if self._shape else None

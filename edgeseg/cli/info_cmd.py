@@ -94,7 +94,7 @@ def _print(d: dict[str, Any]) -> None:
         ("tensorrt", "installed" if env["tensorrt_installed"] else "not installed (pip install edgeseg[trt], needs "
                      "an NVIDIA GPU)"),
         ("jpeg decoder", env["jpeg_decoder"] + ("" if env["jpeg_decoder"] != "opencv" else
-                                                " (pip install simplejpeg: 2x faster MJPEG and JPEG decoding)")),
+                                                " (pip install simplejpeg: faster MJPEG and JPEG decoding)")),
         ("torch", ("installed" if env["torch_installed"] else "not installed (only .pt checkpoints need it)")
          + ("" if env["torch_cuda"] is None else f", CUDA {'available' if env['torch_cuda'] else 'not available'}")),
     ]
