@@ -275,15 +275,15 @@ MAX_NAMED_UNREADABLE = 100  # a folder of broken files is reported by its first 
 JPEG_SUFFIXES = (".jpg", ".jpeg")
 
 
-def _read_image(path: Path) -> np.ndarray | None:
-    """An image file -> (H, W, 3) uint8 BGR, or None when it cannot be read or decoded."""
+def _read_image(path: Path, pool: _BufferPool) -> np.ndarray | None:
+    """An image file -> (H, W, 3) uint8 BGR, or None when it cannot be read or decoded (JPEGs into ``pool``)."""
     if path.suffix.lower() not in JPEG_SUFFIXES:
         return cv2.imread(str(path), cv2.IMREAD_COLOR)
     try:
         data = path.read_bytes()
     except OSError:
         return None
-    return decode_jpeg(data)  # libjpeg-turbo's SIMD decoder where installed (jpeg.py)
+    return decode_jpeg(data, pool)  # libjpeg-turbo's SIMD decoder where installed (jpeg.py)
 
 
 class _ImageListSource(Source):
@@ -306,7 +306,7 @@ class _ImageListSource(Source):
             path = self.files[self._pos]
             self._pos += 1
             t0 = time.perf_counter()
-            img = _read_image(path)  # (H, W, 3) uint8 BGR, or None
+            img = _read_image(path, self._pool)  # (H, W, 3) uint8 BGR, or None
             if img is None:
                 self.corrupt += 1  # unreadable image: skip it, keep going
                 self._index += 1

@@ -112,3 +112,15 @@ def test_jpeg_files_in_a_folder_decode_like_opencv_and_bad_ones_are_skipped(tmp_
         np.testing.assert_array_equal(frames[0].image, cv2.imread(str(tmp_path / "a.jpg")))
         assert frames[1].image.shape == (64, 40, 3)  # turned upright by its EXIF tag
         assert src.corrupt == 1 and src.unreadable == [str(tmp_path / "c.jpg")]
+
+
+@needs_turbo
+def test_jpeg_folder_frames_reuse_released_buffers(tmp_path: Path) -> None:
+    for name in ("a.jpg", "b.jpg"):
+        (tmp_path / name).write_bytes(_encode(_picture((40, 64))))
+    with open_source(tmp_path) as src:
+        first = src.read()
+        buf = first.image
+        first.release()
+        second = src.read()
+        assert second.ok and np.shares_memory(second.image, buf)  # decoded into the released buffer
