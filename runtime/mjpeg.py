@@ -101,6 +101,22 @@ def _is_ip(host: str) -> bool:
     return True
 
 
+def resolve_bind_host(host: str, port: int) -> tuple[int, str]:
+    """``host`` (name or IP) -> (address family, IP to bind); raises :class:`socket.gaierror`.
+
+    A name is looked up, so one that has only an IPv6 address (``ip6-localhost``) binds an IPv6
+    socket; a name with both families binds its IPv4 address, as a plain IPv4 server would.
+    """
+    if _is_ip(host):
+        return (socket.AF_INET6 if ":" in host else socket.AF_INET), host
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    found = [(family, sockaddr[0]) for family, _, _, _, sockaddr in infos
+             if family in (socket.AF_INET, socket.AF_INET6)]
+    if not found:
+        raise socket.gaierror(socket.EAI_NONAME, f"{host} has no IPv4 or IPv6 address")
+    return min(found, key=lambda f: f[0] != socket.AF_INET)  # IPv4 first, in resolver order
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.0"  # one response per connection: the stream ends when we close it
@@ -188,13 +204,14 @@ class MjpegServer:
         if not 1 <= int(quality) <= 100:
             raise UsageError(f"JPEG quality {quality} is out of range; use 1-100")
         self.host, self.quality = host, int(quality)
-        if not is_loopback(host):
-            log.warning("MJPEG server on %s:%s is reachable from other machines; anyone on that network "
-                        "can watch the stream (bind 127.0.0.1 to keep it local)", host, port)
-        server_class = _Server6 if ":" in host else _Server
         shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         try:
-            self._server = server_class((host, int(port)), _Handler, bind_and_activate=True)
+            family, ip = resolve_bind_host(host, int(port))
+            if not is_loopback(ip):  # judged on the address bound, so a name for 127.0.0.1 is local too
+                log.warning("MJPEG server on %s:%s is reachable from other machines; anyone on that network "
+                            "can watch the stream (bind 127.0.0.1 to keep it local)", host, port)
+            server_class = _Server6 if family == socket.AF_INET6 else _Server
+            self._server = server_class((ip, int(port)), _Handler, bind_and_activate=True)
         except OSError as e:
             raise SourceError(f"cannot serve MJPEG on {shown}: {e.strerror or e}; {_bind_advice(e)}") from None
         self._server.owner = self

@@ -26,6 +26,7 @@ from edgeseg.runtime.mjpeg import (
     is_loopback,
     parse_address,
     redact_url,
+    resolve_bind_host,
 )
 
 pytestmark = pytest.mark.timing  # wall-clock checks: 'make test' runs them apart from the parallel rest
@@ -128,6 +129,35 @@ def test_serves_on_ipv6_loopback() -> None:
         srv.publish(np.zeros((8, 8, 3), np.uint8))
         with urllib.request.urlopen(f"http://[::1]:{srv.port}/snapshot.jpg", timeout=5) as r:
             assert r.read(2) == b"\xff\xd8"  # a JPEG
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="this machine cannot bind IPv6 loopback")
+def test_host_name_with_only_an_ipv6_address_binds_ipv6(monkeypatch: pytest.MonkeyPatch,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    real = socket.getaddrinfo
+
+    def resolve(host, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003 - socket.getaddrinfo's signature
+        if host == "cam6.test":
+            return [(socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("::1", 0, 0, 0))]
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    with caplog.at_level(logging.WARNING, logger="edgeseg.runtime.mjpeg"), MjpegServer("cam6.test", 0) as srv:
+        assert srv.url == f"http://cam6.test:{srv.port}/stream"
+        srv.publish(np.zeros((8, 8, 3), np.uint8))
+        with urllib.request.urlopen(f"http://[::1]:{srv.port}/snapshot.jpg", timeout=5) as r:
+            assert r.read(2) == b"\xff\xd8"
+    assert not caplog.records  # ::1 is loopback: no warning about other machines
+
+
+def test_host_name_is_judged_by_the_address_it_binds(caplog: pytest.LogCaptureFixture) -> None:
+    assert resolve_bind_host("localhost", 0) == (socket.AF_INET, "127.0.0.1")
+    assert resolve_bind_host("::1", 0) == (socket.AF_INET6, "::1")
+    with caplog.at_level(logging.WARNING, logger="edgeseg.runtime.mjpeg"), MjpegServer("localhost", 0) as srv:
+        srv.publish(np.zeros((8, 8, 3), np.uint8))
+        with urllib.request.urlopen(f"http://127.0.0.1:{srv.port}/snapshot.jpg", timeout=5) as r:
+            assert r.status == 200
+    assert not caplog.records
 
 
 @pytest.mark.parametrize("host, advice", [("no-such-host.invalid", "check the host name"),
