@@ -49,7 +49,7 @@ import cv2
 import numpy as np
 
 from .errors import SourceError, UsageError
-from .jpeg import decode_jpeg
+from .jpeg import JPEG_SUFFIXES, decode_jpeg
 from .mjpeg import MjpegClient, MjpegProtocolError, NotMjpegError, redact_url
 from .sizes import parse_hw
 
@@ -270,9 +270,6 @@ class _VideoFileSource(Source):
 
 
 MAX_NAMED_UNREADABLE = 100  # a folder of broken files is reported by its first hundred names
-
-
-JPEG_SUFFIXES = (".jpg", ".jpeg")
 
 
 def _read_image(path: Path, pool: _BufferPool) -> np.ndarray | None:

@@ -124,3 +124,22 @@ def test_jpeg_folder_frames_reuse_released_buffers(tmp_path: Path) -> None:
         first.release()
         second = src.read()
         assert second.ok and np.shares_memory(second.image, buf)  # decoded into the released buffer
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["turbo", "opencv-only"])
+def test_training_reader_decodes_jpeg_straight_to_rgb(fast: bool, monkeypatch: pytest.MonkeyPatch,
+                                                      tmp_path: Path) -> None:
+    from edgeseg.data.base import read_image
+    from edgeseg.runtime.errors import DatasetError
+
+    if fast and not jpeg.turbo_available():
+        pytest.skip("simplejpeg is not installed")
+    if not fast:
+        monkeypatch.setattr(jpeg, "simplejpeg", None)
+    data = _encode(_picture(), cv2.IMWRITE_JPEG_QUALITY, 90)
+    (tmp_path / "a.JPG").write_bytes(data)
+    rgb = read_image(tmp_path / "a.JPG")
+    np.testing.assert_array_equal(rgb, _opencv(data)[:, :, ::-1])  # OpenCV's pixels, channels reversed
+    (tmp_path / "b.jpg").write_bytes(data[: len(data) // 2])
+    with pytest.raises(DatasetError, match="b.jpg"):
+        read_image(tmp_path / "b.jpg")
