@@ -13,7 +13,8 @@ Three parts (``--parts``), all with the same loaded model:
 * ``live``: the clip served as MJPEG at ``--serve-fps`` (default 60) over loopback HTTP by our
   own server and read back through ``open_source("http://127.0.0.1:PORT/stream")`` for
   ``--live-seconds`` (default 300); capture-to-render p50/p90/p99 per ``--window-seconds``
-  window, to show the lag does not grow. Target: p99 <= 2 x model latency in every window.
+  window, to show the lag does not grow. Target: p99 <= 2 x model latency (its p50) in every
+  window; each window also gives the model's own p99, the floor any pipeline's p99 sits on.
 * ``memory``: RSS over ``--mem-frames`` (default 10,000) frames from the looping clip; growth
   from the end of warm-up to the end. Target: <= 5 %.
 
@@ -174,12 +175,17 @@ def part_live(seg: Segmenter, video: str, seconds: float, window_s: float, serve
         w = {"t_end_s": round(now - stats.started, 1), "frames": stats.frames - state["frames"],
              "fps": round((stats.frames - state["frames"]) / (now - state["t"]), 2),
              "drops": stats.drops - state["drops"], "infer_p50_ms": round(infer.percentile(50), 2),
+             "infer_p99_ms": round(infer.percentile(99), 2),
              **{f"c2r_{k}_ms": round(c2r.percentile(q), 2) for k, q in (("p50", 50), ("p90", 90), ("p99", 99))}}
         w["p99_over_infer"] = round(w["c2r_p99_ms"] / w["infer_p50_ms"], 2)
+        # The model's own tail beside the pipeline's: on a contended VM the inference alone has a
+        # p99 well above its p50, and no pipeline can render faster than it infers.
+        w["p99_over_infer_p99"] = round(w["c2r_p99_ms"] / w["infer_p99_ms"], 2)
         windows.append(w)
         print(f"  {w['t_end_s']:7.1f} s: {w['fps']:.1f} FPS, drops {w['drops']}, capture->render p50/p90/p99 "
               f"{w['c2r_p50_ms']:.0f}/{w['c2r_p90_ms']:.0f}/{w['c2r_p99_ms']:.0f} ms "
-              f"(infer {w['infer_p50_ms']:.0f} ms, p99 = {w['p99_over_infer']:.2f}x)", flush=True)
+              f"(infer p50/p99 {w['infer_p50_ms']:.0f}/{w['infer_p99_ms']:.0f} ms, p99 = {w['p99_over_infer']:.2f}x "
+              f"the model's p50, {w['p99_over_infer_p99']:.2f}x its p99)", flush=True)
         state.update(t=now, c2r=stats.capture_to_render.copy(), infer=stats.latency["infer"].copy(),
                      frames=stats.frames, drops=stats.drops)
 
@@ -222,6 +228,7 @@ def part_live(seg: Segmenter, video: str, seconds: float, window_s: float, serve
             "window_s": window_s,
             "url": url, "model_infer_p50_ms": model_ms, "overall": d, "windows": windows,
             "worst_window_p99_over_infer": max((w["p99_over_infer"] for w in windows), default=None),
+            "worst_window_p99_over_infer_p99": max((w["p99_over_infer_p99"] for w in windows), default=None),
             "last_over_first_window_p99": round(p99s[-1] / p99s[0], 3) if len(p99s) >= 2 else None,
             "target_p99_over_infer": 2.0, "source_reader": d["source"].get("reader")}
 
