@@ -10,6 +10,8 @@ tag says; simplejpeg would ignore the tag. Camera streams rarely carry it."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 
@@ -57,14 +59,38 @@ def decode_jpeg(data: bytes, buffers: object | None = None, *, rgb: bool = False
     """
     if simplejpeg is not None and not has_exif(data):
         try:
-            h, w, _, _ = simplejpeg.decode_jpeg_header(data)
-            out = buffers.get((h, w, 3)) if buffers is not None else None
+            out = None
+            if buffers is not None:  # the header gives the size of the pooled buffer to decode into
+                h, w, _, _ = simplejpeg.decode_jpeg_header(data)
+                out = buffers.get((h, w, 3))
             # strict: any warning (a truncated frame, stray bytes) raises, and OpenCV then decides,
             # so what is accepted stays exactly what OpenCV accepts.
             return simplejpeg.decode_jpeg(data, colorspace="RGB" if rgb else "BGR", buffer=out,
                                           strict=True)  # (H, W, 3)
         except ValueError:
             pass  # a warning, or something libjpeg-turbo does not take (e.g. CMYK): OpenCV decides
+    return _decode_opencv(data, rgb)
+
+
+def read_image_file(path: Path, buffers: object | None = None, *, rgb: bool = False) -> np.ndarray | None:
+    """An image file -> (H, W, 3) uint8 BGR (RGB with ``rgb``), or None when it cannot be read or decoded.
+
+    JPEGs go through :func:`decode_jpeg` (into ``buffers`` when given), other formats through OpenCV.
+    The file is read as bytes, since ``cv2.imread`` cannot open non-ASCII paths on some platforms.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    if path.suffix.lower() in JPEG_SUFFIXES:
+        return decode_jpeg(data, buffers, rgb=rgb)
+    return _decode_opencv(data, rgb)
+
+
+def _decode_opencv(data: bytes, rgb: bool) -> np.ndarray | None:
+    """Encoded image bytes -> (H, W, 3) uint8 BGR (RGB with ``rgb``) by OpenCV, or None."""
+    if not data:
+        return None
     try:
         img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)  # (H, W, 3) uint8 or None
     except cv2.error:

@@ -49,7 +49,7 @@ import cv2
 import numpy as np
 
 from .errors import SourceError, UsageError
-from .jpeg import JPEG_SUFFIXES, decode_jpeg
+from .jpeg import decode_jpeg, read_image_file
 from .mjpeg import MjpegClient, MjpegProtocolError, NotMjpegError, redact_url
 from .sizes import parse_hw
 
@@ -272,17 +272,6 @@ class _VideoFileSource(Source):
 MAX_NAMED_UNREADABLE = 100  # a folder of broken files is reported by its first hundred names
 
 
-def _read_image(path: Path, pool: _BufferPool) -> np.ndarray | None:
-    """An image file -> (H, W, 3) uint8 BGR, or None when it cannot be read or decoded (JPEGs into ``pool``)."""
-    if path.suffix.lower() not in JPEG_SUFFIXES:
-        return cv2.imread(str(path), cv2.IMREAD_COLOR)
-    try:
-        data = path.read_bytes()
-    except OSError:
-        return None
-    return decode_jpeg(data, pool)  # libjpeg-turbo's SIMD decoder where installed (jpeg.py)
-
-
 class _ImageListSource(Source):
     def __init__(self, uri: str, files: list[Path], loop: bool = False,
                  size: tuple[int, int] | None = None) -> None:
@@ -303,7 +292,7 @@ class _ImageListSource(Source):
             path = self.files[self._pos]
             self._pos += 1
             t0 = time.perf_counter()
-            img = _read_image(path, self._pool)  # (H, W, 3) uint8 BGR, or None
+            img = read_image_file(path, self._pool)  # (H, W, 3) uint8 BGR (JPEGs in a pooled buffer), or None
             if img is None:
                 self.corrupt += 1  # unreadable image: skip it, keep going
                 self._index += 1
