@@ -13,6 +13,7 @@ Torch-free (numpy + cv2): the trainer wraps these objects in a torch DataLoader,
 from __future__ import annotations
 
 import inspect
+import logging
 import os
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +24,7 @@ import cv2
 import numpy as np
 
 from edgeseg.runtime.errors import DatasetError
-from edgeseg.runtime.jpeg import read_image_file
+from edgeseg.runtime.jpeg import JPEG_SUFFIXES, read_image_file
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 SPLITS = ("train", "val", "test")
@@ -31,6 +32,8 @@ SPLITS = ("train", "val", "test")
 RGB = tuple[int, int, int]
 Pair = tuple[np.ndarray, np.ndarray]  # (image (H, W, 3) uint8 RGB, label (H, W) uint8)
 Transform = Callable[..., Pair]
+
+log = logging.getLogger("edgeseg.data")
 
 
 # -- decoding ----------------------------------------------------------------------------------
@@ -72,6 +75,25 @@ def read_label(path: str | os.PathLike, keep_colour: bool = False) -> np.ndarray
         else:
             lab = cv2.cvtColor(lab, cv2.COLOR_BGR2RGB)  # (H, W, 3) uint8 RGB colour mask
     return lab
+
+
+def is_lossy_label(path: Any) -> bool:
+    """A label file whose format is lossy (JPEG): its class ids or colours are off at edges."""
+    return isinstance(path, (str, os.PathLike)) and Path(path).suffix.lower() in JPEG_SUFFIXES
+
+
+def warn_lossy_labels(files: Sequence[tuple[Any, Any]], where: str) -> int:
+    """Log one warning when labels are JPEGs; returns how many are.
+
+    JPEG blurs the edges between regions, so an id mask gets neighbouring (wrong but valid) ids
+    there without any error, and a colour mask gets colours that are in no palette.
+    """
+    lossy = [lab for _, lab in files if is_lossy_label(lab)]
+    if lossy:
+        log.warning("%d of %d labels in %s are JPEG files (first: %s): JPEG compression changes class ids "
+                    "and colours along region edges; convert the masks to PNG from their lossless source",
+                    len(lossy), len(files), where, lossy[0])
+    return len(lossy)
 
 
 def _imread(path: Path, flags: int) -> np.ndarray | None:
@@ -153,6 +175,7 @@ class SegDataset:
         if not self.files:
             raise DatasetError(f"split {split!r} of {self.root} is empty: no image/label pairs found; "
                                "check the folder or choose another split")
+        warn_lossy_labels(self.files, f"{self.root} ({split})")
         if cache:
             self.preload()
 
@@ -262,9 +285,10 @@ class SegDataset:
         bad = np.flatnonzero(counts)
         if bad.size:
             shown = ", ".join(str(v) for v in bad[:8]) + (" ..." if bad.size > 8 else "")
+            fix = ("it is a JPEG, whose compression changes ids along region edges; save the masks as PNG"
+                   if is_lossy_label(path) else "fix the mask or the class list")
             raise DatasetError(f"label {path} has values {shown} that are neither a class "
-                               f"(0..{self.num_classes - 1}) nor void ({self.ignore_index}); "
-                               "fix the mask or the class list")
+                               f"(0..{self.num_classes - 1}) nor void ({self.ignore_index}); {fix}")
 
 
 def _accepts_rng(fn: Callable[..., Any]) -> bool:

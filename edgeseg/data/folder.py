@@ -23,7 +23,7 @@ import numpy as np
 from edgeseg.runtime.errors import DatasetError
 from edgeseg.runtime.metadata import default_palette
 
-from .base import RGB, SegDataset, Transform, list_images, match_pairs, read_label
+from .base import RGB, SegDataset, Transform, is_lossy_label, list_images, match_pairs, read_label
 from .camvid import parse_classes_txt
 
 _VOID_WORDS = ("void", "unlabel", "ignore")
@@ -163,6 +163,10 @@ class FolderDataset(SegDataset):
                 lut[i] = self.ignore_index
         if (lut < 0).any():
             bad = [f"({c >> 16},{(c >> 8) & 255},{c & 255})" for c in uniq[lut < 0][:6]]
+            if is_lossy_label(path):
+                raise DatasetError(f"label {path} has colours {' '.join(bad)} that are not in the palette: it is "
+                                   "a JPEG, whose compression changes colours along region edges; save the masks "
+                                   "as PNG")
             raise DatasetError(f"label {path} has colours {' '.join(bad)} that are not in the palette; add them "
                                "to classes.txt/classes.json (or name one 'void' to ignore it)")
         return lut[inverse.reshape(raw.shape[:2])].astype(np.uint8)  # (H, W) uint8 class ids

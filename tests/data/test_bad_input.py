@@ -155,3 +155,29 @@ def test_bad_classes_txt(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match=r"\[0, 2\]") as e:
         build_dataset(root, "train")
     assert str(root / "classes.txt") in one_line(e)
+
+
+def test_jpeg_masks_warn_once_and_name_the_cause(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """JPEG masks are lossy: ids and colours change along region edges, usually without any error."""
+    root = tmp_path / "f"
+    mask = np.zeros((32, 32, 3), np.uint8)
+    mask[:, 16:] = (200, 40, 90)  # one hard edge: JPEG rings colours around it
+    for name in ("a", "b"):
+        write(root / "images" / f"{name}.png", image(0, 32, 32))
+        write(root / "masks" / f"{name}.jpg", mask)
+    (root / "classes.txt").write_text("0 a 0,0,0\n1 b 200,40,90\n")
+    with caplog.at_level("WARNING", logger="edgeseg.data"):
+        ds = build_dataset(root, "train")
+    warnings = [r.getMessage() for r in caplog.records if r.name == "edgeseg.data"]
+    assert len(warnings) == 1 and "2 of 2 labels" in warnings[0] and "PNG" in warnings[0]
+    assert str(root / "masks" / "a.jpg") in warnings[0]
+    with pytest.raises(DatasetError, match="JPEG") as e:
+        ds[0]
+    assert str(root / "masks" / "a.jpg") in one_line(e)
+
+
+def test_png_masks_do_not_warn(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    root = camvid_tree(tmp_path / "cv")
+    with caplog.at_level("WARNING", logger="edgeseg.data"):
+        build_dataset(root, "train")
+    assert not [r for r in caplog.records if r.name == "edgeseg.data"]
