@@ -9,6 +9,7 @@ Accepted trees (masks matched to images by file stem)::
 Classes come from ``root/classes.json`` or ``root/classes.txt``. Masks hold class ids
 (8-bit grey) or RGB colours that are mapped through the palette; a class named
 void/unlabelled/ignore marks the ignore value (and colour), else ignore is 255.
+Masks should be lossless (PNG): JPEG masks load with a warning, since their edges are off.
 """
 
 from __future__ import annotations
