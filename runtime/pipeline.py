@@ -28,12 +28,14 @@ than busy threads, wall time also counts the time a stage waited for a core.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import queue
+import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -688,20 +690,24 @@ def run_pipeline(segmenter: Any, source: Source, sinks: Iterable[Sink] = (), ren
         raise
     finally:
         halt.set()
-        for t in threads:
-            t.join(timeout=10.0)
-        for q in (*q_ins, *q_outs):
-            _drain(q)
-        stats.duration_s = time.perf_counter() - stats.started
-        count_source_events()
-        stats.unreadable = [n for n in getattr(source, "unreadable", ()) if n not in base_unreadable]
         close_errors = []
-        for sink in sinks:
-            try:
-                sink.close()
-            except Exception as e:  # noqa: BLE001 - close every sink, report the first failure
-                close_errors.append(f"{sink.name}: {e}")
-            stats.sinks.append(sink.describe())
+        # A second Ctrl-C must not cut this short: an unclosed video file is unplayable, and a
+        # process that exits while a worker is still inside native code aborts.
+        with _signals_deferred():
+            stats.duration_s = time.perf_counter() - stats.started
+            # Sinks first (only this thread writes to them), so outputs are final as soon as possible.
+            for sink in sinks:
+                try:
+                    sink.close()
+                except Exception as e:  # noqa: BLE001 - close every sink, report the first failure
+                    close_errors.append(f"{sink.name}: {e}")
+                stats.sinks.append(sink.describe())
+            for t in threads:
+                t.join(timeout=10.0)
+            for q in (*q_ins, *q_outs):
+                _drain(q)
+            count_source_events()
+            stats.unreadable = [n for n in getattr(source, "unreadable", ()) if n not in base_unreadable]
         if end is not None:
             stats.stopped_by = end.reason
             stats.error = end.message if end.reason == "error" else ""
@@ -715,6 +721,30 @@ def run_pipeline(segmenter: Any, source: Source, sinks: Iterable[Sink] = (), ren
             raise end.exc
         raise StreamError(end.message or "the source failed", stats)
     return stats
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM while the block runs, then deliver any that came to the previous handler.
+
+    Only the main thread can change handlers, and a handler installed outside Python cannot be put
+    back; in those cases the block simply runs.
+    """
+    wanted = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.getsignal(s) for s in wanted}
+    if threading.current_thread() is not threading.main_thread() or None in previous.values():
+        yield
+        return
+    held: list[int] = []
+    for s in wanted:
+        signal.signal(s, lambda signum, _frame: held.append(signum))
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+        for signum in dict.fromkeys(held):  # each kind once, in arrival order
+            signal.raise_signal(signum)
 
 
 def _drain(q: Any) -> None:

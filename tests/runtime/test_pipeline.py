@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from pathlib import Path
@@ -11,6 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
+from edgeseg.cli.predict_cmd import stop_on_signals
 from edgeseg.runtime import Segmenter
 from edgeseg.runtime.errors import SourceError, UsageError
 from edgeseg.runtime.metadata import ModelMeta, default_palette
@@ -165,6 +167,33 @@ def test_stop_event_and_max_frames(tmp_path: Path) -> None:
     with open_source(tmp_path / "in") as src:
         stats = run_pipeline(FakeSegmenter(), src, [], max_frames=7)
     assert stats.frames == 7 and stats.stopped_by == "max_frames"
+
+
+def test_a_second_interrupt_while_outputs_close_still_closes_them_all(tmp_path: Path) -> None:
+    """The first Ctrl-C stops at the next frame; an impatient second one during the cleanup is held
+    until every output is finalised and every worker joined, then raised."""
+    image_folder(tmp_path / "in", 30)
+    stop = threading.Event()
+
+    class InterruptedClose(ListSink):
+        def close(self) -> None:
+            signal.raise_signal(signal.SIGINT)  # the second Ctrl-C, in the middle of the cleanup
+            super().close()
+
+    first, second = InterruptedClose(), ListSink()
+
+    def progress(stats) -> None:
+        if stats.frames == 3 and not stop.is_set():
+            signal.raise_signal(signal.SIGINT)  # the first Ctrl-C
+
+    before = signal.getsignal(signal.SIGINT)
+    with stop_on_signals(stop) as caught, open_source(tmp_path / "in") as src:
+        with pytest.raises(KeyboardInterrupt):
+            run_pipeline(FakeSegmenter(), src, [first, second], stop=stop, on_progress=progress)
+    assert caught and caught[0] == "SIGINT"
+    assert first.closed and second.closed and len(first.images) >= 3
+    assert not [t for t in threading.enumerate() if t.name.startswith("pipeline-")]
+    assert signal.getsignal(signal.SIGINT) is before
 
 
 def test_render_modes_with_real_segmenter(tiny_onnx: Path, tmp_path: Path) -> None:
