@@ -22,6 +22,7 @@ from .predict_cmd import (
     load_segmenter,
     print_summary,
     quiet_video_logs,
+    refuse_overwriting_inputs,
     status_fields,
     stop_on_signals,
 )
@@ -88,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.save:
             sinks.append(open_sink(args.save, fps=source.fps))
+            refuse_overwriting_inputs(source, sinks[-1])  # a file source played with --loop, say
         if args.serve:
             from edgeseg.runtime.mjpeg import parse_address
 

@@ -107,7 +107,7 @@ def _output_sink(source: Any, save: str | None, frames: int | None = None):
     """The sink for ``--save`` given what the source is (images keep names; video stays video),
     refused up front when it would overwrite an input or one of its own outputs."""
     from edgeseg.runtime.errors import UsageError
-    from edgeseg.runtime.sinks import VIDEO_SUFFIXES, ImageFileSink, ImageFolderSink
+    from edgeseg.runtime.sinks import VIDEO_SUFFIXES, ImageFileSink
 
     files = [Path(f) for f in getattr(source, "files", None) or []]  # image sources list their inputs
     seen: dict[str, Path] = {}
@@ -121,8 +121,18 @@ def _output_sink(source: Any, save: str | None, frames: int | None = None):
     if isinstance(sink, ImageFileSink) and frames is not None and frames > 1:
         raise UsageError(f"--save {save} is a single image but the source has {frames} frames; "
                          "save to a folder (out/) or a video (out.mp4) instead")
+    refuse_overwriting_inputs(source, sink)
+    return sink
+
+
+def refuse_overwriting_inputs(source: Any, sink: Any) -> None:
+    """UsageError when the sink would write onto one of the source's own files."""
+    from edgeseg.runtime.errors import UsageError
+    from edgeseg.runtime.sinks import ImageFolderSink
+
+    files = [Path(f) for f in getattr(source, "files", None) or []]  # image sources list their inputs
     if isinstance(sink, ImageFolderSink) and sink.keep_names:
-        outputs = [sink.folder / name for name in seen]
+        outputs = [sink.folder / f.name for f in files]
     else:
         outputs = [Path(p) for p in (getattr(sink, "path", None),) if p is not None]
     inputs = {os.path.realpath(f) for f in files} or {os.path.realpath(source.uri)}
@@ -130,7 +140,6 @@ def _output_sink(source: Any, save: str | None, frames: int | None = None):
         if os.path.realpath(out) in inputs:
             raise UsageError(f"--save would overwrite the input {out}; save somewhere else (default: "
                              f"{DEFAULT_SAVE_DIR}/)")
-    return sink
 
 
 def _pick_sink(source: Any, save: str | None):
@@ -143,7 +152,7 @@ def _pick_sink(source: Any, save: str | None):
         if image_input:
             if len(files) == 1:
                 return open_sink(DEFAULT_SAVE_DIR / files[0].name)
-            return ImageFolderSink(DEFAULT_SAVE_DIR / (Path(source.uri).name.strip("*?[]") or "images"))
+            return ImageFolderSink(DEFAULT_SAVE_DIR / _plain_name(source.uri, "images"))
         return VideoSink(DEFAULT_SAVE_DIR / f"{stem}.mp4", source.fps)
     path = Path(save)
     suffix = path.suffix.lower()
@@ -155,6 +164,16 @@ def _pick_sink(source: Any, save: str | None):
     if image_input:
         return ImageFolderSink(path, keep_names=True)
     return VideoSink(path / f"{stem}.mp4", source.fps)
+
+
+def _plain_name(uri: str, fallback: str) -> str:
+    """A folder's name, or a glob's last folder before any wildcard: 'frames/*.png' -> 'frames'."""
+    name = ""
+    for part in Path(uri).parts:
+        if any(c in part for c in "*?["):
+            break
+        name = part.strip("/\\")
+    return name or fallback
 
 
 # -- shared with demo ------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from testkit.video import count_frames, run_until_writing_then_signal
+from testkit.video import count_frames, make_video, run_until_writing_then_signal
 
 from edgeseg.cli import main
 from edgeseg.runtime.mjpeg import MjpegServer
@@ -103,6 +103,16 @@ def test_bad_demo_arguments(tiny_onnx: Path, tmp_path: Path, capsys, extra: list
     assert main(["demo", str(tiny_onnx), "--source", "synthetic://?size=32x32&frames=2", *extra]) == 2
     err = capsys.readouterr().err.strip()
     assert words in err and len(err.splitlines()) == 1
+
+
+def test_demo_save_never_overwrites_its_input_video(tiny_onnx: Path, tmp_path: Path, capsys) -> None:
+    clip = tmp_path / "in.mp4"
+    make_video(clip, 5)
+    before = clip.read_bytes()
+    assert main(["demo", str(tiny_onnx), "--source", str(clip), "--save", str(clip), "--no-hud"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--save would overwrite the input" in err and len(err.splitlines()) == 1
+    assert clip.read_bytes() == before
 
 
 def test_sigterm_on_realtime_synthetic_finalises_the_recording(tiny_onnx: Path, tmp_path: Path) -> None:

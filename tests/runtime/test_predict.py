@@ -144,6 +144,16 @@ def test_outputs_never_overwrite_inputs_or_each_other(tiny_onnx: Path, tmp_path:
     assert main(["predict", str(tiny_onnx), "--source", glob, "--save", str(tmp_path / "both.mp4")]) == 0  # a video is fine
 
 
+def test_default_output_of_a_glob_is_named_after_its_folder(tiny_onnx: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "frames").mkdir()
+    for name in ("a.png", "b.png"):
+        cv2.imwrite(str(tmp_path / "frames" / name), np.full((20, 30, 3), 50, np.uint8))
+    monkeypatch.chdir(tmp_path)
+    assert main(["predict", str(tiny_onnx), "--source", "frames/*.png"]) == 0
+    assert sorted(p.name for p in (tmp_path / "runs" / "predict" / "frames").iterdir()) == ["a.png", "b.png"]
+
+
 def test_no_readable_frame_is_an_error_not_an_empty_success(tiny_onnx: Path, tmp_path: Path, capsys) -> None:
     (tmp_path / "zero.png").write_bytes(b"")
     assert main(["predict", str(tiny_onnx), "--source", str(tmp_path / "zero.png"),
