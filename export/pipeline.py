@@ -171,6 +171,8 @@ def export_checkpoint(checkpoint: str | os.PathLike, *, fmt: str = "onnx", preci
         raise UsageError(f"--calib-images {calib_images} must be >= 1")
     if val_images < 0:
         raise UsageError(f"--val-images {val_images} must be at least 0 (0 = all images)")
+    if not workspace_gb > 0:
+        raise UsageError(f"--workspace {workspace_gb} must be a positive number of GB")
     if fmt == "engine":
         _require_tensorrt()
 

@@ -347,7 +347,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 # -- client -----------------------------------------------------------------------------------------
 def redact_url(url: str) -> str:
     """``url`` with any ``user:password@`` replaced by ``***@`` (for logs and error messages)."""
-    return re.sub(r"//[^/@]*@", "//***@", url)
+    return re.sub(r"//[^/?#]*@", "//***@", url)  # up to the last '@' of the authority: passwords may hold '@'
 
 
 class NotMjpegError(SourceError):

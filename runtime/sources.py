@@ -35,6 +35,7 @@ from __future__ import annotations
 import enum
 import glob
 import logging
+import math
 import os
 import re
 import sys
@@ -392,6 +393,9 @@ class _LiveSource(Source):
     def _run(self) -> None:
         try:
             self._capture_loop()
+        except BaseException as e:  # noqa: BLE001 - a dead reader must end the stream, not time out forever
+            self._stop_with(Frame(FrameStatus.ERROR, index=self._index,
+                                  message=f"reading {self.uri} failed: {type(e).__name__}: {e}"))
         finally:
             self._cap.release()  # the thread owns the capture: never released under a blocked read
 
@@ -700,7 +704,8 @@ def _image_files(folder: Path) -> list[Path]:
 
 
 def _open_path(text: str, loop: bool, size: tuple[int, int] | None) -> Source:
-    if any(c in text for c in "*?["):
+    # A name that exists is that file, even with glob characters in it ('clip[1].mp4').
+    if any(c in text for c in "*?[") and not Path(os.path.expanduser(text)).exists():
         files = sorted(Path(p) for p in glob.glob(os.path.expanduser(text), recursive=True)
                        if Path(p).suffix.lower() in IMAGE_SUFFIXES and Path(p).is_file())
         if not files:
@@ -744,8 +749,8 @@ def open_source(uri: str | int | os.PathLike, *, timeout: float = DEFAULT_TIMEOU
     frame to (H, W). ``backoff``: first delay and cap (seconds) between reconnect attempts,
     doubling per failed attempt.
     """
-    if timeout <= 0:
-        raise UsageError(f"source timeout must be positive, got {timeout}")
+    if not (math.isfinite(timeout) and timeout > 0):
+        raise UsageError(f"source timeout must be a positive number of seconds, got {timeout}")
     if not 0 < backoff[0] <= backoff[1]:
         raise UsageError(f"reconnect backoff {backoff} must be (first delay, cap) with 0 < first <= cap")
     reconnects = DEFAULT_RECONNECTS if reconnect is True else int(reconnect or 0)
@@ -761,13 +766,18 @@ def open_source(uri: str | int | os.PathLike, *, timeout: float = DEFAULT_TIMEOU
         raise UsageError(f"source {text!r} contains control characters")
     if text.isdigit():
         return _open_camera(int(text), out_size, timeout, reconnects, backoff)
-    if "!" in text and "://" not in text.split("!", 1)[0]:
+    if "!" in text and "://" not in text.split("!", 1)[0] and not Path(os.path.expanduser(text)).exists():
         return _LiveSource(text, _gstreamer_opener(text), timeout, reconnects, out_size, backoff,
                            reader="gstreamer")
     if "://" not in text:
         return _open_path(text, loop, out_size)
 
-    parts = urlsplit(text)
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - parsed lazily: a bad port raises here
+    except ValueError as e:
+        raise UsageError(f"source URL {redact_url(text)!r} is malformed ({e}); write e.g. "
+                         "rtsp://192.168.1.10:554/stream") from None
     scheme = parts.scheme.lower()
     if scheme not in SCHEMES:
         raise UsageError(f"unsupported source scheme {scheme + '://'!r} in {redact_url(text)!r}; supported: "
@@ -800,6 +810,10 @@ def open_source(uri: str | int | os.PathLike, *, timeout: float = DEFAULT_TIMEOU
     # rtsp / rtsps / http / https: network streams through FFmpeg, MJPEG over http(s) natively.
     if not parts.hostname:
         raise UsageError(f"stream URL {redact_url(text)!r} has no host; write e.g. rtsp://192.168.1.10:554/stream")
+    try:
+        parts.hostname.encode("idna")  # what name resolution will do: 'a..b' fails there
+    except UnicodeError:
+        raise UsageError(f"stream URL {redact_url(text)!r} has an invalid host name {parts.hostname!r}") from None
     if scheme in ("http", "https"):
         opener, reader, answer = _http_opener(text, timeout, out_size)
     else:

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from . import finite_float
+
 HELP = "latency and throughput of models and the video pipeline"
 STAGES = ("preprocess_ms", "infer_ms", "postprocess_ms", "overlay_ms")
 
@@ -31,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (default: cpu)")
     parser.add_argument("--frame-size", default="540x960",
                         help="HxW of the frame pre/post-processing is timed on (default 540x960)")
-    parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity timed in the breakdown")
+    parser.add_argument("--alpha", type=finite_float, default=0.5, help="overlay opacity timed in the breakdown")
     parser.add_argument("--source", help="also run the end-to-end pipeline on this source URI")
     parser.add_argument("--frames", type=int, default=200, help="frames for the pipeline run (default 200)")
     parser.add_argument("--workers", type=int, default=1,

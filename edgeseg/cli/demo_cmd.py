@@ -14,6 +14,7 @@ import argparse
 import sys
 import threading
 
+from . import finite_float
 from .predict_cmd import (
     add_model_arguments,
     check_max_frames,
@@ -46,8 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="overlay (default), mask or side (frame | mask)")
     parser.add_argument("--no-hud", action="store_true", help="do not draw FPS, latency and the legend")
     parser.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
-    parser.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
-    parser.add_argument("--timeout", type=float, default=5.0,
+    parser.add_argument("--duration", type=finite_float, default=None, help="stop after this many seconds")
+    parser.add_argument("--timeout", type=finite_float, default=5.0,
                         help="seconds without a frame before a live read times out (default 5)")
     parser.add_argument("--reconnect", type=int, default=5,
                         help="reconnect attempts when a live stream drops, with backoff (default 5; 0 = none)")

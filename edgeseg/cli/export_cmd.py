@@ -7,6 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+from . import finite_float
+
 HELP = "export a checkpoint to ONNX / TensorRT (fp32, fp16, int8)"
 
 EPILOG = """\
@@ -38,7 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--int8-target", default=None,
                    help="ort (uint8 activations, fast on x86 CPUs) or tensorrt (symmetric int8); "
                         "default ort for --format onnx, tensorrt for --format engine")
-    p.add_argument("--max-miou-drop", type=float, default=1.0, metavar="POINTS",
+    p.add_argument("--max-miou-drop", type=finite_float, default=1.0, metavar="POINTS",
                    help="largest allowed mIoU drop of fp16/int8 below fp32 (default 1.0)")
     p.add_argument("--fuse-preprocess", action="store_true", help="graph input: uint8 BGR (N,H,W,3) frame")
     p.add_argument("--fuse-argmax", action="store_true", help="graph output: uint8 class map (N,H,W)")
@@ -47,7 +49,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "argmax there and nearest-upsampled by the runtime (faster, ~0.2 mIoU on unet_lite "
                         "with S=2; the model's head stride or 1, the default)")
     p.add_argument("--opset", type=int, default=18, help="ONNX opset (>= 17; default 18)")
-    p.add_argument("--workspace", type=float, default=4.0, metavar="GB", help="TensorRT workspace limit")
+    p.add_argument("--workspace", type=finite_float, default=4.0, metavar="GB", help="TensorRT workspace limit")
     p.add_argument("--out", default=None, metavar="PATH",
                    help="artifact base name, e.g. out/model; an existing folder or one ending in / gets the "
                         "artifacts inside, named after the checkpoint (default: beside the checkpoint)")

@@ -22,6 +22,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from . import finite_float
+
 HELP = "segment images, folders and videos (every frame)"
 DEFAULT_MODEL = "camvid-unet-lite"
 DEFAULT_SAVE_DIR = Path("runs") / "predict"
@@ -51,7 +53,7 @@ def add_model_arguments(parser: argparse.ArgumentParser, workers_default: int | 
     parser.add_argument("--threads", type=int, default=None, help="inference threads (default: the backend's)")
     parser.add_argument("--workers", type=workers_value, default=workers_default,
                         help=f"{WORKERS_HELP} (default {workers_default})")
-    parser.add_argument("--alpha", type=float, default=0.5, help="mask opacity for --visualize overlay (0-1)")
+    parser.add_argument("--alpha", type=finite_float, default=0.5, help="mask opacity for --visualize overlay (0-1)")
     parser.add_argument("--json", metavar="OUT", default=None, help="write the run's statistics to this JSON file")
 
 

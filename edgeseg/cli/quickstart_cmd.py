@@ -11,6 +11,8 @@ import argparse
 import time
 from pathlib import Path
 
+from . import finite_float
+
 HELP = "train -> export -> video on procedural scenes (or --data), end to end"
 
 SYNTHETIC_DATA = "synthetic://?n=240&size=240x320&val=40"
@@ -21,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default=None, help="real dataset folder (CamVid, Cityscapes, images/+masks/); "
                                                 "default: procedural driving scenes")
     p.add_argument("--model", default="unet_lite", help="model to train (see 'edgeseg models')")
-    p.add_argument("--minutes", type=float, default=2.0, help="training time budget in minutes")
+    p.add_argument("--minutes", type=finite_float, default=2.0, help="training time budget in minutes")
     p.add_argument("--imgsz", default=None, help="training crop and export size HxW (default 240x320)")
     p.add_argument("--source", default=None,
                    help="video for the runtime step (default: a procedural driving clip)")
@@ -37,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
 
     from edgeseg.export import export_checkpoint
     from edgeseg.runtime import Segmenter
+    from edgeseg.runtime.errors import UsageError
     from edgeseg.runtime.fileio import write_json
     from edgeseg.runtime.pipeline import plan_workers, run_pipeline
     from edgeseg.runtime.sinks import open_sink
@@ -45,6 +48,8 @@ def run(args: argparse.Namespace) -> int:
     from edgeseg.train.config import TrainConfig
     from edgeseg.train.trainer import train
 
+    if not args.minutes > 0:
+        raise UsageError(f"--minutes {args.minutes:g} must be a positive training time")
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     out = Path(args.out)
     data = args.data or SYNTHETIC_DATA

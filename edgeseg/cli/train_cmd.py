@@ -7,6 +7,8 @@ import json
 import logging
 import sys
 
+from . import finite_float
+
 HELP = "train a model on a dataset"
 
 
@@ -47,15 +49,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--optimizer", default="adamw", help="adamw or sgd")
-    p.add_argument("--lr", type=float, default=None, help="base LR (default 2e-3 for adamw, 0.01 for sgd)")
-    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--lr", type=finite_float, default=None, help="base LR (default 2e-3 for adamw, 0.01 for sgd)")
+    p.add_argument("--weight-decay", type=finite_float, default=1e-4)
     p.add_argument("--class-weights", default="sqrt_median", help="none, median or sqrt_median")
-    p.add_argument("--class-weight-cap", type=float, default=5.0)
-    p.add_argument("--ohem", type=float, default=0.0, metavar="FRACTION",
+    p.add_argument("--class-weight-cap", type=finite_float, default=5.0)
+    p.add_argument("--ohem", type=finite_float, default=0.0, metavar="FRACTION",
                    help="train on the hardest FRACTION of pixels (0 = off)")
     p.add_argument("--no-flip", action="store_true")
     p.add_argument("--no-photometric", action="store_true")
-    p.add_argument("--time-budget", type=float, default=0.0, metavar="MIN",
+    p.add_argument("--time-budget", type=finite_float, default=0.0, metavar="MIN",
                    help="fit the LR schedule to this many minutes and stop on time")
     p.add_argument("--out", default=None,
                    help="output folder for best.pt, last.pt, metrics.csv (default runs/train, or the --resume folder)")

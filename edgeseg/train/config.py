@@ -67,6 +67,12 @@ class TrainConfig:
             raise UsageError(f"--scale {self.scale[0]}-{self.scale[1]} must be a range of positive factors, min <= max")
         if not 0.0 <= self.ohem_fraction < 1.0:
             raise UsageError(f"--ohem must be in [0, 1), got {self.ohem_fraction}")
+        if not self.weight_decay >= 0:
+            raise UsageError(f"--weight-decay must be >= 0, got {self.weight_decay}")
+        if not self.class_weight_cap > 0:
+            raise UsageError(f"--class-weight-cap must be > 0, got {self.class_weight_cap}")
+        if not self.time_budget_min >= 0:
+            raise UsageError(f"--time-budget must be >= 0 minutes (0 = no budget), got {self.time_budget_min}")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -56,3 +56,26 @@ def test_sigterm_unwinds_like_ctrl_c_and_cleans_up(monkeypatch, capsys) -> None:
     assert cli.main(["info"]) == 143
     assert cleaned == [True] and "edgeseg: terminated" in capsys.readouterr().err
     assert signal.getsignal(signal.SIGTERM) is before  # the previous handler is back
+
+
+@pytest.mark.parametrize("argv, option", [
+    (["demo", "--source", "synthetic://", "--json", "x.json", "--duration", "inf"], "--duration"),
+    (["demo", "--source", "synthetic://", "--json", "x.json", "--timeout", "nan"], "--timeout"),
+    (["predict", "--source", "x.mp4", "--alpha", "nan"], "--alpha"),
+    (["export", "best.pt", "--max-miou-drop", "nan"], "--max-miou-drop"),
+    (["train", "--data", "synthetic://", "--lr", "inf"], "--lr"),
+    (["quickstart", "--minutes", "NaN"], "--minutes"),
+])
+def test_real_valued_options_refuse_nan_and_inf(argv: list[str], option: str, capsys) -> None:
+    """float() accepts 'nan' and 'inf'; no option here means anything by them."""
+    with pytest.raises(SystemExit) as e:
+        cli.main(argv)
+    assert e.value.code == cli.EXIT_USAGE
+    err = capsys.readouterr().err.strip()
+    assert f"argument {option}: " in err and "is not a finite number" in err and len(err.splitlines()) == 1
+
+
+def test_positive_options_are_checked_before_the_work(tmp_path, capsys) -> None:
+    assert cli.main(["quickstart", "--minutes", "0", "--out", str(tmp_path / "q")]) == cli.EXIT_USAGE
+    assert "--minutes 0 must be a positive training time" in capsys.readouterr().err
+    assert not (tmp_path / "q").exists()

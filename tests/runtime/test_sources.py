@@ -401,6 +401,9 @@ def test_http_error_answer_is_named_when_ffmpeg_fails_too(tmp_path: Path) -> Non
     ("/no/such/video.mp4", SourceError, "does not exist"),
     ("/no/such/*.png", SourceError, "no images match"),
     ("99", SourceError, "no camera 99"),
+    ("http://[::1/x", UsageError, "is malformed"),
+    ("rtsp://cam:port/x", UsageError, "is malformed"),
+    ("http://a..b/x", UsageError, "invalid host name 'a..b'"),
     ("v4l2:///dev/video99", SourceError, "no camera at /dev/video99"),
 ])
 def test_bad_sources_fail_with_one_clear_line(uri: str, kind: type, words: str) -> None:
@@ -419,11 +422,47 @@ def test_folder_without_images_and_non_video_file(tmp_path: Path) -> None:
         open_source(tmp_path / "notes.bin")
 
 
-def test_unreachable_stream_and_password_redacted() -> None:
+@pytest.mark.parametrize("password", ["secret", "p@ss@secret"])
+def test_unreachable_stream_and_password_redacted(password: str) -> None:
     port = free_port()  # nothing listens here
     with pytest.raises(SourceError) as e:
-        open_source(f"http://user:secret@127.0.0.1:{port}/stream", timeout=1.0)
+        open_source(f"http://user:{password}@127.0.0.1:{port}/stream", timeout=1.0)
     assert "secret" not in str(e.value) and "cannot open stream" in str(e.value)
+
+
+@pytest.mark.parametrize("timeout", [0.0, -1.0, float("nan"), float("inf")])
+def test_timeout_must_be_a_positive_finite_number(timeout: float) -> None:
+    with pytest.raises(UsageError, match="positive number of seconds"):
+        open_source("synthetic://", timeout=timeout)
+
+
+@pytest.mark.parametrize("name", ["clip[1].mp4", "wow!.mp4", "what?.mp4"])
+def test_existing_file_with_glob_or_pipeline_characters_is_that_file(tmp_path: Path, name: str) -> None:
+    levels = write_video(tmp_path / name, 3)
+    for uri in (str(tmp_path / name), (tmp_path / name).as_uri()):
+        with open_source(uri) as src:
+            frames = [src.read() for _ in range(4)]
+        assert [f.status for f in frames] == [FrameStatus.OK] * 3 + [FrameStatus.EOS]
+        assert len(levels) == 3
+
+
+def test_a_reader_thread_that_dies_ends_the_stream_with_its_error() -> None:
+    class Exploding:
+        def read(self, buf=None):
+            raise MemoryError("no room for the frame")
+
+        def get(self, prop: int) -> float:
+            return 0.0
+
+        def release(self) -> None:
+            pass
+
+    src = sources._LiveSource("test://exploding", Exploding, timeout=0.5, reconnect=0)
+    try:
+        frame = src.read(timeout=2.0)
+    finally:
+        src.close()
+    assert frame.status is FrameStatus.ERROR and "MemoryError: no room for the frame" in frame.message
 
 
 @pytest.mark.skipif(has_gstreamer(), reason="this OpenCV has GStreamer; the missing-GStreamer message does not apply")
