@@ -10,6 +10,7 @@ tag says; simplejpeg would ignore the tag. Camera streams rarely carry it."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import cv2
@@ -21,9 +22,16 @@ except ImportError:  # pragma: no cover - depends on the installation
     simplejpeg = None
 
 JPEG_SUFFIXES = (".jpg", ".jpeg")  # file names this decoder is tried on
+# A few hundred bytes of JPEG can declare 65535x65535 pixels: sizes are checked before decoding.
+MAX_IMAGE_PIXELS = 1 << 27  # image files: 134 M pixels (e.g. 16384x8192), 400 MB decoded
+MAX_FRAME_PIXELS = 1 << 25  # stream frames: 33.5 M pixels, just above 8K UHD (7680x4320)
+
+log = logging.getLogger(__name__)
+_warned_sizes: set[tuple[int, int]] = set()
 
 _SOI = b"\xff\xd8"
 _APP1 = 0xE1
+_SOF_MARKERS = frozenset((0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF))
 _EXIF = b"Exif\x00\x00"
 
 
@@ -45,18 +53,56 @@ def has_exif(data: bytes) -> bool:
     return False
 
 
+def jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """(height, width) from the JPEG's frame header, or None when there is none to read."""
+    if not data.startswith(_SOI):
+        return None
+    pos, n = 2, len(data)
+    while pos + 4 <= n:
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in _SOF_MARKERS:
+            if pos + 9 > n:
+                return None
+            h, w = int.from_bytes(data[pos + 5:pos + 7], "big"), int.from_bytes(data[pos + 7:pos + 9], "big")
+            return (h, w) if h and w else None  # height 0: given later (DNL), left to the decoder
+        if marker == 0xDA:  # start of scan before any frame header: malformed
+            return None
+        pos += 2 + int.from_bytes(data[pos + 2:pos + 4], "big")
+    return None
+
+
+def too_large(data: bytes, max_pixels: int) -> bool:
+    """Whether the JPEG declares more than ``max_pixels`` pixels (a warning the first time per size)."""
+    size = jpeg_size(data)
+    if size is None or size[0] * size[1] <= max_pixels:
+        return False
+    if size not in _warned_sizes:  # a hostile stream may send one per frame: say it once
+        _warned_sizes.add(size)
+        log.warning("skipped a JPEG of %dx%d pixels (WxH): more than the limit of %d", size[1], size[0], max_pixels)
+    return True
+
+
 def turbo_available() -> bool:
     """Whether the fast decoder (simplejpeg) is installed."""
     return simplejpeg is not None
 
 
-def decode_jpeg(data: bytes, buffers: object | None = None, *, rgb: bool = False) -> np.ndarray | None:
+def decode_jpeg(data: bytes, buffers: object | None = None, *, rgb: bool = False,
+                max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray | None:
     """JPEG bytes -> (H, W, 3) uint8 BGR (RGB with ``rgb``), or None when they do not decode.
 
     ``buffers``: an object with ``get(shape) -> ndarray`` (a frame-buffer pool) to decode into
     reused memory; each call then returns one of its buffers. ``rgb`` has libjpeg-turbo write
     the channels in RGB order, so a training loader needs no colour conversion afterwards.
+    A JPEG that declares more than ``max_pixels`` pixels is not decoded (None, with a warning).
     """
+    if too_large(data, max_pixels):
+        return None
     if simplejpeg is not None and not has_exif(data):
         try:
             out = None

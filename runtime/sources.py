@@ -50,7 +50,7 @@ import cv2
 import numpy as np
 
 from .errors import SourceError, UsageError
-from .jpeg import decode_jpeg, read_image_file
+from .jpeg import MAX_FRAME_PIXELS, decode_jpeg, read_image_file
 from .mjpeg import MjpegClient, MjpegProtocolError, NotMjpegError, redact_url
 from .sizes import parse_hw
 
@@ -484,7 +484,7 @@ class _LiveSource(Source):
     def _decode(self, frame: Frame) -> Frame | None:
         """Decode a received JPEG frame in the caller's thread; None (counted corrupt) when it is broken."""
         t0 = time.perf_counter()
-        img = decode_jpeg(frame._jpeg, self._pool)  # (H, W, 3) uint8 BGR, in a pooled buffer when it can
+        img = decode_jpeg(frame._jpeg, self._pool, max_pixels=MAX_FRAME_PIXELS)  # (H, W, 3) uint8 BGR, pooled
         if img is None:
             with self._cond:
                 self.corrupt += 1

@@ -73,6 +73,34 @@ def test_broken_data_decodes_to_none_on_either_path(fast: bool, monkeypatch: pyt
     np.testing.assert_array_equal(jpeg.decode_jpeg(data), _opencv(data))
 
 
+def _declaring(data: bytes, h: int, w: int) -> bytes:
+    """``data`` with its frame header (SOF0) patched to declare ``h`` x ``w`` pixels."""
+    at = data.index(b"\xff\xc0")
+    return data[:at + 5] + struct.pack(">HH", h, w) + data[at + 9:]
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["turbo", "opencv-only"])
+def test_a_tiny_jpeg_declaring_huge_dimensions_is_not_decoded(fast: bool, monkeypatch: pytest.MonkeyPatch,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    """A few hundred bytes can ask for 12000x12000 pixels (430 MB and seconds of decoding)."""
+    if fast and not jpeg.turbo_available():
+        pytest.skip("simplejpeg is not installed")
+    if not fast:
+        monkeypatch.setattr(jpeg, "simplejpeg", None)
+    monkeypatch.setattr(jpeg, "_warned_sizes", set())
+    data = _encode(_picture((16, 16)))
+    assert jpeg.jpeg_size(data) == (16, 16) and jpeg.jpeg_size(_with_orientation(data, 6)) == (16, 16)
+    bomb = _declaring(data, 12000, 12000)
+    assert len(bomb) < 1000 and jpeg.jpeg_size(bomb) == (12000, 12000)
+    with caplog.at_level("WARNING", logger=jpeg.__name__):
+        assert jpeg.decode_jpeg(bomb) is None
+        assert jpeg.decode_jpeg(bomb, max_pixels=jpeg.MAX_FRAME_PIXELS) is None
+    assert [r.getMessage() for r in caplog.records].count(
+        "skipped a JPEG of 12000x12000 pixels (WxH): more than the limit of 134217728") == 1
+    assert jpeg.decode_jpeg(data, max_pixels=16 * 16) is not None  # the limit itself is allowed
+    assert jpeg.decode_jpeg(data, max_pixels=16 * 16 - 1) is None
+
+
 def test_exif_orientation_is_honoured_like_opencv() -> None:
     data = _with_orientation(_encode(_picture()), 6)  # 6: turn 90 degrees clockwise to view
     assert jpeg.has_exif(data) and not jpeg.has_exif(_encode(_picture()))
