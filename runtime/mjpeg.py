@@ -22,6 +22,7 @@ import http.client
 import ipaddress
 import logging
 import re
+import select
 import socket
 import ssl
 import threading
@@ -44,6 +45,7 @@ DEFAULT_PORT = 8080
 MAX_CLIENTS = 8  # each client is one thread; a handful is plenty for monitoring
 SNAPSHOT_EVERY_S = 0.5  # with no stream client connected, refresh the snapshot at most this often
 SEND_TIMEOUT_S = 5.0  # a stalled client is dropped instead of holding its thread forever
+REQUEST_TIMEOUT_S = 10.0  # a connection that sends no request in time is closed (one thread each)
 MAX_PART_BYTES = 32 << 20  # largest JPEG part a client accepts (an 8K frame at quality 100 is ~15 MB)
 MAX_HEADER_BYTES = 16 << 10  # the header block of one part
 READ_CHUNK = 64 << 10  # bytes asked of the socket at a time
@@ -117,9 +119,19 @@ def resolve_bind_host(host: str, port: int) -> tuple[int, str]:
     return min(found, key=lambda f: f[0] != socket.AF_INET)  # IPv4 first, in resolver order
 
 
+def _peer_gone(sock: socket.socket) -> bool:
+    """Whether the other end closed the connection (a viewer that left while no frame was sent)."""
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+        return bool(readable) and sock.recv(1, socket.MSG_PEEK) == b""
+    except (OSError, ValueError):
+        return True
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.0"  # one response per connection: the stream ends when we close it
+    timeout = REQUEST_TIMEOUT_S  # socket timeout while the request is read
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
         log.debug("mjpeg %s: " + format, self.client_address[0], *args)
@@ -162,6 +174,8 @@ class _Handler(BaseHTTPRequestHandler):
             while not owner._stopping.is_set():
                 seq, jpeg = owner.wait_frame(seq, timeout=0.5)
                 if jpeg is None:
+                    if _peer_gone(self.connection):  # writes would tell, but none may come for a while
+                        break
                     continue  # no new frame yet; look at the stop flag again
                 head = (f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
                         f"Content-Length: {len(jpeg)}\r\n\r\n").encode("ascii")
@@ -178,6 +192,31 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True  # a restarted server can take its port back at once
     owner: MjpegServer
+
+    def server_activate(self) -> None:
+        self._open: set[socket.socket] = set()  # connections being handled, for drop_connections
+        self._open_lock = threading.Lock()
+        super().server_activate()
+
+    def process_request(self, request: socket.socket, client_address: object) -> None:
+        with self._open_lock:
+            self._open.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: socket.socket) -> None:
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def drop_connections(self) -> None:
+        """Shut every open connection down, so handlers blocked on it return at once."""
+        with self._open_lock:
+            open_now = list(self._open)
+        for sock in open_now:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed by its handler
 
 
 class _Server6(_Server):
@@ -320,6 +359,7 @@ class MjpegServer:
         with self._cond:
             self._cond.notify_all()
         self._server.shutdown()
+        self._server.drop_connections()  # before server_close, which waits for every handler thread
         self._server.server_close()
         self._thread.join(timeout=5.0)
         if self._player is not None:

@@ -74,6 +74,47 @@ def test_stream_is_multipart_and_ends_when_server_stops() -> None:
         assert srv.clients == 0
 
 
+def test_a_viewer_that_leaves_while_no_frame_comes_frees_its_place() -> None:
+    """Only a write would fail on a closed connection, and a paused stream writes nothing."""
+    with MjpegServer(port=0) as srv:
+        srv.publish(encode_jpeg(np.zeros((16, 16, 3), np.uint8)))
+        for _ in range(12):  # more than MAX_CLIENTS, one after another
+            resp = _get(srv.port, "/stream")
+            assert resp.status == 200
+            resp.close()
+        deadline = time.perf_counter() + 3.0
+        while srv.clients and time.perf_counter() < deadline:
+            time.sleep(0.05)
+        assert srv.clients == 0
+
+
+def test_stop_closes_connections_that_never_sent_a_request() -> None:
+    srv = MjpegServer(port=0)
+    idle = [socket.create_connection(("127.0.0.1", srv.port)) for _ in range(20)]
+    try:
+        time.sleep(0.3)  # accepted, each handler waiting for a request line
+        t0 = time.perf_counter()
+        srv.stop()
+        assert time.perf_counter() - t0 < 3.0
+        for sock in idle:
+            sock.settimeout(2.0)
+            assert sock.recv(10) == b""  # closed by the server, not left hanging
+    finally:
+        for sock in idle:
+            sock.close()
+
+
+def test_a_connection_that_sends_no_request_is_closed_after_the_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgeseg.runtime import mjpeg
+
+    monkeypatch.setattr(mjpeg._Handler, "timeout", 0.3)
+    with MjpegServer(port=0) as srv, socket.create_connection(("127.0.0.1", srv.port)) as sock:
+        sock.settimeout(3.0)
+        t0 = time.perf_counter()
+        assert sock.recv(10) == b""
+        assert time.perf_counter() - t0 < 2.0
+
+
 def test_publish_images_encodes_only_for_viewers() -> None:
     with MjpegServer(port=0) as srv:
         frame = np.full((20, 20, 3), 200, np.uint8)
