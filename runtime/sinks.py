@@ -200,6 +200,9 @@ class VideoSink(Sink):
                 "fps": self.fps}
 
 
+GREY_ONLY_SUFFIXES = (".pgm", ".pbm")  # formats OpenCV writes only in grey
+
+
 class ImageFolderSink(Sink):
     """Numbered images (``000000.jpg``…) or, for image inputs, the input's file names."""
 
@@ -220,9 +223,16 @@ class ImageFolderSink(Sink):
         self.frames = 0
         self.quality = quality
 
+    @staticmethod
+    def output_name(name: str) -> str:
+        """The file name a kept input name is written under: rendered frames are colour, so a
+        grey-only format (.pgm) becomes .png."""
+        path = Path(name)
+        return path.stem + ".png" if path.suffix.lower() in GREY_ONLY_SUFFIXES else name
+
     def write(self, image: np.ndarray, frame: Frame | None = None) -> None:
         if self.keep_names and frame is not None and frame.name:
-            name = frame.name
+            name = self.output_name(frame.name)
         else:
             name = f"{frame.index if frame is not None and frame.index >= 0 else self.frames:06d}{self.ext}"
         write_image(self.folder / name, image, self.quality)

@@ -109,16 +109,17 @@ def _output_sink(source: Any, save: str | None, frames: int | None = None):
     """The sink for ``--save`` given what the source is (images keep names; video stays video),
     refused up front when it would overwrite an input or one of its own outputs."""
     from edgeseg.runtime.errors import UsageError
-    from edgeseg.runtime.sinks import VIDEO_SUFFIXES, ImageFileSink
+    from edgeseg.runtime.sinks import VIDEO_SUFFIXES, ImageFileSink, ImageFolderSink
 
     files = [Path(f) for f in getattr(source, "files", None) or []]  # image sources list their inputs
     seen: dict[str, Path] = {}
     if save is None or Path(save).suffix.lower() not in VIDEO_SUFFIXES:  # images out keep input names
         for f in files:  # checked before the output folder is made
-            if f.name in seen:
-                raise UsageError(f"{seen[f.name]} and {f} have the same name and outputs keep input names, so one "
-                                 "would overwrite the other; segment them in separate runs or save a video")
-            seen[f.name] = f
+            name = ImageFolderSink.output_name(f.name)
+            if name in seen:
+                raise UsageError(f"{seen[name]} and {f} would both be written as {name} (outputs keep input names); "
+                                 "segment them in separate runs or save a video")
+            seen[name] = f
     sink = _pick_sink(source, save)
     if isinstance(sink, ImageFileSink) and frames is not None and frames > 1:
         raise UsageError(f"--save {save} is a single image but the source has {frames} frames; "
@@ -134,7 +135,7 @@ def refuse_overwriting_inputs(source: Any, sink: Any) -> None:
 
     files = [Path(f) for f in getattr(source, "files", None) or []]  # image sources list their inputs
     if isinstance(sink, ImageFolderSink) and sink.keep_names:
-        outputs = [sink.folder / f.name for f in files]
+        outputs = [sink.folder / sink.output_name(f.name) for f in files]
     else:
         outputs = [Path(p) for p in (getattr(sink, "path", None),) if p is not None]
     inputs = {os.path.realpath(f) for f in files} or {os.path.realpath(source.uri)}

@@ -140,8 +140,21 @@ def test_outputs_never_overwrite_inputs_or_each_other(tiny_onnx: Path, tmp_path:
     assert (tmp_path / "in" / "f.png").read_bytes() == before
     glob = str(tmp_path / "[ab]" / "f.png")  # two inputs named f.png: one output would replace the other
     assert main(["predict", str(tiny_onnx), "--source", glob, "--save", str(tmp_path / "out")]) == 2
-    assert "have the same name" in capsys.readouterr().err and not (tmp_path / "out").exists()
+    assert "would both be written as f.png" in capsys.readouterr().err and not (tmp_path / "out").exists()
     assert main(["predict", str(tiny_onnx), "--source", glob, "--save", str(tmp_path / "both.mp4")]) == 0  # a video is fine
+
+
+def test_grey_only_inputs_are_written_as_png(tiny_onnx: Path, tmp_path: Path, capsys) -> None:
+    """A rendered frame is colour, which .pgm cannot hold."""
+    (tmp_path / "in").mkdir()
+    cv2.imwrite(str(tmp_path / "in" / "g.pgm"), np.full((20, 30), 90, np.uint8))
+    cv2.imwrite(str(tmp_path / "in" / "c.png"), np.full((20, 30, 3), 90, np.uint8))
+    assert main(["predict", str(tiny_onnx), "--source", str(tmp_path / "in"), "--save", str(tmp_path / "out")]) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["c.png", "g.png"]
+    assert cv2.imread(str(tmp_path / "out" / "g.png")).shape == (20, 30, 3)
+    cv2.imwrite(str(tmp_path / "in" / "g.png"), np.full((20, 30, 3), 90, np.uint8))  # now g.pgm's output name
+    assert main(["predict", str(tiny_onnx), "--source", str(tmp_path / "in"), "--save", str(tmp_path / "out2")]) == 2
+    assert "would both be written as g.png" in capsys.readouterr().err
 
 
 def test_default_output_of_a_glob_is_named_after_its_folder(tiny_onnx: Path, tmp_path: Path,
