@@ -73,12 +73,12 @@ def interleaved(segs: list[Any], frame: np.ndarray, runs: int, warmup: int, roun
     for seg in segs:
         for _ in range(warmup):
             time_frame(seg, frame, alpha)
-    per_round = max(1, math.ceil(runs / rounds))
     samples: list[list[dict[str, float]]] = [[] for _ in segs]
-    for _ in range(rounds):
+    for r in range(rounds):
+        n = runs // rounds + (r < runs % rounds)  # exactly ``runs`` samples in all
         for i, seg in enumerate(segs):
-            for _ in range(per_round):
-                samples[i].append(time_frame(seg, frame, alpha))
+            for _ in range(n):
+                samples[i].append({**time_frame(seg, frame, alpha), "round": r})
     return samples
 
 
@@ -86,7 +86,6 @@ def model_row(seg: Any, samples: list[dict[str, float]], rounds: int) -> dict[st
     """Summary of one model's samples: infer latency percentiles, stage medians, FPS, overhead share."""
     info = seg.info
     infer = [s["infer_ms"] for s in samples]
-    per_round = max(1, len(samples) // rounds)
     medians = {s: float(np.median([x[s] for x in samples])) for s in (*STAGES, "total_ms")}
     overhead = medians["preprocess_ms"] + medians["postprocess_ms"] + medians["overlay_ms"]
     return {
@@ -101,8 +100,9 @@ def model_row(seg: Any, samples: list[dict[str, float]], rounds: int) -> dict[st
         "infer_fps": round(1000.0 / medians["infer_ms"], 2) if medians["infer_ms"] > 0 else math.inf,
         "frame_fps": round(1000.0 / medians["total_ms"], 2) if medians["total_ms"] > 0 else math.inf,
         "overhead_pct": round(100.0 * overhead / medians["total_ms"], 2) if medians["total_ms"] > 0 else 0.0,
-        "round_infer_p50_ms": [round(float(np.median(infer[r * per_round:(r + 1) * per_round])), 3)
-                               for r in range(rounds) if infer[r * per_round:(r + 1) * per_round]],
+        "round_infer_p50_ms": [round(float(np.median(by_round)), 3) for by_round in
+                               ([s["infer_ms"] for s in samples if s.get("round", 0) == r] for r in range(rounds))
+                               if by_round],
     }
 
 
@@ -209,8 +209,8 @@ def run(args: argparse.Namespace) -> int:
                       f"{r['infer_ms']['p90']:.2f}", f"{r['infer_ms']['p99']:.2f}", f"{r['infer_fps']:.1f}",
                       f"{st['preprocess_ms']:.2f}", f"{st['postprocess_ms']:.2f}", f"{st['overlay_ms']:.2f}",
                       f"{st['total_ms']:.2f}", f"{r['overhead_pct']:.1f}"])
-    print(f"{args.runs} runs per model in {args.rounds} interleaved rounds, frame {size[1]}x{size[0]} "
-          f"({frame_kind}), threads {args.threads or 'default'}")
+    print(f"{args.runs} runs per model in {args.rounds} interleaved rounds, frame {size[0]}x{size[1]} (HxW, "
+          f"{frame_kind}), threads {args.threads or 'default'}")
     print(_table(table))
     if pipes:
         ptable = [["model", "source frames", "drops", "pipeline FPS", "infer FPS", "efficiency",

@@ -36,6 +36,11 @@ def test_models_are_interleaved_in_rounds(tiny_onnx):
     assert len(row["round_infer_p50_ms"]) == 2 and row["infer_fps"] > 0 and 0 <= row["overhead_pct"] <= 100
     with pytest.raises(UsageError, match="--runs 0"):
         interleaved([seg], frame, runs=0, warmup=0, rounds=1)
+    # runs that do not divide into the rounds: still exactly that many, spread over every round
+    log.clear()
+    samples = interleaved([_Recorder(seg, "A", log)], frame, runs=10, warmup=0, rounds=3)
+    assert len(samples[0]) == 10 and [s["round"] for s in samples[0]] == [0] * 4 + [1] * 3 + [2] * 3
+    assert len(model_row(seg, samples[0], rounds=3)["round_infer_p50_ms"]) == 3
 
 
 def test_summarize_percentiles():
