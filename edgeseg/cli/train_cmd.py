@@ -46,7 +46,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--layout", default="auto", help="dataset layout: auto, camvid, cityscapes, folder, synthetic")
     p.add_argument("--imgsz", default="360x480", help="training crop HxW (validation runs at native size)")
     p.add_argument("--scale", default="0.5-2.0", help="random rescale range before cropping")
-    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--epochs", type=int, default=None,
+                   help="epochs to train (default 100; with --resume: the saved run's, or this many to extend it)")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--optimizer", default="adamw", help="adamw or sgd")
     p.add_argument("--lr", type=finite_float, default=None, help="base LR (default 2e-3 for adamw, 0.01 for sgd)")
@@ -89,7 +90,7 @@ def config_from_args(args: argparse.Namespace):
     return TrainConfig(
         model=args.model, model_kwargs=_parse_kwargs(args.model_arg), data=args.data, layout=args.layout,
         out=out, imgsz=parse_hw(args.imgsz), scale=_parse_scale(args.scale), flip=not args.no_flip,
-        photometric=not args.no_photometric, epochs=args.epochs, batch=args.batch, optimizer=args.optimizer,
+        photometric=not args.no_photometric, epochs=100 if args.epochs is None else args.epochs, batch=args.batch, optimizer=args.optimizer,
         lr=lr, weight_decay=args.weight_decay, class_weighting=args.class_weights,
         class_weight_cap=args.class_weight_cap, ohem_fraction=args.ohem, device=args.device,
         amp=not args.no_amp, workers=args.workers, threads=args.threads, cache=not args.no_cache,
@@ -108,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     if cfg.model not in list_models():
         raise unknown_name("model", cfg.model, list_models())
-    result = train(cfg, resume=args.resume, progress=not args.quiet)
+    result = train(cfg, resume=args.resume, progress=not args.quiet, resume_epochs=args.epochs)
     best = result.best_metrics
     summary = {
         "model": cfg.model, "data": cfg.data, "epochs": result.epochs, "steps": result.steps,

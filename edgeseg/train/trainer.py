@@ -43,28 +43,71 @@ class TrainResult:
     elapsed_s: float
 
 
+def _epoch_seed(seed: int, epoch: int) -> int:
+    """One 63-bit seed per (run seed, epoch): every epoch's draws can be replayed on their own."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(2, np.uint64)[0] >> np.uint64(1))
+
+
 class _TrainView(torch.utils.data.Dataset):
-    """Applies the random training transform; each DataLoader worker owns its own generator."""
+    """Applies the random training transform to ``(epoch, index)`` keys from :class:`_EpochSampler`.
+
+    Each item's augmentation draws come from its own generator seeded by (seed, epoch, index),
+    so they do not depend on the worker that loads it, and a resumed run draws what an
+    uninterrupted one would have.
+    """
 
     def __init__(self, dataset: Any, transform: Any, seed: int) -> None:
         self.dataset, self.transform, self.seed = dataset, transform, seed
-        self.rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        epoch, i = key
         image, label = self.dataset[i]
-        image, label = self.transform(image, label, self.rng)
+        image, label = self.transform(image, label, np.random.default_rng([self.seed, epoch, i]))
         return (torch.from_numpy(np.ascontiguousarray(image)),  # (H, W, 3) uint8
                 torch.from_numpy(np.ascontiguousarray(label).astype(np.int64)))  # (H, W) int64
 
 
+class _EpochSampler(torch.utils.data.Sampler):
+    """Yields ``(epoch, index)``: a shuffled order fixed by (seed, epoch), or ``base``'s (DDP).
+
+    ``start(epoch, skip)`` sets the epoch and skips its first ``skip`` indices: a run resumed
+    mid-epoch carries on with the batches it had not seen.
+    """
+
+    def __init__(self, n: int, seed: int, base: torch.utils.data.Sampler | None = None) -> None:
+        self.n, self.seed, self.base = n, seed, base
+        self.epoch, self.skip = 0, 0
+
+    def start(self, epoch: int, skip: int = 0) -> None:
+        self.epoch, self.skip = epoch, skip
+        if self.base is not None and hasattr(self.base, "set_epoch"):
+            self.base.set_epoch(epoch)
+
+    def _order(self) -> list[int]:
+        if self.base is not None:
+            return list(self.base)
+        g = torch.Generator().manual_seed(_epoch_seed(self.seed, self.epoch))
+        return torch.randperm(self.n, generator=g).tolist()
+
+    def __iter__(self):
+        epoch, order = self.epoch, self._order()[self.skip:]
+        self.skip = 0  # only the first pass after a resume starts late
+        return iter([(epoch, i) for i in order])
+
+    def __len__(self) -> int:
+        return len(self.base) if self.base is not None else self.n
+
+
 def _worker_init(worker_id: int) -> None:
-    info = torch.utils.data.get_worker_info()
-    view = info.dataset
-    # Distinct, reproducible streams per worker; torch's per-worker seed differs every epoch.
-    view.rng = np.random.default_rng([view.seed, worker_id, info.seed % (2**32)])
+    import signal
+
+    # Ctrl-C and SIGTERM reach the whole process group; the main process saves last.pt and then
+    # stops the workers. A worker killed first would turn the stop into a DataLoader crash.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -162,11 +205,14 @@ def _append_metrics(path: Path, row: dict[str, Any]) -> None:
         w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
 
 
-def train(cfg: TrainConfig, resume: str | os.PathLike | None = None, progress: bool = True) -> TrainResult:
+def train(cfg: TrainConfig, resume: str | os.PathLike | None = None, progress: bool = True, *,
+          resume_epochs: int | None = None) -> TrainResult:
     """Train ``cfg.model`` on ``cfg.data``; writes best.pt, last.pt and metrics.csv into ``cfg.out``.
 
-    ``resume`` continues from a last.pt (model, optimizer, step, elapsed time, best metrics);
-    the configuration saved in that checkpoint is used, with only ``out`` taken from ``cfg``.
+    ``resume`` continues from a last.pt (model, optimizer, step, elapsed time, best metrics) where
+    it stopped, even mid-epoch, with the data order and augmentation an uninterrupted run would
+    have had; the configuration saved in that checkpoint is used, with only ``out`` taken from
+    ``cfg`` and the epoch count from ``resume_epochs`` when given (to extend a finished run).
     """
     start_ckpt: Checkpoint | None = None
     if resume:
@@ -174,7 +220,7 @@ def train(cfg: TrainConfig, resume: str | os.PathLike | None = None, progress: b
         if "optimizer" not in start_ckpt.resume_state:
             raise CheckpointError(f"{resume} has no optimizer state (it is a best.pt); resume from last.pt")
         saved = TrainConfig.from_dict(start_ckpt.train_config)
-        cfg = replace(saved, out=cfg.out, epochs=max(cfg.epochs, saved.epochs))
+        cfg = replace(saved, out=cfg.out, epochs=resume_epochs or saved.epochs)
 
     dist_info: DistInfo = init_distributed(cfg.device)
     try:
@@ -208,13 +254,12 @@ def _train(cfg: TrainConfig, start: Checkpoint | None, dist_info: DistInfo, show
     if len(view) < cfg.batch * dist_info.world_size:
         raise UsageError(f"{cfg.data} ({cfg.train_split}) has {len(view)} images, fewer than one batch of "
                          f"{cfg.batch}; lower --batch")
-    sampler = (torch.utils.data.distributed.DistributedSampler(view, seed=cfg.seed, drop_last=True)
-               if dist_info.enabled else None)
+    sampler = _EpochSampler(len(view), seed, torch.utils.data.distributed.DistributedSampler(
+        view, seed=cfg.seed, drop_last=True) if dist_info.enabled else None)
     loader = torch.utils.data.DataLoader(
-        view, batch_size=cfg.batch, shuffle=sampler is None, sampler=sampler, drop_last=True,
+        view, batch_size=cfg.batch, sampler=sampler, drop_last=True,
         num_workers=cfg.workers, worker_init_fn=_worker_init if cfg.workers > 0 else None,
-        persistent_workers=cfg.workers > 0, pin_memory=device.type == "cuda",
-        generator=torch.Generator().manual_seed(cfg.seed))
+        persistent_workers=cfg.workers > 0, pin_memory=device.type == "cuda")
 
     model = create_model(cfg.model, num_classes, **cfg.model_kwargs).to(device)
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
@@ -284,13 +329,20 @@ def _train(cfg: TrainConfig, start: Checkpoint | None, dist_info: DistInfo, show
     last_path, best_path = out / "last.pt", out / "best.pt"
     finished = progress_fraction() >= 1.0
     last_metrics: dict[str, Any] = dict(start.metrics) if start else {}
+    # A run interrupted mid-epoch resumes with that epoch's next batch (the order is fixed by seed and epoch).
+    done_in_epoch = max(0, step - epoch * steps_per_epoch) if start is not None else 0
     while not finished and epoch < cfg.epochs:
-        if sampler is not None:
-            sampler.set_epoch(epoch)
+        if done_in_epoch >= steps_per_epoch:  # saved after the epoch's last batch, before its end-of-epoch work
+            epoch, done_in_epoch = epoch + 1, 0
+            continue
+        sampler.start(epoch, skip=done_in_epoch * cfg.batch)
+        torch.manual_seed(_epoch_seed(seed, epoch))  # dropout and the like: replayable per epoch too
+        steps_this_epoch = steps_per_epoch - done_in_epoch
+        done_in_epoch = 0
         train_model.train()
         loss_sum, loss_n = 0.0, 0
         lr = cfg.lr
-        with Progress(steps_per_epoch, f"epoch {epoch + 1}/{cfg.epochs}", enabled=show_progress and is_main) as bar:
+        with Progress(steps_this_epoch, f"epoch {epoch + 1}/{cfg.epochs}", enabled=show_progress and is_main) as bar:
             try:
                 for images, labels in loader:
                     lr = poly_lr(cfg, step, progress_fraction())

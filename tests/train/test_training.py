@@ -64,10 +64,43 @@ def test_checkpoint_loads_with_weights_only_and_carries_its_facts(trained):
 def test_resume_continues_from_last(tmp_path):
     cfg = small_config(tmp_path, epochs=1)
     first = train(cfg, progress=False)
-    resumed = train(small_config(tmp_path, epochs=2), resume=first.last_path, progress=False)
+    again = train(small_config(tmp_path, epochs=100), resume=first.last_path, progress=False)
+    assert again.epochs == 1 and again.steps == first.steps  # the saved run's epochs, not the config default
+    resumed = train(small_config(tmp_path), resume=first.last_path, progress=False, resume_epochs=2)
     assert resumed.epochs == 2 and resumed.steps == 2 * first.steps
     rows = list(csv.DictReader(open(first.out_dir / "metrics.csv")))
     assert [r["epoch"] for r in rows] == ["1", "2"]
+
+
+def test_a_run_interrupted_mid_epoch_resumes_where_it_stopped(tmp_path, monkeypatch):
+    """Same batches, same augmentation, same weights as a run that was never interrupted."""
+    from edgeseg.train import trainer
+
+    kw = dict(data="synthetic://?n=12&size=48x64&seed=3", epochs=2, threads=1, cache=False, scale=(0.5, 1.5),
+              imgsz=(32, 48))  # 3 steps of 4 images an epoch
+    whole = train(small_config(tmp_path / "whole", **kw), progress=False)
+    getitem = trainer._TrainView.__getitem__
+    keys: list = []
+
+    def interrupted_getitem(self, key):
+        if len(keys) == 4 * 4:  # loading the second batch of epoch 2: Ctrl-C
+            raise KeyboardInterrupt
+        keys.append(key)
+        return getitem(self, key)
+
+    monkeypatch.setattr(trainer._TrainView, "__getitem__", interrupted_getitem)
+    with pytest.raises(KeyboardInterrupt):
+        train(small_config(tmp_path / "cut", **kw), progress=False)
+    cut = load_checkpoint(tmp_path / "cut" / "run" / "last.pt")
+    assert (cut.epoch, cut.step) == (1, 4)
+    keys.clear()
+    monkeypatch.setattr(trainer._TrainView, "__getitem__", lambda self, key: keys.append(key) or getitem(self, key))
+    resumed = train(small_config(tmp_path / "cut", **kw), resume=cut.path, progress=False)
+    assert resumed.steps == whole.steps == 6 and resumed.epochs == 2
+    assert len(keys) == 2 * 4 and {e for e, _ in keys} == {1}  # the epoch's last two batches, no more
+    a = load_checkpoint(whole.last_path).state_dict
+    b = load_checkpoint(resumed.last_path).state_dict
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_fine_tuning_starts_from_the_given_weights(trained, tmp_path):
