@@ -342,8 +342,8 @@ def _train(cfg: TrainConfig, start: Checkpoint | None, dist_info: DistInfo, show
         train_model.train()
         loss_sum, loss_n = 0.0, 0
         lr = cfg.lr
-        with Progress(steps_this_epoch, f"epoch {epoch + 1}/{cfg.epochs}", enabled=show_progress and is_main) as bar:
-            try:
+        try:
+            with Progress(steps_this_epoch, f"epoch {epoch + 1}/{cfg.epochs}", enabled=show_progress and is_main) as bar:
                 for images, labels in loader:
                     lr = poly_lr(cfg, step, progress_fraction())
                     for group in optimizer.param_groups:
@@ -371,34 +371,33 @@ def _train(cfg: TrainConfig, start: Checkpoint | None, dist_info: DistInfo, show
                     if progress_fraction() >= 1.0:
                         finished = True
                         break
-            except KeyboardInterrupt:
-                if is_main:
-                    save_checkpoint(make_ckpt({**last_metrics, "elapsed_s": time.perf_counter() - t_start}),
-                                    last_path)
-                    log.warning("interrupted: saved %s; continue with --resume %s", last_path, last_path)
-                raise
-        epoch += 1
-        train_loss = all_reduce_mean(loss_sum / max(1, loss_n), dist_info, device)
-        rate = images_seen / max(1e-9, time.perf_counter() - t_images)
-        elapsed = time.perf_counter() - t_start
-        validate = finished or epoch >= cfg.epochs or epoch % max(1, cfg.val_every) == 0
-        if is_main:
-            row: dict[str, Any] = {"epoch": epoch, "step": step, "lr": lr, "train_loss": train_loss,
-                                   "val_miou": "", "val_pixel_acc": "", "images_per_s": rate,
-                                   "elapsed_min": elapsed / 60}
-            if validate:
-                metrics = evaluate_model(model, val_ds, mean=cfg.mean, std=cfg.std, device=device,
-                                         channels_last=cfg.channels_last, amp=use_amp,
-                                         max_images=cfg.val_max_images)
-                last_metrics = {**metrics.to_dict(), "epoch": epoch, "split": cfg.val_split}
-                row.update(val_miou=metrics.miou, val_pixel_acc=metrics.pixel_accuracy)
-                if not best or metrics.miou > float(best.get("miou", -math.inf)):
-                    best = dict(last_metrics)
-                    save_checkpoint(make_ckpt(last_metrics), best_path, with_resume_state=False)
-                log.info("epoch %d: loss %.4f, val mIoU %.2f (best %.2f), %.1f img/s",
-                         epoch, train_loss, metrics.miou, float(best["miou"]), rate)
-            _append_metrics(out / "metrics.csv", row)
-            save_checkpoint(make_ckpt({**last_metrics, "elapsed_s": elapsed}), last_path)
+            epoch += 1
+            train_loss = all_reduce_mean(loss_sum / max(1, loss_n), dist_info, device)
+            rate = images_seen / max(1e-9, time.perf_counter() - t_images)
+            elapsed = time.perf_counter() - t_start
+            validate = finished or epoch >= cfg.epochs or epoch % max(1, cfg.val_every) == 0
+            if is_main:
+                row: dict[str, Any] = {"epoch": epoch, "step": step, "lr": lr, "train_loss": train_loss,
+                                       "val_miou": "", "val_pixel_acc": "", "images_per_s": rate,
+                                       "elapsed_min": elapsed / 60}
+                if validate:
+                    metrics = evaluate_model(model, val_ds, mean=cfg.mean, std=cfg.std, device=device,
+                                             channels_last=cfg.channels_last, amp=use_amp,
+                                             max_images=cfg.val_max_images)
+                    last_metrics = {**metrics.to_dict(), "epoch": epoch, "split": cfg.val_split}
+                    row.update(val_miou=metrics.miou, val_pixel_acc=metrics.pixel_accuracy)
+                    if not best or metrics.miou > float(best.get("miou", -math.inf)):
+                        best = dict(last_metrics)
+                        save_checkpoint(make_ckpt(last_metrics), best_path, with_resume_state=False)
+                    log.info("epoch %d: loss %.4f, val mIoU %.2f (best %.2f), %.1f img/s",
+                             epoch, train_loss, metrics.miou, float(best["miou"]), rate)
+                _append_metrics(out / "metrics.csv", row)
+                save_checkpoint(make_ckpt({**last_metrics, "elapsed_s": elapsed}), last_path)
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM, in a step or in the end-of-epoch work: keep the progress
+            if is_main:
+                save_checkpoint(make_ckpt({**last_metrics, "elapsed_s": time.perf_counter() - t_start}), last_path)
+                log.warning("interrupted: saved %s; continue with --resume %s", last_path, last_path)
+            raise
         barrier(dist_info)
 
     if is_main and not best_path.exists():  # e.g. resumed a finished run: still leave a best.pt
