@@ -42,6 +42,8 @@ FOURCCS = {".mp4": ("mp4v", "avc1"), ".m4v": ("mp4v",), ".mov": ("mp4v", "avc1")
 # the process on 4x4 and 4x5 frames (measured); no camera makes frames this small, so refuse below 8.
 MIN_VIDEO_SIDE = 8
 DEFAULT_FPS = 25.0  # for video made from images, which have no rate of their own
+DEFAULT_PACED_FPS = 30.0  # paced recordings of live sources that state no rate (MJPEG over HTTP): a camera's usual
+MAX_PACED_GAP_S = 10.0  # a paced recording fills at most this long a stall; past it, the video jumps
 
 
 def as_bgr(image: np.ndarray, where: str) -> np.ndarray:
@@ -127,16 +129,25 @@ class VideoSink(Sink):
     The writer opens on the first frame (its size fixes the video's size; later frames of
     another size are resized). ``close()`` releases the writer, which writes the container
     index, and only then renames: the final name always holds a playable file.
+
+    ``pace=True`` (live sources, whose results come at the model's rate rather than the file's
+    ``fps``) places each frame by its capture time: a frame is repeated over the video frames
+    it stayed on screen for, and one that lands on a video frame already written is left out,
+    so the recording plays in real time.
     """
 
-    def __init__(self, path: str | os.PathLike, fps: float | None = None) -> None:
+    def __init__(self, path: str | os.PathLike, fps: float | None = None, pace: bool = False) -> None:
         self.path = Path(path)
+        self.pace = pace
+        self.repeats = 0  # paced: extra copies written to keep real time
+        self.skipped = 0  # paced: frames that fell on a video frame already written
+        self._t0: float | None = None  # paced: capture time of video frame 0
         suffix = self.path.suffix.lower()
         if suffix not in VIDEO_SUFFIXES:
             raise UsageError(f"video output {self.path} needs one of the suffixes {', '.join(VIDEO_SUFFIXES)}")
         if self.path.is_dir():
             raise UsageError(f"video output {self.path} is an existing folder; give a file name like out.mp4")
-        self.fps = float(fps) if fps and fps > 0 else DEFAULT_FPS
+        self.fps = float(fps) if fps and fps > 0 else (DEFAULT_PACED_FPS if pace else DEFAULT_FPS)
         self.name = f"video:{self.path}"
         self.frames = 0
         self.fourcc = ""
@@ -181,8 +192,25 @@ class VideoSink(Sink):
             if self._resized is None:
                 self._resized = np.empty((hh, ww, 3), np.uint8)  # (H0, W0, 3), reused
             image = cv2.resize(image, (ww, hh), dst=self._resized, interpolation=cv2.INTER_AREA)
-        self._writer.write(image)  # type: ignore[union-attr]
-        self.frames += 1
+        copies = self._copies(frame.timestamp) if self.pace and frame is not None and frame.timestamp else 1
+        for _ in range(copies):
+            self._writer.write(image)  # type: ignore[union-attr]
+        self.frames += copies
+
+    def _copies(self, timestamp: float) -> int:
+        """How many video frames a frame captured at ``timestamp`` fills (0: its slot is taken)."""
+        if self._t0 is None:
+            self._t0 = timestamp
+        slot = round((timestamp - self._t0) * self.fps)  # the video frame its capture time falls on
+        gap = slot - self.frames
+        if gap > MAX_PACED_GAP_S * self.fps:  # a long stall (reconnect): jump rather than fill it
+            self._t0 += (gap - 1) / self.fps
+            gap = 1
+        if gap < 0:
+            self.skipped += 1
+            return 0
+        self.repeats += gap
+        return gap + 1
 
     def close(self) -> None:
         if self._closed:
@@ -196,8 +224,10 @@ class VideoSink(Sink):
             self._landing.close()  # renames the temp file onto path
 
     def describe(self) -> dict:
-        return {"sink": "video", "path": str(self.path), "frames": self.frames, "fourcc": self.fourcc,
-                "fps": self.fps}
+        d = {"sink": "video", "path": str(self.path), "frames": self.frames, "fourcc": self.fourcc, "fps": self.fps}
+        if self.pace:
+            d.update(paced=True, repeats=self.repeats, skipped=self.skipped)
+        return d
 
 
 GREY_ONLY_SUFFIXES = (".pgm", ".pbm")  # formats OpenCV writes only in grey
@@ -305,8 +335,10 @@ class MjpegSink(Sink):
         return {"sink": "mjpeg", "url": self.server.url, "frames": self.frames}
 
 
-def open_sink(spec: str | os.PathLike, *, fps: float | None = None, keep_names: bool = True) -> Sink:
-    """Open a sink by its spec (see the module docstring). ``fps`` is the video file's frame rate."""
+def open_sink(spec: str | os.PathLike, *, fps: float | None = None, keep_names: bool = True,
+              pace: bool = False) -> Sink:
+    """Open a sink by its spec (see the module docstring). ``fps`` is the video file's frame rate;
+    ``pace`` places video frames by capture time (see :class:`VideoSink`)."""
     text = os.fspath(spec).strip()
     if not text:
         raise UsageError("empty output; give window, a video file (.mp4), a folder (out/) or http://127.0.0.1:8080")
@@ -326,7 +358,7 @@ def open_sink(spec: str | os.PathLike, *, fps: float | None = None, keep_names: 
     if text.endswith(("/", os.sep)) or path.is_dir():
         return ImageFolderSink(path, keep_names=keep_names)
     if suffix in VIDEO_SUFFIXES:
-        return VideoSink(path, fps)
+        return VideoSink(path, fps, pace=pace)
     if suffix in IMAGE_SUFFIXES:
         return ImageFileSink(path)
     if suffix:

@@ -89,7 +89,8 @@ def run(args: argparse.Namespace) -> int:
     caught: list = []
     try:
         if args.save:
-            sinks.append(open_sink(args.save, fps=source.fps))
+            # A live source's results come at the model's rate: the recording is paced by capture time
+            sinks.append(open_sink(args.save, fps=source.fps, pace=source.is_live))
             refuse_overwriting_inputs(source, sinks[-1])  # a file source played with --loop, say
         if args.serve:
             from edgeseg.runtime.mjpeg import parse_address

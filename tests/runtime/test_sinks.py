@@ -49,6 +49,31 @@ def test_video_sink_writes_under_temp_name_until_closed(tmp_path: Path) -> None:
     assert sink.describe()["frames"] == 7 and sink.fourcc == "mp4v"
 
 
+def test_paced_video_places_frames_by_capture_time(tmp_path: Path) -> None:
+    """A live demo renders at the model's rate, not the file's: the recording must still play in real time."""
+    out = tmp_path / "live.mp4"
+    sink = open_sink(out, fps=10, pace=True)
+    levels = []
+    # capture times (s): on time, on time, a late one (it also fills the video frame before it), one in
+    # the slot just written (left out), on time, then after a 60 s stall (a jump, not 600 copies)
+    for i, t in enumerate((100.0, 100.1, 100.33, 100.34, 100.4, 160.4)):
+        image = np.full((40, 56, 3), 40 * i, np.uint8)
+        sink.write(image, Frame(FrameStatus.OK, image, t, i))
+        levels.append(40 * i)
+    sink.close()
+    assert sink.describe() | {"path": ""} == {"sink": "video", "path": "", "frames": 7, "fourcc": "mp4v",
+                                                "fps": 10.0, "paced": True, "repeats": 2, "skipped": 1}
+    cap = cv2.VideoCapture(str(out), cv2.CAP_FFMPEG)
+    shown = []
+    while True:
+        ok, img = cap.read()
+        if not ok:
+            break
+        shown.append(int(img.mean().round(-1)))
+    cap.release()
+    assert shown == [0, 40, 80, 80, 160, 200, 200]
+
+
 def test_video_sink_resizes_odd_frames_and_avi(tmp_path: Path) -> None:
     sink = open_sink(tmp_path / "o.avi", fps=5)
     sink.write(np.zeros((32, 48, 3), np.uint8))
