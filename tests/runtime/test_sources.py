@@ -245,9 +245,9 @@ def test_mjpeg_frames_replaced_before_read_are_never_decoded(monkeypatch: pytest
     decoded_in: list[str] = []
     real_decode = sources.decode_jpeg
 
-    def counting_decode(data: bytes, buffers: object = None) -> np.ndarray | None:
+    def counting_decode(data: bytes, buffers: object = None, **kw) -> np.ndarray | None:
         decoded_in.append(threading.current_thread().name)
-        return real_decode(data, buffers)
+        return real_decode(data, buffers, **kw)
 
     monkeypatch.setattr(sources, "decode_jpeg", counting_decode)
     with MjpegServer(port=0) as srv:
