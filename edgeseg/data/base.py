@@ -15,6 +15,7 @@ from __future__ import annotations
 import inspect
 import logging
 import os
+import zlib
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -52,9 +53,20 @@ def read_label(path: str | os.PathLike, keep_colour: bool = False) -> np.ndarray
     """Decode a label file as stored: (H, W) for id masks, (H, W, 3) RGB for colour masks.
 
     A grey mask saved as RGB becomes (H, W) unless ``keep_colour`` (palettes may hold greys).
+    An indexed PNG ("P" mode, as CamVid/VOC copies often store masks) gives its palette
+    indices as (H, W) class ids whatever its colours: the index is the class id (VOC).
     """
     path = Path(path)
-    lab = _imread(path, cv2.IMREAD_UNCHANGED)
+    data = _read_bytes(path)
+    lab = None
+    if data is not None:
+        indexed = _png_with_index_palette(data)
+        if indexed is None:
+            lab = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+        else:
+            lab = cv2.imdecode(indexed, cv2.IMREAD_UNCHANGED)  # (H, W, 3) uint8, every channel = index
+            if lab is not None and lab.ndim == 3:
+                lab = np.ascontiguousarray(lab[:, :, 0])  # (H, W) uint8 palette indices
     if lab is None:
         raise DatasetError(f"cannot read label {path}: the file is missing, empty or corrupt; "
                            "replace it or remove it together with its image")
@@ -96,15 +108,55 @@ def warn_lossy_labels(files: Sequence[tuple[Any, Any]], where: str) -> int:
     return len(lossy)
 
 
-def _imread(path: Path, flags: int) -> np.ndarray | None:
+def _read_bytes(path: Path) -> np.ndarray | None:
     # cv2.imread cannot open non-ASCII paths on some platforms; decoding bytes always works.
     try:
         data = np.fromfile(str(path), dtype=np.uint8)
     except OSError:
         return None
-    if data.size == 0:
+    return data if data.size else None
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_INDEXED = 3  # IHDR colour type of a palette ("P" mode) PNG
+
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    """One PNG chunk: length (4, big-endian) + type (4) + data + CRC-32 of type and data (4)."""
+    return (len(body).to_bytes(4, "big") + kind + body
+            + (zlib.crc32(kind + body) & 0xFFFFFFFF).to_bytes(4, "big"))
+
+
+def _png_with_index_palette(data: np.ndarray) -> np.ndarray | None:
+    """For an indexed PNG, the same PNG whose palette entry i is the grey (i, i, i); else None.
+
+    OpenCV always expands a palette to colours, which loses the stored indices (and two entries
+    may share a colour, e.g. unused ones left black). With this palette the decoded value *is*
+    the index, exactly, at bit depths 1/2/4/8. Only IHDR, the image data (IDAT) and IEND are
+    kept: transparency (tRNS) and histogram (hIST) chunks refer to the old palette.
+    """
+    # IHDR comes first: length 13, "IHDR", width(4) height(4) bit depth(1) colour type(1) ..., CRC(4)
+    head = data[:33].tobytes()  # only the header: most labels are not indexed and need no copy
+    if len(head) < 33 or head[:8] != _PNG_SIGNATURE or head[8:16] != b"\x00\x00\x00\x0dIHDR":
         return None
-    return cv2.imdecode(data, flags)
+    bit_depth, colour_type = head[24], head[25]
+    if colour_type != _PNG_INDEXED or bit_depth not in (1, 2, 4, 8):
+        return None  # not indexed, or invalid: OpenCV decodes (or refuses) the file as it is
+    raw = data.tobytes()
+    grey = np.repeat(np.arange(1 << bit_depth, dtype=np.uint8), 3).tobytes()  # (2**depth * 3,) RGB triplets
+    parts = [_PNG_SIGNATURE, raw[8:33], _png_chunk(b"PLTE", grey)]
+    pos = 33
+    while pos + 12 <= len(raw):
+        end = pos + 12 + int.from_bytes(raw[pos:pos + 4], "big")
+        if end > len(raw):
+            break  # truncated: the decoder then reports the file as corrupt
+        kind = raw[pos + 4:pos + 8]
+        if kind in (b"IDAT", b"IEND"):
+            parts.append(raw[pos:end])
+        if kind == b"IEND":
+            break
+        pos = end
+    return np.frombuffer(b"".join(parts), np.uint8)
 
 
 def list_images(folder: Path) -> list[Path]:
@@ -115,15 +167,28 @@ def list_images(folder: Path) -> list[Path]:
 
 def match_pairs(images: Sequence[Path], labels: Sequence[Path], image_key: Callable[[Path], str],
                 label_key: Callable[[Path], str], where: str) -> list[tuple[Path, Path]]:
-    """Pair images with labels by key; any image without a label (or the reverse) is an error."""
+    """Pair images with labels by key; any image without a label (or the reverse) is an error.
+
+    So is a key shared by two images (a.jpg, a.png) or two labels: one label would silently
+    serve both images, or one of the labels would be dropped.
+    """
     by_key: dict[str, Path] = {}
     for lab in labels:
-        by_key.setdefault(label_key(lab), lab)
+        key = label_key(lab)
+        if key in by_key:
+            raise DatasetError(f"labels {by_key[key]} and {lab} share the name {key!r}; keep one of them "
+                               "(each image needs exactly one label)")
+        by_key[key] = lab
+    image_of: dict[str, Path] = {}
     pairs: list[tuple[Path, Path]] = []
     used: set[str] = set()
     missing: list[Path] = []
     for img in images:
         key = image_key(img)
+        if key in image_of:
+            raise DatasetError(f"images {image_of[key]} and {img} share the name {key!r}, so one label would "
+                               "serve both; rename or remove one of them")
+        image_of[key] = img
         if key in by_key:
             pairs.append((img, by_key[key]))
             used.add(key)
@@ -169,9 +234,17 @@ class SegDataset:
         if len(self.palette) != len(self.classes):
             raise DatasetError(f"{self.root}: {len(self.classes)} classes but {len(self.palette)} colours; "
                                "give one RGB colour per class")
+        # Labels are uint8: a void value outside C..255 cannot be stored (crop padding, id lookups wrap).
+        if len(self.classes) > 255:
+            raise DatasetError(f"{self.root}: {len(self.classes)} classes do not fit 8-bit labels; "
+                               "at most 255 classes (ids 0..254) plus a void value")
         if 0 <= self.ignore_index < len(self.classes):
             raise DatasetError(f"{self.root}: ignore index {self.ignore_index} is also class "
                                f"{self.classes[self.ignore_index]!r}; use a value >= {len(self.classes)}")
+        if not len(self.classes) <= self.ignore_index <= 255:
+            raise DatasetError(f"{self.root}: ignore index {self.ignore_index} does not fit 8-bit labels; "
+                               f"void must be {len(self.classes)}..255 (255 is usual); "
+                               "fix it in classes.txt/classes.json")
         if not self.files:
             raise DatasetError(f"split {split!r} of {self.root} is empty: no image/label pairs found; "
                                "check the folder or choose another split")

@@ -1,4 +1,7 @@
-"""CamVid in the SegNet layout: ``<split>/`` images, ``<split>annot/`` 8-bit id masks, 11 = void."""
+"""CamVid in the SegNet layout: ``<split>/`` images, ``<split>annot/`` 8-bit id masks, 11 = void.
+
+Id masks may be grey PNGs or indexed ("P" mode) PNGs, whose palette indices are the ids.
+"""
 
 from __future__ import annotations
 

@@ -9,6 +9,8 @@ Accepted trees (masks matched to images by file stem)::
 Classes come from ``root/classes.json`` or ``root/classes.txt``. Masks hold class ids
 (8-bit grey) or RGB colours that are mapped through the palette; a class named
 void/unlabelled/ignore marks the ignore value (and colour), else ignore is 255.
+Indexed ("P" mode) PNG masks are id masks: the palette index is the class id (the VOC
+convention, 255 = void there), and their palette colours are not matched against the class file.
 Masks should be lossless (PNG): JPEG masks load with a warning, since their edges are off.
 """
 

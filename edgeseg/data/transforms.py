@@ -88,6 +88,9 @@ class RandomCrop(Transform):
         super().__init__(rng)
         self.size = parse_hw(size, "crop size")
         self.ignore_index = int(ignore_index)
+        if not 0 <= self.ignore_index <= 255:  # uint8 labels: cv2 would clip the padding to 0 or 255
+            raise UsageError(f"crop ignore_index {self.ignore_index} is not an 8-bit label value; "
+                             "pass the dataset's ignore index (0..255, usually 255)")
         self.fill = tuple(int(v) for v in fill)
 
     def apply(self, image: np.ndarray, label: np.ndarray, rng: np.random.Generator) -> Pair:

@@ -10,6 +10,9 @@ from edgeseg.runtime.metadata import IMAGENET_MEAN, IMAGENET_STD
 
 OPTIMIZERS = ("sgd", "adamw")
 CLASS_WEIGHTING = ("none", "median", "sqrt_median")
+# At batch 1 a crop of 32 or less on both sides is 1x1 at stride 32, where BatchNorm in training
+# mode raises "Expected more than 1 value per channel"; 64 keeps the deepest map at least 2x2.
+MIN_CROP_BATCH1 = 64
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,18 @@ class TrainConfig:
             raise UsageError(f"--class-weight-cap must be > 0, got {self.class_weight_cap}")
         if not self.time_budget_min >= 0:
             raise UsageError(f"--time-budget must be >= 0 minutes (0 = no budget), got {self.time_budget_min}")
+        # Checked here, not after the first epoch (validation) or at DataLoader start (workers).
+        if self.val_max_images < 0:
+            raise UsageError(f"--val-images {self.val_max_images} must be at least 0 "
+                             "(0 = validate on all images)")
+        if self.workers < 0:
+            raise UsageError(f"--workers {self.workers} must be at least 0 "
+                             "(0 = load data in the main process)")
+        h, w = self.imgsz
+        if self.batch == 1 and h < MIN_CROP_BATCH1 and w < MIN_CROP_BATCH1:
+            raise UsageError(f"--imgsz {h}x{w} is too small for --batch 1: BatchNorm needs more than one "
+                             "value per channel, and the deepest (stride-32) layers would see about one; "
+                             f"use --batch 2 or more, or a crop of at least {MIN_CROP_BATCH1} on one side")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-from testkit.data_trees import camvid_tree, cityscapes_tree, image, label, write
+from testkit.data_trees import camvid_tree, cityscapes_tree, image, label, write, write_indexed_png
 
 from edgeseg.data import build_dataset, check_dataset
 from edgeseg.runtime.errors import DatasetError, UsageError
@@ -65,6 +66,73 @@ def test_label_without_image(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="has no image") as e:
         build_dataset(root, "train")
     assert str(orphan) in one_line(e)
+
+
+def test_two_images_with_one_name(tmp_path: Path) -> None:
+    """a.png and a.jpg would both pair with the one label a.png: refused, naming both."""
+    root = camvid_tree(tmp_path / "cv")
+    write(root / "train" / "f001.jpg", image(7))
+    with pytest.raises(DatasetError, match="share the name 'f001'") as e:
+        build_dataset(root, "train")
+    msg = one_line(e)
+    assert str(root / "train" / "f001.jpg") in msg and str(root / "train" / "f001.png") in msg
+
+
+def test_two_labels_with_one_name(tmp_path: Path) -> None:
+    """A second label for the same image was silently dropped: refused, naming both."""
+    root = camvid_tree(tmp_path / "cv")
+    write(root / "trainannot" / "f002.bmp", label([0, 1]))
+    with pytest.raises(DatasetError, match="share the name 'f002'") as e:
+        build_dataset(root, "train")
+    msg = one_line(e)
+    assert str(root / "trainannot" / "f002.bmp") in msg and str(root / "trainannot" / "f002.png") in msg
+
+
+def test_two_labels_with_one_name_folder_layout(tmp_path: Path) -> None:
+    write(tmp_path / "images" / "x.jpg", image(0))
+    write(tmp_path / "masks" / "x.png", label([0]))
+    write(tmp_path / "masks" / "x.bmp", label([1]))
+    (tmp_path / "classes.txt").write_text("a\nb\n")
+    with pytest.raises(DatasetError, match="share the name 'x'") as e:
+        build_dataset(tmp_path, "train")
+    assert str(tmp_path / "masks" / "x.bmp") in one_line(e)
+
+
+@pytest.mark.parametrize("ignore", [-1, 256, 300])
+def test_ignore_index_must_fit_8bit_labels(tmp_path: Path, ignore: int) -> None:
+    """-1 made crop padding class 0; 300 was matched as 300 % 256 = 44 in the labels."""
+    write(tmp_path / "images" / "x.png", image(0))
+    write(tmp_path / "masks" / "x.png", label([0, 1, 2]))
+    (tmp_path / "classes.json").write_text(json.dumps({"classes": ["a", "b", "c"], "ignore_index": ignore}))
+    with pytest.raises(DatasetError, match=f"ignore index {ignore} .*3\\.\\.255") as e:
+        build_dataset(tmp_path, "train")
+    assert str(tmp_path) in one_line(e)
+
+
+def test_negative_void_id_in_classes_txt(tmp_path: Path) -> None:
+    root = camvid_tree(tmp_path / "cv", classes_txt=True)
+    (root / "classes.txt").write_text("0 Sky\n1 Road\n-1 void\n")
+    with pytest.raises(DatasetError, match="ignore index -1") as e:
+        build_dataset(root, "train")
+    assert "classes.txt" in one_line(e)
+
+
+def test_ignore_index_255_and_c_are_the_bounds(tmp_path: Path) -> None:
+    write(tmp_path / "images" / "x.png", image(0))
+    write(tmp_path / "masks" / "x.png", label([0, 1, 2]))
+    for ignore in (3, 255):
+        spec = {"classes": ["a", "b", "c"], "ignore_index": ignore}
+        (tmp_path / "classes.json").write_text(json.dumps(spec))
+        assert build_dataset(tmp_path, "train").ignore_index == ignore
+
+
+def test_too_many_classes_for_8bit_labels(tmp_path: Path) -> None:
+    write(tmp_path / "images" / "x.png", image(0))
+    write(tmp_path / "masks" / "x.png", label([0]))
+    (tmp_path / "classes.txt").write_text("".join(f"c{i}\n" for i in range(256)))
+    with pytest.raises(DatasetError, match="256 classes do not fit 8-bit labels") as e:
+        build_dataset(tmp_path, "train")
+    one_line(e)
 
 
 def test_size_mismatch(tmp_path: Path) -> None:
@@ -146,6 +214,15 @@ def test_corrupt_label(tmp_path: Path) -> None:
     target.write_bytes(b"\x89PNG garbage")
     with pytest.raises(DatasetError, match="cannot read label") as e:
         build_dataset(root, "val").check()
+    assert str(target) in one_line(e)
+
+
+def test_truncated_indexed_png_label(tmp_path: Path) -> None:
+    root = camvid_tree(tmp_path / "cv")
+    target = write_indexed_png(root / "trainannot" / "f000.png", label([3, 0]), [(0, 0, 0)] * 12)
+    target.write_bytes(target.read_bytes()[:60])  # IHDR and PLTE intact, image data cut
+    with pytest.raises(DatasetError, match="cannot read label") as e:
+        build_dataset(root, "train")[0]
     assert str(target) in one_line(e)
 
 

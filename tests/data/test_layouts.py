@@ -7,10 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from testkit.data_trees import camvid_tree, cityscapes_tree, image, label, write
+from testkit.data_trees import camvid_tree, cityscapes_tree, image, label, write, write_indexed_png
 
 from edgeseg.data import (
     CAMVID_CLASSES,
+    CAMVID_PALETTE,
     CITYSCAPES_CLASSES,
     CamVidDataset,
     CityscapesDataset,
@@ -18,6 +19,7 @@ from edgeseg.data import (
     build_dataset,
     check_dataset,
     detect_layout,
+    read_label,
     train_transform,
 )
 from edgeseg.runtime.errors import DatasetError
@@ -116,6 +118,57 @@ def test_folder_grey_rgb_masks_are_ids(tmp_path: Path) -> None:
     write(root / "masks" / "x.png", np.stack([ids] * 3, -1))  # ids saved as a 3-channel grey PNG
     (root / "classes.txt").write_text("0 a 10,20,30\n1 b 40,50,60\n2 c 70,80,90\n")
     np.testing.assert_array_equal(build_dataset(root, "train")[0][1], ids)
+
+
+# Indexed ("P" mode) PNG masks: OpenCV expands them to colours; the stored indices are the ids.
+VOC_LIKE = [((i * 37) % 256, (i * 91) % 256, (i * 53) % 256) for i in range(256)]
+
+
+@pytest.mark.parametrize("bit_depth", [1, 2, 4, 8])
+def test_indexed_png_gives_indices_even_with_shared_colours(tmp_path: Path, bit_depth: int) -> None:
+    """Every entry black and transparent: only the indices tell the classes apart."""
+    n = 1 << bit_depth
+    ids = np.random.default_rng(bit_depth).integers(0, n, (13, 17)).astype(np.uint8)  # odd width: packed rows
+    path = write_indexed_png(tmp_path / "m.png", ids, [(0, 0, 0)] * n, bit_depth, transparency=bytes(n))
+    for keep_colour in (False, True):
+        lab = read_label(path, keep_colour=keep_colour)
+        assert lab.dtype == np.uint8
+        np.testing.assert_array_equal(lab, ids)
+
+
+def test_camvid_indexed_png_masks(tmp_path: Path) -> None:
+    root = camvid_tree(tmp_path / "cv")
+    for i in range(3):  # CamVid colours + black void, as CamVid copies store them
+        write_indexed_png(root / "trainannot" / f"f{i:03d}.png", label([3, 0, 8, 11]),
+                          [*CAMVID_PALETTE, (0, 0, 0)])
+    ds = build_dataset(root, "train")
+    np.testing.assert_array_equal(ds[1][1], label([3, 0, 8, 11]))
+    assert ds.check()["classes_seen"] == ["Sky", "Road", "Car"]
+    # the indices then pass the usual checks: 12 is neither a class nor void
+    bad = write_indexed_png(root / "trainannot" / "f002.png", label([3, 12]), [(0, 0, 0)] * 13)
+    with pytest.raises(DatasetError, match="values 12 ") as e:
+        ds[2]
+    assert str(bad) in str(e.value)
+
+
+def test_folder_indexed_png_indices_are_class_ids(tmp_path: Path) -> None:
+    """VOC convention: index = class id, 255 = void; palette colours are not matched to the class file."""
+    root = tmp_path / "f"
+    ids = label([0, 1, 2, 255])
+    write(root / "images" / "x.png", image(0))
+    write_indexed_png(root / "masks" / "x.png", ids, VOC_LIKE)
+    # colours that VOC_LIKE does not hold: they must not matter
+    (root / "classes.txt").write_text("0 road 1,2,3\n1 car 4,5,6\n2 sky 7,8,9\n")
+    ds = build_dataset(root, "train")
+    assert ds.ignore_index == 255
+    np.testing.assert_array_equal(ds[0][1], ids)
+
+
+def test_cityscapes_indexed_png_label_ids(tmp_path: Path) -> None:
+    root = cityscapes_tree(tmp_path / "cs")
+    lab = root / "gtFine" / "train" / "aachen" / "aachen_000000_000000_gtFine_labelIds.png"
+    write_indexed_png(lab, label([7, 26, 1, 23]), VOC_LIKE[:34])
+    np.testing.assert_array_equal(build_dataset(root, "train")[0][1], label([0, 13, 255, 10]))
 
 
 def test_layout_argument_overrides_detection(tmp_path: Path) -> None:

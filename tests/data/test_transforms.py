@@ -109,3 +109,12 @@ def test_bad_arguments() -> None:
         RandomScale((2.0, 0.5))
     with pytest.raises(UsageError, match="crop size"):
         RandomCrop("tiny")
+
+
+@pytest.mark.parametrize("ignore", [-1, 256])
+def test_crop_refuses_an_ignore_index_labels_cannot_hold(ignore: int) -> None:
+    """uint8 labels: cv2 clipped -1 padding to 0, turning padding into class 0."""
+    with pytest.raises(UsageError, match=f"ignore_index {ignore} "):
+        RandomCrop((20, 20), ignore_index=ignore)
+    with pytest.raises(UsageError, match=f"ignore_index {ignore} "):
+        train_transform(crop=(20, 20), ignore_index=ignore)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+import zlib
 from pathlib import Path
 
 import cv2
@@ -28,6 +30,31 @@ def write(path: Path, array: np.ndarray) -> Path:
     if array.ndim == 3:
         array = cv2.cvtColor(array, cv2.COLOR_RGB2BGR)
     assert cv2.imwrite(str(path), array)
+    return path
+
+
+def write_indexed_png(path: Path, ids: np.ndarray, palette: list[tuple[int, int, int]], bit_depth: int = 8,
+                      transparency: bytes = b"") -> Path:
+    """An indexed ("P" mode) PNG storing ``ids`` as palette indices; cv2 cannot write these.
+
+    Rows are packed MSB first at ``bit_depth`` 1/2/4/8, each with filter byte 0; ``transparency``
+    (alpha per palette entry) adds a tRNS chunk.
+    """
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body) & 0xFFFFFFFF
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+    h, w = ids.shape
+    assert int(ids.max()) < (1 << bit_depth) and len(palette) <= (1 << bit_depth)
+    bits = np.unpackbits(ids.astype(np.uint8)[:, :, None], axis=2)[:, :, 8 - bit_depth:]  # (h, w, depth)
+    rows = np.packbits(bits.reshape(h, -1), axis=1)  # (h, ceil(w * depth / 8)) packed indices
+    raw = b"".join(b"\x00" + row.tobytes() for row in rows)
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, bit_depth, 3, 0, 0, 0))
+           + chunk(b"PLTE", bytes(v for c in palette for v in c))
+           + (chunk(b"tRNS", transparency) if transparency else b"")
+           + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(png)
     return path
 
 
