@@ -220,7 +220,12 @@ def train(cfg: TrainConfig, resume: str | os.PathLike | None = None, progress: b
         if "optimizer" not in start_ckpt.resume_state:
             raise CheckpointError(f"{resume} has no optimizer state (it is a best.pt); resume from last.pt")
         saved = TrainConfig.from_dict(start_ckpt.train_config)
-        cfg = replace(saved, out=cfg.out, epochs=resume_epochs or saved.epochs)
+        data, root = saved.data, start_ckpt.dataset.get("root")
+        if "://" not in data and not Path(data).exists() and root and Path(root).exists():
+            data = root  # saved relative to another working directory (older checkpoints)
+        cfg = replace(saved, out=cfg.out, data=data, epochs=resume_epochs or saved.epochs)
+    if "://" not in cfg.data and Path(cfg.data).exists():
+        cfg = replace(cfg, data=_portable_root(cfg.data))  # last.pt then resumes from any directory
 
     dist_info: DistInfo = init_distributed(cfg.device)
     try:
@@ -283,7 +288,8 @@ def _train(cfg: TrainConfig, start: Checkpoint | None, dist_info: DistInfo, show
             scaler.load_state_dict(start.resume_state["scaler"])
         step, epoch = start.step, start.epoch
         elapsed_before = float(start.metrics.get("elapsed_s", 0.0))
-        best = dict(start.best_metrics)
+        # best.pt of another folder is not here: this folder's best.pt is the best trained here
+        best = dict(start.best_metrics) if (out / "best.pt").exists() else {}
         if is_main:
             log.info("resumed from %s at epoch %d, step %d", start.path, epoch, step)
 

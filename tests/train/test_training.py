@@ -215,3 +215,23 @@ def test_exported_model_given_as_checkpoint_is_named(tmp_path):
     onnx_file.write_bytes(b"onnx")
     with pytest.raises(CheckpointError, match="exported model, not a training checkpoint"):
         load_checkpoint(onnx_file)
+
+
+def test_resume_from_another_directory_into_another_folder(tmp_path, monkeypatch):
+    """The dataset path is stored absolute; a new output folder keeps its own best.pt and best metrics."""
+    from testkit.data_trees import image, label, write
+
+    root = tmp_path / "cv"
+    for split, n in (("train", 4), ("val", 2)):
+        for i in range(n):
+            write(root / split / f"f{i}.png", image(i, 48, 64))
+            write(root / f"{split}annot" / f"f{i}.png", label([3, 0, 8, 11], 48, 64))
+    monkeypatch.chdir(tmp_path)
+    kw = dict(data="cv", imgsz=(32, 48), batch=2, cache=False, threads=1)
+    first = train(small_config(tmp_path / "a", epochs=1, **kw), progress=False)
+    assert load_checkpoint(first.last_path).train_config["data"] == str(root.resolve())
+    monkeypatch.chdir(root / "train")  # where "cv" means nothing
+    resumed = train(small_config(tmp_path / "b", **kw), resume=first.last_path, progress=False, resume_epochs=2)
+    assert resumed.epochs == 2 and resumed.best_path.parent == tmp_path / "b" / "run"
+    assert resumed.best_metrics["epoch"] == 2  # validated in this folder, where best.pt lives
+    assert load_checkpoint(resumed.best_path).best_metrics["epoch"] == 2
