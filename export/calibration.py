@@ -26,7 +26,7 @@ class ImageSet:
     """A deterministic selection of images (RGB uint8) with optional labels and stable ids."""
 
     source: str
-    ids: tuple[str, ...]  # names that identify each image (enter the calibration provenance hash)
+    ids: tuple[str, ...]  # names for reports; the calibration provenance hashes the pixels, not these
     images: tuple[np.ndarray, ...]  # (H, W, 3) uint8 RGB each
     labels: tuple[np.ndarray, ...] | None  # (H, W) class ids each, or None for plain folders
     classes: tuple[str, ...] | None = None
@@ -114,18 +114,39 @@ def preprocess(images: Sequence[np.ndarray], meta: ModelMeta, size: tuple[int, i
     return pre(frames).copy()  # the Preprocessor reuses its buffer
 
 
+def fixed_batch(meta: ModelMeta) -> int:
+    """The batch an artifact insists on: ``meta.batch`` for a static export, 1 (any) for a dynamic one."""
+    return 1 if meta.dynamic_batch else max(int(meta.batch), 1)
+
+
+def fill_batch(x: np.ndarray, batch: int) -> np.ndarray:
+    """``x`` (n, ...) with its images repeated in turn up to ``batch`` rows; a fixed-batch model takes no fewer.
+
+    One image repeated ``batch`` times gives every activation the same min/max and the same
+    histogram shape as the image alone, so calibration ranges do not depend on the batch.
+    """
+    if len(x) >= batch:
+        return x
+    return x[np.arange(batch) % len(x)]  # (batch, ...)
+
+
 class CalibrationReader:
     """Yields pre-processed input batches for calibration; ONNX Runtime's reader interface too.
 
     Iterating gives arrays in the model's input layout: float32 (N, 3, H, W) for the normal
     layout (what a TensorRT legacy calibrator consumes), uint8 (N, H, W, 3) for models with
-    fused pre-processing. ``get_next()``/``rewind()`` serve ``onnxruntime.quantization``.
+    fused pre-processing. ``batch`` images go into each array; a model exported with a fixed
+    batch larger than that gets each array filled up to it by repeating its images
+    (:func:`fill_batch`). ``get_next()``/``rewind()`` serve ``onnxruntime.quantization``.
     """
 
     def __init__(self, images: ImageSet | Sequence[np.ndarray], meta: ModelMeta, size: tuple[int, int],
                  batch: int = 1, input_name: str = "images") -> None:
         if batch < 1:
             raise UsageError(f"calibration batch {batch} must be >= 1")
+        if fixed_batch(meta) > 1 and batch > fixed_batch(meta):
+            raise UsageError(f"calibration batch {batch} does not fit the model's fixed batch {meta.batch}; "
+                             f"use a batch of at most {meta.batch}")
         self.images = images.images if isinstance(images, ImageSet) else tuple(images)
         if not self.images:
             raise DatasetError("calibration needs at least one image")
@@ -137,7 +158,8 @@ class CalibrationReader:
 
     def __iter__(self) -> Iterator[np.ndarray]:
         for start in range(0, len(self.images), self.batch):
-            yield preprocess(self.images[start:start + self.batch], self.meta, self.size)
+            x = preprocess(self.images[start:start + self.batch], self.meta, self.size)
+            yield fill_batch(x, fixed_batch(self.meta))
 
     def chunks(self, per_chunk: int) -> Iterator[CalibrationReader]:
         """Readers over consecutive slices, so histogram calibrators never hold all activations at once."""

@@ -47,6 +47,7 @@ def convert_fp16(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, *, kee
                                                     op_block_list=sorted(set(blocked)))
     except Exception as e:  # the converter raises plain Exceptions/ValueErrors
         raise ExportError(f"float16 conversion of {onnx_in} failed ({str(e).splitlines()[0][:200]})") from None
+    _match_cast_types(half)
     if keep_io_types:
         _float32_outputs(half)
     clamped = sum("truncated" in str(w.message) for w in caught)
@@ -61,6 +62,23 @@ def convert_fp16(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, *, kee
     if validate:
         _validate(half, meta, onnx_in)
     return save_onnx(half, onnx_out)
+
+
+def _match_cast_types(half: onnx.ModelProto) -> None:
+    """Make each float32 Cast produce the float16 the converter recorded for its output.
+
+    The converter retypes a Cast's output to float16 but leaves its ``to=FLOAT``: a fused-preprocessing
+    graph's uint8 frame -> float Cast then fails onnx.checker ("Inferred elem type differs").
+    Casting the 0..255 frame straight to float16 is exact (integers up to 2048 are).
+    """
+    recorded = {vi.name: vi.type.tensor_type.elem_type
+                for vi in list(half.graph.value_info) + list(half.graph.output)}
+    for node in half.graph.node:
+        if node.op_type != "Cast" or recorded.get(node.output[0]) != onnx.TensorProto.FLOAT16:
+            continue
+        for attr in node.attribute:
+            if attr.name == "to" and attr.i == onnx.TensorProto.FLOAT:
+                attr.i = onnx.TensorProto.FLOAT16
 
 
 def _float32_outputs(half: onnx.ModelProto) -> None:

@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edgeseg.runtime.errors import ExportError
+from edgeseg.runtime.fileio import atomic_path
 
-from .calibration import CalibrationReader, ImageSet
-from .parity import class_maps, latency_ms, ort_session, score_maps
+from .calibration import CalibrationReader, ImageSet, fill_batch, preprocess
+from .parity import class_maps, latency_ms, ort_session, score_maps, session_batch
 from .quantize import QuantizeResult, node_sensitivity, preprocess_for_quant, quantize_onnx
 
 log = logging.getLogger("edgeseg.export")
@@ -54,11 +56,14 @@ class GateReport:
 def quantize_with_gate(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, *, calib: ImageSet,
                        val: ImageSet, fp32_miou: float, max_miou_drop: float = 1.0, method: str = "minmax",
                        target: str = "ort", per_channel: bool = True, cache_path: str | os.PathLike | None = None,
-                       max_float_nodes: int = 32, threads: int = 0) -> tuple[QuantizeResult, GateReport]:
+                       max_float_nodes: int = 32, threads: int = 0,
+                       failed_out: str | os.PathLike | None = None) -> tuple[QuantizeResult, GateReport]:
     """Quantize ``onnx_in`` and enforce ``fp32_miou - int8_miou <= max_miou_drop`` on ``val``.
 
-    Raises :class:`ExportError` when even ``max_float_nodes`` nodes in float do not pass; the
-    artifact at ``onnx_out`` is then the last one tried (the caller decides whether to keep it).
+    Every attempt is written to a private temporary folder; only a model that passed is moved onto
+    ``onnx_out`` (atomically), so a failed or interrupted gate leaves an existing ``onnx_out`` as it was.
+    Raises :class:`GateFailed` when even ``max_float_nodes`` nodes in float do not pass; the last
+    model tried is then written to ``failed_out`` when given (the caller decides whether to keep it).
     """
     if val.labels is None:
         raise ExportError(f"the INT8 accuracy gate needs labelled validation images; {val.source} has none")
@@ -71,9 +76,10 @@ def quantize_with_gate(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, 
         pre_path = work / "pre.onnx"
         pre = preprocess_for_quant(onnx_in, pre_path, target)
         ranges_at = Path(cache_path) if cache_path else work / "calib.json"  # calibrate once, reuse per attempt
+        trial = work / "candidate.int8.onnx"  # every attempt lands here; onnx_out only gets a passed one
 
         def attempt(excluded: list[str]) -> tuple[QuantizeResult, float]:
-            res = quantize_onnx(onnx_in, onnx_out, calib=calib, method=method, target=target,
+            res = quantize_onnx(onnx_in, trial, calib=calib, method=method, target=target,
                                 per_channel=per_channel, cache_path=ranges_at, nodes_to_exclude=excluded,
                                 _pre=(pre_path, pre))
             if not cache_path:
@@ -86,11 +92,11 @@ def quantize_with_gate(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, 
                             fp32_miou=fp32_miou, int8_miou=miou, nodes_in_float=[])
         report.steps.append({"nodes_in_float": 0, "miou": miou, "miou_drop": fp32_miou - miou})
         log.info("INT8 (all nodes): mIoU %.2f, drop %.2f (limit %.2f)", miou, fp32_miou - miou, max_miou_drop)
-        probe = _probe_input(res.path, val, size)
-        report.latency_all_int8_ms = latency_ms(ort_session(res.path, threads), probe)
+        sess = ort_session(res.path, threads)
+        report.latency_all_int8_ms = latency_ms(sess, _probe_input(sess, res.path, val, size))
         if report.passed:
             report.latency_final_ms = report.latency_all_int8_ms
-            return res, report
+            return _publish(res, onnx_out), report
 
         sens_reader = CalibrationReader(val.images[:SENSITIVITY_IMAGES], meta, size)
         ranking = node_sensitivity(pre_path, Path(res.path), sens_reader, work)
@@ -110,26 +116,40 @@ def quantize_with_gate(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, 
             if k == len(ranking):
                 break
             k = min(2 * k, len(ranking))
-        report.latency_final_ms = latency_ms(ort_session(res.path, threads), _probe_input(res.path, val, size))
-    if not report.passed:
-        raise GateFailed(
-            f"INT8 model {Path(onnx_out).name} loses {report.drop:.2f} mIoU points against FP32 "
-            f"({report.int8_miou:.2f} vs {fp32_miou:.2f}; limit {max_miou_drop:g}) even with "
-            f"{len(report.nodes_in_float)} sensitive nodes in float; try --calib-method percentile, more "
-            "--calib-images, --precision fp16, or a larger --max-miou-drop", report, res)
-    return res, report
+        sess = ort_session(res.path, threads)
+        report.latency_final_ms = latency_ms(sess, _probe_input(sess, res.path, val, size))
+        if report.passed:
+            return _publish(res, onnx_out), report
+        if failed_out is not None:
+            _publish(res, failed_out)
+    raise GateFailed(
+        f"INT8 model {Path(onnx_out).name} loses {report.drop:.2f} mIoU points against FP32 "
+        f"({report.int8_miou:.2f} vs {fp32_miou:.2f}; limit {max_miou_drop:g}) even with "
+        f"{len(report.nodes_in_float)} sensitive nodes in float; try --calib-method percentile, more "
+        "--calib-images, --precision fp16, or a larger --max-miou-drop", report, res)
+
+
+def _publish(res: QuantizeResult, dest: str | os.PathLike) -> QuantizeResult:
+    """Copy a tried model from the gate's temporary folder onto ``dest`` atomically (no half-written file)."""
+    with atomic_path(dest) as tmp:
+        shutil.copyfile(res.path, tmp)
+    res.path = Path(dest)
+    return res
 
 
 class GateFailed(ExportError):
-    """The INT8 accuracy gate could not be met; carries the report and the last artifact tried."""
+    """The INT8 accuracy gate could not be met; carries the report and the last model tried.
+
+    ``result.path`` is the ``failed_out`` the gate was given; without one the model was not kept.
+    """
 
     def __init__(self, message: str, report: GateReport, result: QuantizeResult) -> None:
         super().__init__(message)
         self.report, self.result = report, result
 
 
-def _probe_input(path: str | os.PathLike, val: ImageSet, size: tuple[int, int]) -> Any:
-    from .calibration import preprocess
+def _probe_input(sess: Any, path: str | os.PathLike, val: ImageSet, size: tuple[int, int]) -> Any:
+    """One validation image as the input of ``sess`` (the model at ``path``), repeated to a fixed batch."""
     from .onnx_export import read_meta
 
-    return preprocess([val.images[0]], read_meta(path), size)
+    return fill_batch(preprocess([val.images[0]], read_meta(path), size), session_batch(sess))

@@ -10,6 +10,7 @@ artifact records which one was used (``extra["exporter"]``).
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import logging
 import os
@@ -47,6 +48,7 @@ log = logging.getLogger("edgeseg.export")
 INPUT_NAME = "images"
 OUTPUT_NAMES = {OUTPUT_LOGITS: "logits", OUTPUT_CLASS_MAP: "class_map"}
 DEFAULT_OPSET = 18  # the dynamo exporter's native opset; >= 17 as the design asks
+MIN_OPSET = 17
 EXPORTERS = ("dynamo", "torchscript")
 
 
@@ -193,6 +195,46 @@ def _shape_problem(model: nn.Module, h: int, w: int, num_classes: int, stride: i
     return None
 
 
+@functools.cache
+def newest_opset() -> int:
+    """The newest ai.onnx opset that both the installed onnx and ONNX Runtime support.
+
+    Every export is checked in ONNX Runtime, so a newer opset (which the exporters would write
+    anyway, or silently replace by their own) could never pass. Found by loading a one-node model.
+    """
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "probe", [x], [y])
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 4
+    for version in range(onnx.defs.onnx_opset_version(), MIN_OPSET, -1):
+        ops = [helper.make_opsetid("", version)]
+        try:
+            probe = helper.make_model(graph, opset_imports=ops, ir_version=helper.find_min_ir_version_for(ops))
+            ort.InferenceSession(probe.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        except Exception:  # ONNX Runtime raises its own Fail type for an opset (or IR version) it does not know
+            continue
+        return version
+    return MIN_OPSET
+
+
+def check_opset(opset: int) -> int:
+    """``opset`` when edgeseg can export and check it; a UsageError naming the supported range otherwise."""
+    newest = newest_opset()
+    if not MIN_OPSET <= opset <= newest:
+        raise UsageError(f"--opset {opset} is not supported: choose {MIN_OPSET} to {newest} (the newest the "
+                         f"installed ONNX Runtime loads; default {DEFAULT_OPSET})")
+    return opset
+
+
+def opset_of(proto: onnx.ModelProto) -> int | None:
+    """The ai.onnx opset a model imports (None when it imports none)."""
+    return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+
+
 def torch_to_onnx(model_or_checkpoint: Any, out: str | os.PathLike, *, imgsz: Any,
                   dynamic: bool = False, batch: int = 1, opset: int = DEFAULT_OPSET,
                   fuse_preprocess: bool = False, fuse_argmax: bool = False,
@@ -207,10 +249,10 @@ def torch_to_onnx(model_or_checkpoint: Any, out: str | os.PathLike, *, imgsz: An
     ``output_stride`` > 1 ends the graph before the head's upsampling (see :class:`CoarseLogits`).
     ``subpixel`` exports transposed convolutions as the equal sub-pixel convolutions
     (:mod:`edgeseg.models.subpixel`), which ONNX Runtime runs much faster and can quantize.
-    The file carries ``ModelMeta`` in ``metadata_props`` and is written atomically.
+    The file carries ``ModelMeta`` in ``metadata_props`` (``extra["opset"]``: the opset it has, which is
+    ``opset``; an exporter that cannot write that one is an ExportError) and is written atomically.
     """
-    if opset < 17:
-        raise UsageError(f"--opset {opset} is too old; edgeseg exports opset 17 or newer")
+    check_opset(opset)
     if exporter not in EXPORTERS:
         from edgeseg.runtime.errors import unknown_name
         raise unknown_name("exporter", exporter, EXPORTERS)
@@ -247,14 +289,18 @@ def torch_to_onnx(model_or_checkpoint: Any, out: str | os.PathLike, *, imgsz: An
         input_size=imgsz, dynamic_hw=dynamic, dynamic_batch=dynamic, batch=batch,
         input_layout=LAYOUT_UINT8 if fuse_preprocess else LAYOUT_FLOAT, output_kind=output_kind,
         output_stride=output_stride, precision="fp32", int8_target="", edgeseg_version=__version__,
-        extra={**dict(base.extra), "exporter": used, "opset": str(opset),
-               "subpixel_upsampling": str(rewritten)},
+        extra={**dict(base.extra), "exporter": used, "subpixel_upsampling": str(rewritten)},
     )
     if simplify:
         proto, note = simplify_onnx(proto, example.numpy())
         new_meta = new_meta.with_(extra={**dict(new_meta.extra), "simplified": note})
     split = split_depth_to_space(proto)  # exact; ONNX Runtime's own DepthToSpace is slow (ort_layout)
-    new_meta = new_meta.with_(extra={**dict(new_meta.extra), SPLIT_D2S_KEY: str(len(split))})
+    written = opset_of(proto)
+    if written != opset:  # the exporters were checked; this catches a rewrite after them
+        raise ExportError(f"the ONNX graph for {out} ended up at opset {written}, not the --opset {opset} asked "
+                          f"for; export with --opset {written} or --no-simplify")
+    new_meta = new_meta.with_(extra={**dict(new_meta.extra), "opset": str(written),
+                                     SPLIT_D2S_KEY: str(len(split))})
     set_meta(proto, new_meta)
     try:
         onnx.checker.check_model(proto, full_check=True)
@@ -271,7 +317,11 @@ def _export(net: nn.Module, example: torch.Tensor, opset: int, dynamic: bool, dy
         except Exception as e:  # torch.export raises many types; fall back once, say why
             first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
             log.warning("dynamo exporter failed (%s); falling back to the TorchScript exporter", first)
-    return _export_torchscript(net, example, opset, dynamic, dyn_axes, out_name, output_stride), "torchscript"
+    proto = _export_torchscript(net, example, opset, dynamic, dyn_axes, out_name, output_stride)
+    if opset_of(proto) != opset:
+        raise ExportError(f"neither ONNX exporter could write opset {opset} for this model (the TorchScript "
+                          f"exporter wrote {opset_of(proto)}); export with --opset {DEFAULT_OPSET}")
+    return proto, "torchscript"
 
 
 @contextlib.contextmanager
@@ -306,8 +356,9 @@ def _export_dynamo(net: nn.Module, example: torch.Tensor, opset: int, dynamic: b
                                  input_names=[INPUT_NAME], output_names=[out_name], dynamic_shapes=shapes,
                                  external_data=False, optimize=True)
     proto = prog.model_proto
-    if proto.opset_import and min(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")) < 17:
-        raise ExportError(f"dynamo exporter produced opset < 17 although {opset} was asked")
+    if opset_of(proto) != opset:
+        # torch keeps its native opset when its version converter fails (unet_lite at 17): never mislabel.
+        raise ExportError(f"it wrote opset {opset_of(proto)}, not the {opset} asked for")
     if dynamic:
         _name_dynamic_dims(proto, dyn_axes, out_name)
     return proto

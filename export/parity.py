@@ -25,7 +25,7 @@ from edgeseg.runtime.metrics import ConfusionMatrix
 from edgeseg.runtime.preprocess import resize_nearest
 from edgeseg.runtime.progress import Progress
 
-from .calibration import ImageSet, preprocess
+from .calibration import ImageSet, fill_batch, preprocess
 from .onnx_export import read_meta
 
 
@@ -47,6 +47,12 @@ def ort_session(path: str | os.PathLike, threads: int = 0, spin: bool = False) -
     except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         raise ModelFormatError(f"ONNX Runtime cannot load {path} ({first}); re-export it") from None
+
+
+def session_batch(sess: ort.InferenceSession) -> int:
+    """The batch the session's model takes: its fixed first input dimension, or 1 when that is dynamic."""
+    dim = sess.get_inputs()[0].shape[0]
+    return dim if isinstance(dim, int) and dim > 0 else 1
 
 
 def _to_class_map(out: np.ndarray, kind: str) -> np.ndarray:
@@ -129,29 +135,30 @@ def latency_ms(sess: ort.InferenceSession, x: np.ndarray, runs: int = 20, warmup
 
 
 def check_parity(artifact: str | os.PathLike, ctx: EvalContext, *, threads: int = 0,
-                 latency_runs: int = 20, with_logits: bool = True, progress: bool = False) -> dict[str, Any]:
+                 latency_runs: int = 20, with_logits: bool = True, progress: bool = False,
+                 name: str | None = None) -> dict[str, Any]:
     """Compare an ONNX artifact with the PyTorch reference in ``ctx`` on ``ctx.images``.
 
     Returns a JSON-ready dict: ``max_abs_logit_diff`` (None for class-map outputs),
     ``pixel_agreement`` (0-100), ``metrics`` (mIoU, pixel accuracy, per-class IoU of the
     artifact), ``latency_ms`` (ONNX Runtime, batch 1, median) and the image count.
+    ``name`` labels the progress bar (default: the file's name).
     """
     if ctx.reference is None:
         raise UsageError("check_parity needs the PyTorch reference; build it with torch_reference()")
     meta = read_meta(artifact)
     sess = ort_session(artifact, threads)
     inp = sess.get_inputs()[0]
-    batch = 1 if not isinstance(inp.shape[0], int) else inp.shape[0]
+    batch = session_batch(sess)
     ref = ctx.reference
     cm = ConfusionMatrix(meta.num_classes, meta.ignore_index)
     agree = total = 0
     max_diff = 0.0 if (with_logits and meta.output_kind != OUTPUT_CLASS_MAP) else None
     first_x = None
-    with Progress(len(ctx.images), f"check {Path(artifact).name}", enabled=progress) as bar:
+    with Progress(len(ctx.images), f"check {name or Path(artifact).name}", enabled=progress) as bar:
         for i, image in enumerate(ctx.images.images):
-            x = preprocess([image], meta, ctx.size)  # (1, 3, h, w) f32 or (1, h, w, 3) u8
-            if batch > 1:  # a fixed-batch artifact: repeat the image, score the first copy
-                x = np.repeat(x, batch, axis=0)
+            # (1, 3, h, w) f32 or (1, h, w, 3) u8; a fixed-batch artifact gets copies, the first is scored
+            x = fill_batch(preprocess([image], meta, ctx.size), batch)
             if first_x is None:
                 first_x = x
             out = sess.run(None, {inp.name: x})[0]
@@ -186,9 +193,12 @@ def class_maps(artifact: str | os.PathLike, images: Sequence[np.ndarray], size: 
     """Class maps (h, w) uint8 of an ONNX artifact, one per image (used by the INT8 gate search)."""
     meta = read_meta(artifact)
     sess = ort_session(artifact, threads)
-    name = sess.get_inputs()[0].name
-    return [_to_class_map(sess.run(None, {name: preprocess([img], meta, size)})[0], meta.output_kind)[0]
-            for img in images]
+    name, batch = sess.get_inputs()[0].name, session_batch(sess)
+    maps = []
+    for img in images:
+        x = fill_batch(preprocess([img], meta, size), batch)  # a fixed-batch artifact: copies, the first is used
+        maps.append(_to_class_map(sess.run(None, {name: x})[0], meta.output_kind)[0])
+    return maps
 
 
 def score_maps(maps: Sequence[np.ndarray], images: ImageSet, meta: ModelMeta) -> dict[str, Any]:

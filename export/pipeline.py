@@ -3,8 +3,9 @@
 Every artifact gets a JSON report beside it (``x.onnx`` -> ``x.fp32.json``, ``x.fp16.onnx`` ->
 ``x.fp16.json``, ``x.int8.onnx`` -> ``x.int8.json``, ``x.int8.trt.onnx`` -> ``x.int8.trt.json``).
 Gates: FP32 pixel agreement with PyTorch >= 99.9 %; FP16/INT8 mIoU at most ``max_miou_drop``
-points below FP32. A failed artifact is removed unless ``keep_failed`` (its report stays,
-saying why it failed).
+points below FP32. Artifacts are checked under a temporary name and take their own name only when
+they pass: a failed artifact is removed unless ``keep_failed`` (its report stays, saying why it
+failed), and a good artifact from an earlier export is then left as it was.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import functools
 import logging
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -28,13 +30,13 @@ from edgeseg.runtime.errors import (
     UsageError,
     unknown_name,
 )
-from edgeseg.runtime.fileio import sha256_file, write_json
+from edgeseg.runtime.fileio import FILE_MODE, sha256_file, write_json
 from edgeseg.runtime.metadata import PRECISIONS
 from edgeseg.runtime.sizes import format_hw, parse_hw
 
 from .calibration import load_images
 from .gate import GateFailed, quantize_with_gate
-from .onnx_export import DEFAULT_OPSET, read_meta, torch_to_onnx, with_output_stride
+from .onnx_export import DEFAULT_OPSET, check_opset, read_meta, torch_to_onnx, with_output_stride
 from .parity import EvalContext, check_parity, torch_reference
 from .quantize import CALIB_METHODS, INT8_TARGETS, check_choice
 
@@ -173,6 +175,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, *, fmt: str = "onnx", preci
         raise UsageError(f"--val-images {val_images} must be at least 0 (0 = all images)")
     if not workspace_gb > 0:
         raise UsageError(f"--workspace {workspace_gb} must be a positive number of GB")
+    check_opset(opset)
     if fmt == "engine":
         _require_tensorrt()
 
@@ -201,24 +204,28 @@ def export_checkpoint(checkpoint: str | os.PathLike, *, fmt: str = "onnx", preci
         _say(f"loading {calib_images} calibration images from {calib_source}", progress)
         calib_set = load_images(calib_source, "train", calib_images, what="calibration")
 
-    # 2. FP32 ONNX (always: FP16 and INT8 are derived from it).
+    # 2. FP32 ONNX (always: FP16 and INT8 are derived from it). Each artifact is written and checked
+    # under a temporary name beside its own and takes that name only once it passed (or is kept):
+    # a failed or interrupted re-export leaves the earlier good file as it was.
     fp32_path = artifact_path(base, "fp32")
     stride_note = f", output stride {output_stride}" if output_stride > 1 else ""
     _say(f"exporting {fp32_path.name} ({format_hw(size)}{', dynamic' if dynamic else ''}{stride_note})", progress)
-    torch_to_onnx(net, fp32_path, meta=ckpt.meta(), imgsz=size, dynamic=dynamic, batch=batch, opset=opset,
-                  fuse_preprocess=fuse_preprocess, fuse_argmax=fuse_argmax, simplify=simplify,
-                  output_stride=output_stride)
-    meta = read_meta(fp32_path)
-    ctx = EvalContext(images=val, meta=meta, size=size)
-    _say(f"PyTorch reference on {len(val)} validation images", progress)
-    ctx.reference = torch_reference(model, val, meta, size, progress=progress)
-    result.reference = {"framework": "pytorch", **ctx.reference.metrics, "images": len(val),
-                        "data": str(val_source)}
-    fp32_row = _check(fp32_path, ctx, threads, progress)
-    agree = fp32_row["parity"]["pixel_agreement"]
-    fp32_ok = agree >= MIN_FP32_AGREEMENT
-    _finish(fp32_row, fp32_ok, keep_failed,
-            "" if fp32_ok else f"pixel agreement {agree:.3f} % < {MIN_FP32_AGREEMENT} % with PyTorch", result)
+    with _candidate(fp32_path) as cand:
+        torch_to_onnx(net, cand, meta=ckpt.meta(), imgsz=size, dynamic=dynamic, batch=batch, opset=opset,
+                      fuse_preprocess=fuse_preprocess, fuse_argmax=fuse_argmax, simplify=simplify,
+                      output_stride=output_stride)
+        meta = read_meta(cand)
+        ctx = EvalContext(images=val, meta=meta, size=size)
+        _say(f"PyTorch reference on {len(val)} validation images", progress)
+        ctx.reference = torch_reference(model, val, meta, size, progress=progress)
+        result.reference = {"framework": "pytorch", **ctx.reference.metrics, "images": len(val),
+                            "data": str(val_source)}
+        fp32_row = _check(cand, fp32_path, ctx, threads, progress)
+        agree = fp32_row["parity"]["pixel_agreement"]
+        fp32_ok = agree >= MIN_FP32_AGREEMENT
+        _finish(fp32_row, fp32_ok, keep_failed,
+                "" if fp32_ok else f"pixel agreement {agree:.3f} % < {MIN_FP32_AGREEMENT} % with PyTorch", result,
+                candidate=cand)
     if not fp32_ok:
         return _fail(result, f"FP32 ONNX {fp32_path.name} agrees with PyTorch on only {agree:.3f} % of pixels "
                              f"(need {MIN_FP32_AGREEMENT} %); report in {report_path(fp32_path)}")
@@ -231,11 +238,13 @@ def export_checkpoint(checkpoint: str | os.PathLike, *, fmt: str = "onnx", preci
 
         path = artifact_path(base, "fp16")
         _say(f"converting to {path.name}", progress)
-        convert_fp16(fp32_path, path)
-        row = _check(path, ctx, threads, progress)
-        drop = fp32_miou - row["parity"]["metrics"]["miou"]
-        ok = drop <= max_miou_drop
-        _finish(row, ok, keep_failed, "" if ok else f"mIoU drop {drop:.2f} > {max_miou_drop:g}", result)
+        with _candidate(path) as cand:
+            convert_fp16(fp32_path, cand)
+            row = _check(cand, path, ctx, threads, progress)
+            drop = fp32_miou - row["parity"]["metrics"]["miou"]
+            ok = drop <= max_miou_drop
+            _finish(row, ok, keep_failed, "" if ok else f"mIoU drop {drop:.2f} > {max_miou_drop:g}", result,
+                    candidate=cand)
         if not ok:
             return _fail(result, f"FP16 model {path.name} drops {drop:.2f} mIoU points below FP32 "
                                  f"(limit {max_miou_drop:g}); report in {report_path(path)}")
@@ -245,23 +254,25 @@ def export_checkpoint(checkpoint: str | os.PathLike, *, fmt: str = "onnx", preci
         cache = base.with_name(f"{base.name}.calib.json") if target == "ort" else \
             base.with_name(f"{base.name}.trt.calib.json")
         _say(f"quantizing to {path.name} ({calib_method}, target {target}, {len(calib_set)} images)", progress)
-        try:
-            qres, gate = quantize_with_gate(fp32_path, path, calib=calib_set, val=val, fp32_miou=fp32_miou,
-                                            max_miou_drop=max_miou_drop, method=calib_method, target=target,
-                                            cache_path=cache, threads=threads)
-        except GateFailed as e:
-            row = _check(e.result.path, ctx, threads, progress)
-            row["quantization"] = {**e.result.to_dict(), "calib_source": str(calib_source)}
-            row["gate"] = e.report.to_dict()
-            _finish(row, False, keep_failed, str(e), result)
-            return _fail(result, str(e))
+        with _candidate(path) as failed_at:  # the gate writes `path` itself, and only once it passed
+            try:
+                qres, gate = quantize_with_gate(fp32_path, path, calib=calib_set, val=val, fp32_miou=fp32_miou,
+                                                max_miou_drop=max_miou_drop, method=calib_method, target=target,
+                                                cache_path=cache, threads=threads, failed_out=failed_at)
+            except GateFailed as e:
+                row = _check(failed_at, path, ctx, threads, progress)
+                row["quantization"] = {**e.result.to_dict(), "path": str(path), "calib_source": str(calib_source),
+                                       "calib_ids": list(calib_set.ids)}
+                row["gate"] = e.report.to_dict()
+                _finish(row, False, keep_failed, str(e), result, candidate=failed_at)
+                return _fail(result, str(e))
         _say(f"calibration cache {'reused' if qres.cache_hit else 'written'}: {cache.name}", progress)
         if qres.subpixel_bilinear:
             _say("the classifier and its bilinear x2 upsampling run quantized, as a sub-pixel convolution", progress)
         if qres.head_in_float:
             _say(f"kept in float by design: the classifier and what follows it ({len(qres.head_in_float)} nodes)",
                  progress)
-        row = _check(path, ctx, threads, progress)
+        row = _check(path, path, ctx, threads, progress)
         row["quantization"] = {**qres.to_dict(), "calib_source": str(calib_source), "calib_ids": list(calib_set.ids)}
         row["gate"] = gate.to_dict()
         _finish(row, True, True, "", result)
@@ -300,10 +311,28 @@ def _torch_threads(threads: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _check(path: Path, ctx: EvalContext, threads: int, progress: bool) -> dict[str, Any]:
+@contextlib.contextmanager
+def _candidate(final: Path) -> Iterator[Path]:
+    """A temporary file name beside ``final`` for an artifact that has not passed its gate yet.
+
+    Hidden and in the same folder, so moving it onto ``final`` is one atomic rename; whatever is
+    still there when the block ends (a failed or interrupted candidate) is deleted.
+    """
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".onnx", dir=final.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _check(path: Path, final: Path, ctx: EvalContext, threads: int, progress: bool) -> dict[str, Any]:
+    """The report row of the artifact at ``path``, which is (or will be) named ``final``."""
     meta = read_meta(path)
-    parity = check_parity(path, ctx, threads=threads, progress=progress)
-    return {"artifact": str(path), "format": "onnx", "precision": meta.precision,
+    parity = check_parity(path, ctx, threads=threads, progress=progress, name=final.name)
+    return {"artifact": str(final), "format": "onnx", "precision": meta.precision,
             "int8_target": meta.int8_target or None, "size_bytes": path.stat().st_size,
             "sha256": sha256_file(path), "imgsz": list(ctx.size), "dynamic": meta.dynamic_hw,
             "batch": meta.batch, "input_layout": meta.input_layout, "output_kind": meta.output_kind,
@@ -311,16 +340,25 @@ def _check(path: Path, ctx: EvalContext, threads: int, progress: bool) -> dict[s
             "metadata": meta.to_dict()}
 
 
-def _finish(row: dict[str, Any], ok: bool, keep: bool, why: str, result: ExportResult) -> None:
-    """Write the report beside the artifact; delete a failed artifact unless kept."""
+def _finish(row: dict[str, Any], ok: bool, keep: bool, why: str, result: ExportResult,
+            candidate: Path | None = None) -> None:
+    """Move a checked ``candidate`` onto the artifact's name if it passed or is kept, then write the report.
+
+    A failed candidate that is not kept is left to :func:`_candidate` to delete; an artifact already
+    under the final name (an earlier export) then stays untouched, and the report says so.
+    """
     path = Path(row["artifact"])
     row["status"] = "ok" if ok else "FAILED"
     row["passed"] = ok
     if why:
         row["reason"] = why
-    if not ok and not keep and path.exists():
-        path.unlink()
+    if candidate is not None and (ok or keep):
+        os.chmod(candidate, FILE_MODE)  # temporary files are private (0600); artifacts get the usual mode
+        os.replace(candidate, path)
+    elif not ok and not keep:
         row["removed"] = True
+        if path.exists():  # not this run's artifact: the earlier one, which the report does not describe
+            row["previous_kept"] = True
     row["report"] = str(write_json(report_path(path), row))
     result.rows.append(row)
 

@@ -9,7 +9,7 @@ Two targets, because the fastest INT8 form differs (NOTES.md, measured):
   Artifact ``x.int8.trt.onnx``, metadata ``int8_target="tensorrt"``; input to ``onnx_to_engine``.
 
 Calibration ranges are cached in ``x.calib.json`` under a provenance hash (model graph and
-weights, pre-processing, image list, method and its options, target); a cache whose hash
+weights, pre-processing, the images' pixels, method and its options, target); a cache whose hash
 differs is recomputed, never silently reused.
 """
 
@@ -122,7 +122,21 @@ def _graph_hash(proto: onnx.ModelProto) -> str:
     return hashlib.sha256(proto.graph.SerializeToString(deterministic=True)).hexdigest()
 
 
-def provenance(pre: onnx.ModelProto, meta: ModelMeta, size: tuple[int, int], image_ids: Sequence[str],
+def images_sha256(images: Sequence[np.ndarray]) -> str:
+    """Hash of the images' pixels (with shape and dtype), in order.
+
+    Pixels, not names: two folders holding ``0001.png`` ... with different frames (or a dataset
+    whose files were replaced) must not share calibration ranges.
+    """
+    h = hashlib.sha256()
+    for img in images:
+        a = np.ascontiguousarray(img)
+        h.update(f"{a.dtype.str}{a.shape};".encode())
+        h.update(a)
+    return h.hexdigest()
+
+
+def provenance(pre: onnx.ModelProto, meta: ModelMeta, size: tuple[int, int], images: Sequence[np.ndarray],
                method: str, target: str) -> dict[str, Any]:
     """Everything the calibration ranges depend on; its hash decides whether a cache is reusable."""
     import onnxruntime
@@ -131,8 +145,8 @@ def provenance(pre: onnx.ModelProto, meta: ModelMeta, size: tuple[int, int], ima
         "model_sha256": _graph_hash(pre),
         "mean": list(meta.mean), "std": list(meta.std), "input_size": list(size),
         "input_layout": meta.input_layout,
-        "images_sha256": hashlib.sha256("\n".join(image_ids).encode()).hexdigest(),
-        "num_images": len(image_ids),
+        "images_sha256": images_sha256(images),
+        "num_images": len(images),
         "method": method, "method_options": METHOD_OPTIONS[method],
         "symmetric_activations": target == "tensorrt",
         "target": target,
@@ -262,7 +276,7 @@ def quantize_onnx(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, *,
         keep_head = (target == "ort" and resizes_logits(pre, tail)) if float_head is None else float_head
         head = tail if keep_head else []
         in_float = list(dict.fromkeys([*input_preprocessing(pre), *head, *nodes_to_exclude]))
-        prov = provenance(pre, meta, size, ids, method, target)
+        prov = provenance(pre, meta, size, reader.images, method, target)
         digest = _prov_hash(prov)
         cache = Path(cache_path) if cache_path else None
         ranges = load_cache(cache, digest, prov) if cache else None

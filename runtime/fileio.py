@@ -22,7 +22,7 @@ def _current_umask() -> int:
 
 
 # mkstemp creates files 0600; finished artifacts get the usual permissions (0666 minus umask).
-_FILE_MODE = 0o666 & ~_current_umask()
+FILE_MODE = 0o666 & ~_current_umask()
 
 
 @contextlib.contextmanager
@@ -42,7 +42,7 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     try:
         yield tmp_path
         if tmp_path.exists():
-            os.chmod(tmp_path, _FILE_MODE)
+            os.chmod(tmp_path, FILE_MODE)
         os.replace(tmp_path, final)
     finally:
         if tmp_path.exists():

@@ -281,7 +281,8 @@ def _checkpoint_for(recorded: str, engine_path: str | os.PathLike | None) -> str
     if recorded and Path(recorded).is_file():
         return recorded
     if engine_path is not None:
-        beside = _engine_base(engine_path).with_suffix(".pt")
+        base = _engine_base(engine_path)
+        beside = base.with_name(base.name + ".pt")  # not with_suffix: "model_v1.5" must not become "model_v1.pt"
         if beside.is_file():
             return str(beside)
     return recorded
@@ -310,6 +311,8 @@ def rebuild_command(manifest: EngineManifest, engine_path: str | os.PathLike | N
         extra.append("--fuse-preprocess")
     if manifest.meta.output_kind == "class_map":
         extra.append("--fuse-argmax")
+    if manifest.meta.output_stride > 1:
+        extra += ["--output-stride", str(manifest.meta.output_stride)]
     if engine_path is not None:
         extra += ["--out", _quote(str(engine_path))]
     onnx_name = Path(manifest.source_onnx).name or "the ONNX"

@@ -48,7 +48,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="end the graph before the head's upsampling: logits at 1/S of the input size, "
                         "argmax there and nearest-upsampled by the runtime (faster, ~0.2 mIoU on unet_lite "
                         "with S=2; the model's head stride or 1, the default)")
-    p.add_argument("--opset", type=int, default=18, help="ONNX opset (>= 17; default 18)")
+    p.add_argument("--opset", type=int, default=18,
+                   help="ONNX opset: 17 up to the newest the installed ONNX Runtime loads (default 18)")
     p.add_argument("--workspace", type=finite_float, default=4.0, metavar="GB", help="TensorRT workspace limit")
     p.add_argument("--out", default=None, metavar="PATH",
                    help="artifact base name, e.g. out/model; an existing folder or one ending in / gets the "

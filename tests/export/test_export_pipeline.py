@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import stat
 
 import numpy as np
 import onnx
@@ -12,6 +13,7 @@ from edgeseg.cli import main
 from edgeseg.export import pipeline
 from edgeseg.export.pipeline import ExportFailed, artifact_path, export_checkpoint, report_path
 from edgeseg.runtime.errors import BackendUnavailableError, DatasetError, ModelFormatError, UsageError
+from edgeseg.runtime.fileio import FILE_MODE
 from edgeseg.runtime.metadata import ModelMeta
 
 FAST = ["--val-images", "6", "--calib-images", "8", "--threads", "1", "--quiet"]
@@ -50,6 +52,8 @@ def test_cli_fp32_export_writes_checked_report(trained_checkpoint, tmp_path, cap
         report["parity"]["metrics"]["miou"], abs=0.5)
     meta = _props(tmp_path / "m.onnx")
     assert meta.precision == "fp32" and meta.model_name == "unet_lite" and len(meta.source_sha256) == 64
+    # checked under a private temporary name, published with the usual file mode
+    assert stat.S_IMODE((tmp_path / "m.onnx").stat().st_mode) == FILE_MODE
 
 
 def test_cli_out_folder_gets_the_artifacts_inside(trained_checkpoint, tmp_path, capsys):
@@ -148,6 +152,60 @@ def test_failed_gate_removes_artifact_unless_kept(trained_checkpoint, tmp_path, 
     with pytest.raises(ExportFailed):
         export_checkpoint(trained_checkpoint, out=tmp_path / "b", val_images=6, keep_failed=True, progress=False, threads=1)
     assert (tmp_path / "b.onnx").exists()
+
+
+def _dir_names(folder) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_failed_fp32_reexport_leaves_the_earlier_artifact_byte_identical(trained_checkpoint, tmp_path, monkeypatch):
+    earlier = tmp_path / "m.onnx"
+    earlier.write_bytes(b"the good model from an earlier export")  # never read: only its bytes matter
+    checked = []
+
+    def interrupted(path, *a, **kw):  # a Ctrl-C (or kill) while the new model is being checked
+        checked.append(path)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "check_parity", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        export_checkpoint(trained_checkpoint, out=tmp_path / "m", val_images=2, progress=False, threads=1)
+    assert checked and checked[0] != earlier
+    assert earlier.read_bytes() == b"the good model from an earlier export"
+    assert _dir_names(tmp_path) == ["m.onnx"]  # the unchecked candidate is gone too
+    monkeypatch.undo()
+    monkeypatch.setattr(pipeline, "MIN_FP32_AGREEMENT", 100.1)  # an unreachable bar: the gate must fail
+    with pytest.raises(ExportFailed):
+        export_checkpoint(trained_checkpoint, out=tmp_path / "m", val_images=2, progress=False, threads=1)
+    assert earlier.read_bytes() == b"the good model from an earlier export"
+    report = json.loads((tmp_path / "m.fp32.json").read_text())
+    assert report["status"] == "FAILED" and report["removed"] and report["previous_kept"]
+    assert _dir_names(tmp_path) == ["m.fp32.json", "m.onnx"]
+
+
+def test_failed_int8_reexport_leaves_the_earlier_artifact_byte_identical(trained_checkpoint, tmp_path, monkeypatch):
+    earlier = tmp_path / "m.int8.onnx"
+    earlier.write_bytes(b"the good INT8 model from an earlier export")
+    real_gate = pipeline.quantize_with_gate
+
+    def failing_gate(*a, **kw):  # a limit no quantized model meets: attempts, node ranking, then failure
+        return real_gate(*a, **{**kw, "max_miou_drop": -1000.0, "max_float_nodes": 1})
+
+    monkeypatch.setattr(pipeline, "quantize_with_gate", failing_gate)
+    with pytest.raises(ExportFailed, match="m.int8.onnx loses"):
+        export_checkpoint(trained_checkpoint, precision="int8", out=tmp_path / "m", val_images=2, calib_images=4,
+                          progress=False, threads=1)
+    assert earlier.read_bytes() == b"the good INT8 model from an earlier export"
+    report = json.loads((tmp_path / "m.int8.json").read_text())
+    assert report["status"] == "FAILED" and report["previous_kept"] and report["artifact"] == str(earlier)
+    assert report["quantization"]["path"] == str(earlier) and report["gate"]["steps"]
+    assert not any(name.startswith(".") for name in _dir_names(tmp_path))
+
+
+def test_cli_unsupported_opset_is_refused_up_front(tmp_path, capsys):
+    assert main(["export", str(tmp_path / "missing.pt"), "--opset", "99", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--opset 99 is not supported: choose 17 to" in err[0]
 
 
 def test_not_a_checkpoint_is_one_line_error(tmp_path, capsys):

@@ -11,6 +11,7 @@ import pytest
 
 from edgeseg.export import CalibrationReader, ImageSet, quantize_onnx, read_meta, torch_to_onnx
 from edgeseg.export.gate import GateFailed, quantize_with_gate
+from edgeseg.export.onnx_export import run_onnx
 from edgeseg.export.parity import class_maps, score_maps
 from edgeseg.runtime.errors import ExportError, UsageError
 
@@ -137,6 +138,18 @@ def test_calibration_cache_hit_and_miss_on_provenance(fp32_onnx, tmp_path, caplo
     assert not other_method.cache_hit and "method" in caplog.text
 
 
+def test_calibration_cache_misses_when_the_same_names_hold_other_pixels(fp32_onnx, tmp_path, caplog):
+    # Two folders with frames named alike (0001.png, ...) but different content must not share ranges.
+    cache = tmp_path / "m.calib.json"
+    first = _images(4, seed=0)
+    quantize_onnx(fp32_onnx, tmp_path / "a.onnx", calib=first, cache_path=cache)
+    renamed = ImageSet(source="other/folder", ids=first.ids, images=_images(4, seed=1).images, labels=None)
+    with caplog.at_level(logging.WARNING, logger="edgeseg.export"):
+        other = quantize_onnx(fp32_onnx, tmp_path / "b.onnx", calib=renamed, cache_path=cache)
+    assert not other.cache_hit and "images_sha256" in caplog.text
+    assert quantize_onnx(fp32_onnx, tmp_path / "c.onnx", calib=renamed, cache_path=cache).cache_hit
+
+
 def test_entropy_is_not_minmax(fp32_onnx, tmp_path):
     # NOTES.md: ORT entropy with default bins equals MinMax; ours must search for a tighter range.
     mm = quantize_onnx(fp32_onnx, tmp_path / "mm.onnx", calib=_images(4), method="minmax")
@@ -160,6 +173,38 @@ def test_calibration_reader_yields_preprocessed_batches(fp32_onnx):
     assert sum(1 for _ in iter(reader.get_next, None)) == 3
 
 
+def test_calibration_reader_fills_a_fixed_batch(fp32_onnx):
+    meta = read_meta(fp32_onnx).with_(batch=3)  # a static --batch 3 export takes exactly 3 images
+    batches = list(CalibrationReader(_images(2), meta, (32, 48)))
+    assert [b.shape for b in batches] == [(3, 3, 32, 48), (3, 3, 32, 48)]
+    assert all((b == b[:1]).all() for b in batches)  # one image per batch, repeated
+    assert [b.shape for b in CalibrationReader(_images(5), meta, (32, 48), batch=2)] == [(3, 3, 32, 48)] * 3
+    with pytest.raises(UsageError, match="fixed batch 3"):
+        CalibrationReader(_images(5), meta, (32, 48), batch=4)
+    assert next(iter(CalibrationReader(_images(2), meta.with_(dynamic_batch=True), (32, 48)))).shape[0] == 1
+
+
+def test_fixed_batch_model_quantizes_and_goes_through_the_gate(tiny_model, tmp_path):
+    one = torch_to_onnx(tiny_model, tmp_path / "b1.onnx", imgsz="32x48", classes=CLASSES)
+    two = torch_to_onnx(tiny_model, tmp_path / "b2.onnx", imgsz="32x48", classes=CLASSES, batch=2)
+    q1 = quantize_onnx(one, tmp_path / "b1.int8.onnx", calib=_images(3))
+    val = _images(3, seed=7, labels=True)
+    # an unreachable FP32 figure: calibration, scoring, latency probe and node ranking all run at batch 2
+    with pytest.raises(GateFailed) as info:
+        quantize_with_gate(two, tmp_path / "b2.int8.onnx", calib=_images(3), val=val, fp32_miou=200.0,
+                           max_float_nodes=1, threads=1, failed_out=tmp_path / "failed.onnx")
+    assert [s["nodes_in_float"] for s in info.value.report.steps] == [0, 1]
+    assert info.value.report.latency_final_ms > 0
+    q2 = quantize_onnx(two, tmp_path / "b2.int8.onnx", calib=_images(3))
+    # each image fills its batch alone, so the ranges are those of the batch-1 export
+    scales = [{i.name: onnx.numpy_helper.to_array(i) for i in onnx.load(str(q.path)).graph.initializer
+               if i.name.endswith("_scale")} for q in (q1, q2)]
+    assert scales[0].keys() == scales[1].keys()
+    assert all(np.array_equal(scales[0][k], scales[1][k]) for k in scales[0])
+    x = np.repeat(np.random.default_rng(0).standard_normal((1, 3, 32, 48)).astype(np.float32), 2, axis=0)
+    assert np.allclose(*[run_onnx(q.path, x[: 1 if q is q1 else 2])[0] for q in (q1, q2)], atol=1e-5)
+
+
 def test_bad_method_target_and_precision(fp32_onnx, tmp_path):
     with pytest.raises(UsageError, match="did you mean 'percentile'"):
         quantize_onnx(fp32_onnx, tmp_path / "x.onnx", calib=_images(2), method="percentil")
@@ -177,12 +222,15 @@ def test_gate_keeps_sensitive_nodes_in_float_and_fails_clearly(fp32_onnx, tmp_pa
     # An FP32 target 100 points above reality cannot be met: the gate must search, then fail.
     with pytest.raises(GateFailed, match="loses .* mIoU points") as info:
         quantize_with_gate(fp32_onnx, tmp_path / "m.int8.onnx", calib=_images(4), val=val,
-                           fp32_miou=fp32_miou + 100, max_miou_drop=1.0, max_float_nodes=2, threads=1)
+                           fp32_miou=fp32_miou + 100, max_miou_drop=1.0, max_float_nodes=2, threads=1,
+                           failed_out=tmp_path / "failed.onnx")
     steps = info.value.report.steps
     assert [s["nodes_in_float"] for s in steps] == [0, 1, 2]
     assert len(info.value.report.nodes_in_float) == 2
+    assert info.value.result.path == tmp_path / "failed.onnx"
     kept = read_meta(info.value.result.path).extra["nodes_in_float"].split(",")
     assert kept == info.value.report.nodes_in_float
+    assert not (tmp_path / "m.int8.onnx").exists()  # a model that failed never takes the artifact's name
     # With the real FP32 figure and a loose limit the first (all-INT8) attempt passes.
     res, report = quantize_with_gate(fp32_onnx, tmp_path / "ok.int8.onnx", calib=_images(4), val=val,
                                      fp32_miou=fp32_miou, max_miou_drop=100.0, threads=1)
@@ -201,3 +249,26 @@ def test_calibration_images_from_camvid_are_spread_and_named(camvid_root):
     assert calib.ids[0] == train_names[0] and calib.ids[-1] == train_names[-1]
     assert calib.images[0].dtype == np.uint8 and calib.images[0].shape[2] == 3
     assert calib.ignore_index == 11 and calib.labels is not None
+
+
+def test_failed_gate_leaves_the_earlier_model_byte_identical(fp32_onnx, tmp_path, monkeypatch):
+    from edgeseg.export import gate
+
+    val = _images(3, seed=7, labels=True)
+    out = tmp_path / "m.int8.onnx"
+    quantize_with_gate(fp32_onnx, out, calib=_images(4), val=val, fp32_miou=0.0, max_miou_drop=100.0, threads=1)
+    before = out.read_bytes()
+    scored = []
+
+    def class_maps_spy(path, *a, **kw):
+        assert out.read_bytes() == before  # while an attempt is scored (a kill now) the good model is in place
+        scored.append(path)
+        return class_maps(path, *a, **kw)
+
+    monkeypatch.setattr(gate, "class_maps", class_maps_spy)
+    with pytest.raises(GateFailed):
+        quantize_with_gate(fp32_onnx, out, calib=_images(4, seed=3), val=val, fp32_miou=200.0, max_float_nodes=1,
+                           threads=1)
+    assert len(scored) == 2 and all(p != out for p in scored)
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.int8.onnx", "m.onnx"]  # no half-done candidates

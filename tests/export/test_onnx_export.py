@@ -104,9 +104,39 @@ def test_incompatible_imgsz_is_refused_with_a_hint(tmp_path):
     assert not (tmp_path / "m.onnx").exists()
 
 
-def test_old_opset_is_refused(tiny_model, tmp_path):
-    with pytest.raises(UsageError, match="opset"):
-        torch_to_onnx(tiny_model, tmp_path / "m.onnx", imgsz="64x96", classes=CLASSES, opset=13)
+@pytest.mark.parametrize("opset", [13, 16, 99, "newest+1"])
+def test_unsupported_opset_is_refused_with_the_range(tiny_model, tmp_path, opset):
+    from edgeseg.export.onnx_export import newest_opset
+
+    opset = newest_opset() + 1 if opset == "newest+1" else opset  # one the exporter writes but ORT cannot load
+    with pytest.raises(UsageError, match=rf"--opset {opset} is not supported: choose 17 to {newest_opset()}"):
+        torch_to_onnx(tiny_model, tmp_path / "m.onnx", imgsz="64x96", classes=CLASSES, opset=opset)
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_the_opset_asked_for_is_the_one_written_and_recorded(tmp_path):
+    from edgeseg.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("unet_lite", len(CLASSES), base=8).eval()  # torch's dynamo export keeps opset 18 for it
+    path = torch_to_onnx(model, tmp_path / "m.onnx", imgsz="32x64", classes=CLASSES, opset=17)
+    assert [o.version for o in onnx.load(str(path)).opset_import if o.domain in ("", "ai.onnx")] == [17]
+    assert read_meta(path).extra["opset"] == "17"
+
+
+def test_an_exporter_that_ignores_the_opset_is_an_error_not_a_mislabel(tiny_model, tmp_path, monkeypatch):
+    from edgeseg.export import onnx_export
+    from edgeseg.runtime.errors import ExportError
+
+    real = torch.onnx.export
+
+    def stuck_at_18(*a, **kw):  # what torch does when its opset converter fails: keep its own opset
+        return real(*a, **{**kw, "opset_version": 18})
+
+    monkeypatch.setattr(torch.onnx, "export", stuck_at_18)
+    with pytest.raises(ExportError, match="neither ONNX exporter could write opset 17.*wrote 18"):
+        onnx_export.torch_to_onnx(tiny_model, tmp_path / "m.onnx", imgsz="32x48", classes=CLASSES, opset=17)
+    assert not (tmp_path / "m.onnx").exists()
 
 
 def test_corrupt_onnx_is_refused(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -129,6 +130,24 @@ def test_rebuild_command_finds_the_checkpoint_or_says_which(tmp_path):
     fused = make_manifest(meta=META.with_(input_layout="NHWC_BGR_U8", output_kind="class_map"),
                           profiles=(Profile("frame", (1, 360, 480, 3), (1, 360, 480, 3), (1, 360, 480, 3)),))
     assert "--imgsz 360x480 --fuse-preprocess --fuse-argmax" in rebuild_command(fused)
+
+
+def test_rebuild_command_keeps_the_output_stride():
+    coarse = make_manifest(meta=META.with_(output_stride=2))
+    assert "--imgsz 360x480 --dynamic --output-stride 2" in rebuild_command(coarse)
+    assert "--output-stride" not in rebuild_command(make_manifest())
+
+
+@pytest.mark.parametrize("stem", ["model_v1.5", "model.best"])
+def test_rebuild_command_finds_a_checkpoint_with_dots_in_its_name(tmp_path, stem):
+    engine = tmp_path / f"{stem}.fp16.engine"
+    (tmp_path / f"{stem}.pt").write_bytes(b"ckpt")
+    (tmp_path / "model_v1.pt").write_bytes(b"another model")  # what with_suffix(".pt") would pick
+    (tmp_path / "model.pt").write_bytes(b"another model")
+    assert rebuild_command(make_manifest(source_checkpoint=""), engine).startswith(
+        f"edgeseg export {tmp_path / (stem + '.pt')} --format engine")
+    with pytest.raises(ModelFormatError, match=re.escape(f"edgeseg export {tmp_path / (stem + '.pt')} --format")):
+        read_manifest(engine)  # no manifest: the command comes from the engine's name alone
 
 
 def test_profile_validation():
