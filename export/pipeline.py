@@ -228,7 +228,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, *, fmt: str = "onnx", preci
                 candidate=cand)
     if not fp32_ok:
         return _fail(result, f"FP32 ONNX {fp32_path.name} agrees with PyTorch on only {agree:.3f} % of pixels "
-                             f"(need {MIN_FP32_AGREEMENT} %); report in {report_path(fp32_path)}")
+                             f"(need {MIN_FP32_AGREEMENT} %); report in {fp32_row['report']}")
     fp32_miou = fp32_row["parity"]["metrics"]["miou"]
 
     # 3. the precision asked for.
@@ -247,7 +247,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, *, fmt: str = "onnx", preci
                     candidate=cand)
         if not ok:
             return _fail(result, f"FP16 model {path.name} drops {drop:.2f} mIoU points below FP32 "
-                                 f"(limit {max_miou_drop:g}); report in {report_path(path)}")
+                                 f"(limit {max_miou_drop:g}); report in {row['report']}")
         onnx_for_engine = path
     elif precision == "int8":
         path = artifact_path(base, "int8", int8_target=target)
@@ -345,7 +345,8 @@ def _finish(row: dict[str, Any], ok: bool, keep: bool, why: str, result: ExportR
     """Move a checked ``candidate`` onto the artifact's name if it passed or is kept, then write the report.
 
     A failed candidate that is not kept is left to :func:`_candidate` to delete; an artifact already
-    under the final name (an earlier export) then stays untouched, and the report says so.
+    under the final name (an earlier export) then stays untouched, and so does its report: the failed
+    attempt's report goes to ``x.<precision>.failed.json``.
     """
     path = Path(row["artifact"])
     row["status"] = "ok" if ok else "FAILED"
@@ -355,11 +356,13 @@ def _finish(row: dict[str, Any], ok: bool, keep: bool, why: str, result: ExportR
     if candidate is not None and (ok or keep):
         os.chmod(candidate, FILE_MODE)  # temporary files are private (0600); artifacts get the usual mode
         os.replace(candidate, path)
-    elif not ok and not keep:
+    report = report_path(path)
+    if not ok and not keep:
         row["removed"] = True
-        if path.exists():  # not this run's artifact: the earlier one, which the report does not describe
+        if path.exists():  # not this run's artifact but an earlier good one: its report stays beside it
             row["previous_kept"] = True
-    row["report"] = str(write_json(report_path(path), row))
+            report = report.with_name(report.name.removesuffix(".json") + ".failed.json")
+    row["report"] = str(write_json(report, row))
     result.rows.append(row)
 
 

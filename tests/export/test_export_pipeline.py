@@ -161,6 +161,7 @@ def _dir_names(folder) -> list[str]:
 def test_failed_fp32_reexport_leaves_the_earlier_artifact_byte_identical(trained_checkpoint, tmp_path, monkeypatch):
     earlier = tmp_path / "m.onnx"
     earlier.write_bytes(b"the good model from an earlier export")  # never read: only its bytes matter
+    (tmp_path / "m.fp32.json").write_text('{"status": "ok"}')  # and the report that describes it
     checked = []
 
     def interrupted(path, *a, **kw):  # a Ctrl-C (or kill) while the new model is being checked
@@ -172,15 +173,16 @@ def test_failed_fp32_reexport_leaves_the_earlier_artifact_byte_identical(trained
         export_checkpoint(trained_checkpoint, out=tmp_path / "m", val_images=2, progress=False, threads=1)
     assert checked and checked[0] != earlier
     assert earlier.read_bytes() == b"the good model from an earlier export"
-    assert _dir_names(tmp_path) == ["m.onnx"]  # the unchecked candidate is gone too
+    assert _dir_names(tmp_path) == ["m.fp32.json", "m.onnx"]  # the unchecked candidate is gone too
     monkeypatch.undo()
     monkeypatch.setattr(pipeline, "MIN_FP32_AGREEMENT", 100.1)  # an unreachable bar: the gate must fail
     with pytest.raises(ExportFailed):
         export_checkpoint(trained_checkpoint, out=tmp_path / "m", val_images=2, progress=False, threads=1)
     assert earlier.read_bytes() == b"the good model from an earlier export"
-    report = json.loads((tmp_path / "m.fp32.json").read_text())
+    assert json.loads((tmp_path / "m.fp32.json").read_text()) == {"status": "ok"}  # still the good one's
+    report = json.loads((tmp_path / "m.fp32.failed.json").read_text())
     assert report["status"] == "FAILED" and report["removed"] and report["previous_kept"]
-    assert _dir_names(tmp_path) == ["m.fp32.json", "m.onnx"]
+    assert _dir_names(tmp_path) == ["m.fp32.failed.json", "m.fp32.json", "m.onnx"]
 
 
 def test_failed_int8_reexport_leaves_the_earlier_artifact_byte_identical(trained_checkpoint, tmp_path, monkeypatch):
@@ -196,7 +198,7 @@ def test_failed_int8_reexport_leaves_the_earlier_artifact_byte_identical(trained
         export_checkpoint(trained_checkpoint, precision="int8", out=tmp_path / "m", val_images=2, calib_images=4,
                           progress=False, threads=1)
     assert earlier.read_bytes() == b"the good INT8 model from an earlier export"
-    report = json.loads((tmp_path / "m.int8.json").read_text())
+    report = json.loads((tmp_path / "m.int8.failed.json").read_text())  # m.int8.json describes the kept model
     assert report["status"] == "FAILED" and report["previous_kept"] and report["artifact"] == str(earlier)
     assert report["quantization"]["path"] == str(earlier) and report["gate"]["steps"]
     assert not any(name.startswith(".") for name in _dir_names(tmp_path))
