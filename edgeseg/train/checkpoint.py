@@ -112,7 +112,10 @@ class Checkpoint:
 def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike, with_resume_state: bool = True) -> Path:
     """Write atomically: a crash mid-save leaves the previous file intact."""
     with atomic_path(path) as tmp:
-        torch.save(ckpt.to_dict(with_resume_state), tmp)
+        with open(tmp, "wb") as f:
+            torch.save(ckpt.to_dict(with_resume_state), f)
+            f.flush()
+            os.fsync(f.fileno())  # on disk before the rename: a power cut must not leave an empty last.pt
     return Path(path)
 
 
