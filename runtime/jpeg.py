@@ -35,50 +35,52 @@ _SOF_MARKERS = frozenset((0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 
 _EXIF = b"Exif\x00\x00"
 
 
-def has_exif(data: bytes) -> bool:
-    """Whether the JPEG ``data`` has an EXIF block among its leading APPn/COM segments."""
-    if not data.startswith(_SOI):
-        return False
-    pos, n = 2, len(data)
-    while pos + 4 <= n and data[pos] == 0xFF:
-        marker = data[pos + 1]
-        if not (0xE0 <= marker <= 0xEF or marker == 0xFE):
-            return False  # metadata segments come first: past them, no EXIF
-        length = int.from_bytes(data[pos + 2:pos + 4], "big")  # includes its own two bytes
-        if length < 2:
-            return False  # malformed: the decoder will say so
-        if marker == _APP1 and length >= 2 + len(_EXIF) and data[pos + 4:pos + 10] == _EXIF:
-            return True
-        pos += 2 + length
-    return False
+def _scan_header(data: bytes) -> tuple[bool, tuple[int, int] | None]:
+    """One walk over the JPEG's leading segments -> (EXIF among the leading APPn/COM ones, (H, W) or None).
 
-
-def jpeg_size(data: bytes) -> tuple[int, int] | None:
-    """(height, width) from the JPEG's frame header, or None when there is none to read."""
+    The size comes from the frame header (SOFn); None when there is none to read (not a JPEG,
+    malformed, or a height given later by a DNL marker, which is left to the decoder).
+    """
+    exif, leading = False, True  # EXIF counts only among the metadata segments that open the file
     if not data.startswith(_SOI):
-        return None
+        return exif, None
     pos, n = 2, len(data)
     while pos + 4 <= n:
         if data[pos] != 0xFF:
-            return None
+            return exif, None
         marker = data[pos + 1]
         if marker == 0xFF:  # fill byte
             pos += 1
             continue
         if marker in _SOF_MARKERS:
             if pos + 9 > n:
-                return None
+                return exif, None
             h, w = int.from_bytes(data[pos + 5:pos + 7], "big"), int.from_bytes(data[pos + 7:pos + 9], "big")
-            return (h, w) if h and w else None  # height 0: given later (DNL), left to the decoder
+            return exif, ((h, w) if h and w else None)
         if marker == 0xDA:  # start of scan before any frame header: malformed
-            return None
-        pos += 2 + int.from_bytes(data[pos + 2:pos + 4], "big")
-    return None
+            return exif, None
+        length = int.from_bytes(data[pos + 2:pos + 4], "big")  # includes its own two bytes
+        if length < 2:
+            return exif, None  # malformed: the decoder will say so
+        leading = leading and (0xE0 <= marker <= 0xEF or marker == 0xFE)
+        if leading and marker == _APP1 and length >= 2 + len(_EXIF) and data[pos + 4:pos + 10] == _EXIF:
+            exif = True
+        pos += 2 + length
+    return exif, None
 
 
-def too_large(data: bytes, max_pixels: int) -> bool:
-    """Whether the JPEG declares more than ``max_pixels`` pixels (a warning the first time per size)."""
-    size = jpeg_size(data)
+def has_exif(data: bytes) -> bool:
+    """Whether the JPEG ``data`` has an EXIF block among its leading APPn/COM segments."""
+    return _scan_header(data)[0]
+
+
+def jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """(height, width) from the JPEG's frame header, or None when there is none to read."""
+    return _scan_header(data)[1]
+
+
+def _too_large(size: tuple[int, int] | None, max_pixels: int) -> bool:
+    """Whether a JPEG of ``size`` has more than ``max_pixels`` pixels (a warning the first time per size)."""
     if size is None or size[0] * size[1] <= max_pixels:
         return False
     if size not in _warned_sizes:  # a hostile stream may send one per frame: say it once
@@ -101,13 +103,14 @@ def decode_jpeg(data: bytes, buffers: object | None = None, *, rgb: bool = False
     the channels in RGB order, so a training loader needs no colour conversion afterwards.
     A JPEG that declares more than ``max_pixels`` pixels is not decoded (None, with a warning).
     """
-    if too_large(data, max_pixels):
+    exif, size = _scan_header(data)  # one walk, per frame on a live stream
+    if _too_large(size, max_pixels):
         return None
-    if simplejpeg is not None and not has_exif(data):
+    if simplejpeg is not None and not exif:
         try:
             out = None
-            if buffers is not None:  # the header gives the size of the pooled buffer to decode into
-                h, w, _, _ = simplejpeg.decode_jpeg_header(data)
+            if buffers is not None:  # the frame header gives the size of the pooled buffer to decode into
+                h, w = size if size is not None else simplejpeg.decode_jpeg_header(data)[:2]
                 out = buffers.get((h, w, 3))
             # strict: any warning (a truncated frame, stray bytes) raises, and OpenCV then decides,
             # so what is accepted stays exactly what OpenCV accepts.
