@@ -15,7 +15,6 @@ import functools
 import logging
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ from edgeseg.runtime.errors import (
     UsageError,
     unknown_name,
 )
-from edgeseg.runtime.fileio import FILE_MODE, sha256_file, write_json
+from edgeseg.runtime.fileio import atomic_path, sha256_file, write_json
 from edgeseg.runtime.metadata import PRECISIONS
 from edgeseg.runtime.sizes import format_hw, parse_hw
 
@@ -210,7 +209,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, *, fmt: str = "onnx", preci
     fp32_path = artifact_path(base, "fp32")
     stride_note = f", output stride {output_stride}" if output_stride > 1 else ""
     _say(f"exporting {fp32_path.name} ({format_hw(size)}{', dynamic' if dynamic else ''}{stride_note})", progress)
-    with _candidate(fp32_path) as cand:
+    with atomic_path(fp32_path) as cand:
         torch_to_onnx(net, cand, meta=ckpt.meta(), imgsz=size, dynamic=dynamic, batch=batch, opset=opset,
                       fuse_preprocess=fuse_preprocess, fuse_argmax=fuse_argmax, simplify=simplify,
                       output_stride=output_stride)
@@ -238,7 +237,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, *, fmt: str = "onnx", preci
 
         path = artifact_path(base, "fp16")
         _say(f"converting to {path.name}", progress)
-        with _candidate(path) as cand:
+        with atomic_path(path) as cand:
             convert_fp16(fp32_path, cand)
             row = _check(cand, path, ctx, threads, progress)
             drop = fp32_miou - row["parity"]["metrics"]["miou"]
@@ -254,7 +253,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, *, fmt: str = "onnx", preci
         cache = base.with_name(f"{base.name}.calib.json") if target == "ort" else \
             base.with_name(f"{base.name}.trt.calib.json")
         _say(f"quantizing to {path.name} ({calib_method}, target {target}, {len(calib_set)} images)", progress)
-        with _candidate(path) as failed_at:  # the gate writes `path` itself, and only once it passed
+        with atomic_path(path) as failed_at:  # publishes a failed model only when it is kept
             try:
                 qres, gate = quantize_with_gate(fp32_path, path, calib=calib_set, val=val, fp32_miou=fp32_miou,
                                                 max_miou_drop=max_miou_drop, method=calib_method, target=target,
@@ -266,6 +265,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, *, fmt: str = "onnx", preci
                 row["gate"] = e.report.to_dict()
                 _finish(row, False, keep_failed, str(e), result, candidate=failed_at)
                 return _fail(result, str(e))
+            failed_at.unlink()  # passed: the gate has written `path` itself
         _say(f"calibration cache {'reused' if qres.cache_hit else 'written'}: {cache.name}", progress)
         if qres.subpixel_bilinear:
             _say("the classifier and its bilinear x2 upsampling run quantized, as a sub-pixel convolution", progress)
@@ -311,23 +311,6 @@ def _torch_threads(threads: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-@contextlib.contextmanager
-def _candidate(final: Path) -> Iterator[Path]:
-    """A temporary file name beside ``final`` for an artifact that has not passed its gate yet.
-
-    Hidden and in the same folder, so moving it onto ``final`` is one atomic rename; whatever is
-    still there when the block ends (a failed or interrupted candidate) is deleted.
-    """
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".onnx", dir=final.parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _check(path: Path, final: Path, ctx: EvalContext, threads: int, progress: bool) -> dict[str, Any]:
     """The report row of the artifact at ``path``, which is (or will be) named ``final``."""
     meta = read_meta(path)
@@ -342,20 +325,20 @@ def _check(path: Path, final: Path, ctx: EvalContext, threads: int, progress: bo
 
 def _finish(row: dict[str, Any], ok: bool, keep: bool, why: str, result: ExportResult,
             candidate: Path | None = None) -> None:
-    """Move a checked ``candidate`` onto the artifact's name if it passed or is kept, then write the report.
+    """Write the report of a checked artifact; delete a failed ``candidate`` unless it is kept.
 
-    A failed candidate that is not kept is left to :func:`_candidate` to delete; an artifact already
-    under the final name (an earlier export) then stays untouched, and so does its report: the failed
-    attempt's report goes to ``x.<precision>.failed.json``.
+    ``candidate`` is the temporary file of an :func:`atomic_path` block, which publishes it under the
+    artifact's name when the block ends, unless it was deleted here. An artifact already under that
+    name (an earlier export) then stays untouched, and so does its report: the failed attempt's
+    report goes to ``x.<precision>.failed.json``.
     """
     path = Path(row["artifact"])
     row["status"] = "ok" if ok else "FAILED"
     row["passed"] = ok
     if why:
         row["reason"] = why
-    if candidate is not None and (ok or keep):
-        os.chmod(candidate, FILE_MODE)  # temporary files are private (0600); artifacts get the usual mode
-        os.replace(candidate, path)
+    if candidate is not None and not (ok or keep):
+        candidate.unlink()
     report = report_path(path)
     if not ok and not keep:
         row["removed"] = True

@@ -30,7 +30,8 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
 
     Use it for writers that insist on a file name (torch.save, onnx.save, cv2.VideoWriter).
-    ``suffix`` defaults to the final suffix so format-sniffing writers still work.
+    ``suffix`` defaults to the final suffix so format-sniffing writers still work. A block that
+    deletes the temporary file publishes nothing (e.g. a candidate that failed its check).
     """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -43,7 +44,7 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         yield tmp_path
         if tmp_path.exists():
             os.chmod(tmp_path, FILE_MODE)
-        os.replace(tmp_path, final)
+            os.replace(tmp_path, final)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
