@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -136,3 +138,12 @@ def test_bad_class_tables_are_refused(tmp_path: Path) -> None:
         ClassIdFolderSink(tmp_path / "b", ["x"], [[0, 0, 0]], 300)
     with pytest.raises(UsageError, match="1 to 256 classes"):
         ClassIdFolderSink(tmp_path / "c", [f"c{i}" for i in range(257)], [[0, 0, 0]] * 257, 255)
+
+
+def test_result_sinks_import_neither_torch_nor_the_ros_extra() -> None:
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "from edgeseg.runtime import bag_sink, id_sink, result_sinks, ros2_messages\n"
+            "print(sorted(m for m in ('torch', 'mcap', 'rosbags', 'rclpy') if sys.modules.get(m)))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "[]"
