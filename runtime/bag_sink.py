@@ -52,6 +52,9 @@ CLASSES_TOPIC = "/edgeseg/classes"
 METADATA_NAME = "edgeseg"
 # Chunks are compressed and indexed as a whole: a killed process loses at most the open one.
 CHUNK_BYTES = 1 << 20
+# Class maps alone: zstd (long runs of equal ids shrink a lot). With camera frames, which compress
+# poorly: lz4, far less CPU per frame for a somewhat bigger file (benchmarks/result_sinks_bench.py).
+COMPRESSION = {False: "ZSTD", True: "LZ4"}
 # The ros2 profile requires this channel metadata key; empty = no recorded offer, so
 # `ros2 bag play` publishes with its default QoS (reliable, volatile) on every ROS 2 release.
 _CHANNEL_METADATA = {"offered_qos_profiles": ""}
@@ -98,7 +101,8 @@ class RosBagSink:
             with contextlib.ExitStack() as landing:  # an error in here drops the temporary file
                 tmp = landing.enter_context(atomic_path(self.path))
                 file = landing.enter_context(open(tmp, "wb"))  # closed before the rename
-                writer = self._writer_cls(file, chunk_size=CHUNK_BYTES, compression=self._compression.ZSTD)
+                compression = getattr(self._compression, COMPRESSION[self.images])
+                writer = self._writer_cls(file, chunk_size=CHUNK_BYTES, compression=compression)
                 writer.start(profile="ros2", library="edgeseg")
                 self._schemas = {
                     IMAGE_TYPE: writer.register_schema(IMAGE_TYPE, "ros2msg", IMAGE_MSGDEF.encode()),
