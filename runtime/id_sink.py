@@ -40,6 +40,12 @@ CLASSES_FILE = "classes.json"
 SIDECAR_FILE = "frames.jsonl"
 
 
+def _ends_with_newline(path: Path) -> bool:
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) == b"\n"
+
+
 class ClassIdFolderSink:
     """Writes each frame's class map as ``<folder>/<camera>/<index:06d>.png`` (see module doc)."""
 
@@ -57,6 +63,8 @@ class ClassIdFolderSink:
             # Appended one whole line per frame; flushed each time so a crash loses at most
             # the line being written.
             self._sidecar = open(self.folder / SIDECAR_FILE, "a", encoding="utf-8")
+            if self._sidecar.tell() and not _ends_with_newline(self.folder / SIDECAR_FILE):
+                self._sidecar.write("\n")  # a killed earlier run cut its last line short: start a fresh one
         except OSError as e:
             raise SourceError(f"cannot write class ids into {self.folder}: {e.strerror or e}") from None
 

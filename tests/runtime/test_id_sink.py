@@ -147,3 +147,19 @@ def test_result_sinks_import_neither_torch_nor_the_ros_extra() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == "[]"
+
+
+def test_a_write_that_fails_midway_is_one_line_and_earlier_files_stay(tmp_path: Path) -> None:
+    out = tmp_path / "ids"
+    out.mkdir()
+    (out / "cam1").write_text("not a folder")  # cam1's PNGs cannot be created
+    (out / "frames.jsonl").write_text('{"camera": "cam0", "index": 7, "fi')  # a line a killed run cut short
+    frame, ids = np.zeros((4, 4, 3), np.uint8), np.ones((4, 4), np.uint8)
+    with ClassIdFolderSink(out, **table(), exist_ok=True) as sink:
+        sink.write_result("cam0", 0, T0, frame, ids)
+        with pytest.raises(SourceError, match="cannot write .*cam1/000000.png") as e:
+            sink.write_result("cam1", 0, T0, frame, ids)
+        assert "\n" not in str(e.value)
+    lines = (out / "frames.jsonl").read_text().splitlines()
+    assert json.loads(lines[-1])["file"] == "cam0/000000.png"  # on a line of its own
+    assert np.array_equal(cv2.imread(str(out / "cam0/000000.png"), cv2.IMREAD_UNCHANGED), ids)
