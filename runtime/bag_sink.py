@@ -97,6 +97,7 @@ class RosBagSink:
         self._closed = False
 
     def _open(self, capture_time: float) -> None:
+        self._channels = {}  # ids of a writer that failed to start mean nothing to the next one
         try:
             with contextlib.ExitStack() as landing:  # an error in here drops the temporary file
                 tmp = landing.enter_context(atomic_path(self.path))
