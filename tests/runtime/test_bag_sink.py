@@ -4,6 +4,7 @@ and CDR decoder); refusals; a run stopped by a signal leaves a readable bag."""
 from __future__ import annotations
 
 import json
+import select
 import signal
 import subprocess
 import sys
@@ -188,7 +189,8 @@ def _record_until(sig: signal.Signals, path: Path, side: int) -> subprocess.Pope
     proc = subprocess.Popen([sys.executable, "-c", _RECORDER, str(path), str(side)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        assert proc.stdout.readline().strip() == "ready", proc.stderr.read()[-2000:]
+        ready, _, _ = select.select([proc.stdout], [], [], 30)  # a deadline, not a hang, if the child stalls
+        assert ready and proc.stdout.readline().strip() == "ready", "the recorder did not start"
         proc.send_signal(sig)
         proc.wait(timeout=30)
     finally:
