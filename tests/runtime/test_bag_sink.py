@@ -190,7 +190,8 @@ def _record_until(sig: signal.Signals, path: Path, side: int) -> subprocess.Pope
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         ready, _, _ = select.select([proc.stdout], [], [], 30)  # a deadline, not a hang, if the child stalls
-        assert ready and proc.stdout.readline().strip() == "ready", "the recorder did not start"
+        line = proc.stdout.readline().strip() if ready else "(nothing in 30 s)"
+        assert line == "ready", f"the recorder did not start: {line} {proc.stderr.read()[-2000:] if line == '' else ''}"
         proc.send_signal(sig)
         proc.wait(timeout=30)
     finally:
