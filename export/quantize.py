@@ -64,7 +64,7 @@ from .ort_layout import (
 
 log = logging.getLogger("edgeseg.export")
 
-INT8_TARGETS = ("ort", "tensorrt")
+INT8_TARGETS = ("ort", "tensorrt", "openvino")  # openvino: NNCF into OpenVINO IR, export/ov_int8.py
 META_TARGET = {"ort": "ort_cpu", "tensorrt": "tensorrt"}  # ModelMeta.int8_target values
 CALIB_METHODS = ("minmax", "entropy", "percentile")
 CACHE_FORMAT = "edgeseg.calibration"
