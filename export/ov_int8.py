@@ -358,11 +358,14 @@ def report_row(xml: Path, final: Path, ctx: Any, threads: int) -> dict[str, Any]
 
 
 # -- edgeseg export --precision int8 --int8-target openvino ---------------------------------------
-def check_export(fmt: str) -> None:
-    """Fail before any long step: NNCF/OpenVINO missing, or a TensorRT engine asked for."""
+def check_export(fmt: str, calib_method: str = "minmax") -> None:
+    """Fail before any long step: NNCF/OpenVINO missing, a TensorRT engine or a calibration method asked for."""
     if fmt != "onnx":
         raise UsageError("--int8-target openvino writes an OpenVINO IR (x.int8.ov.xml); drop --format engine "
                          "(TensorRT engines take --int8-target tensorrt)")
+    if calib_method != "minmax":
+        raise UsageError(f"--calib-method {calib_method} applies to the ort and tensorrt INT8 targets; NNCF "
+                         "estimates the openvino flavour's ranges itself: drop --calib-method")
     import_nncf()
     import_openvino()
 

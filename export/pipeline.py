@@ -180,7 +180,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, *, fmt: str = "onnx", preci
     if precision == "int8" and target == "openvino":
         from .ov_int8 import check_export
 
-        check_export(fmt)
+        check_export(fmt, calib_method)
     elif fmt == "engine":
         _require_tensorrt()
 

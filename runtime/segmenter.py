@@ -1,7 +1,7 @@
 """The embedding API: ``Segmenter(model)(frame_bgr) -> Result``.
 
-A Segmenter picks a backend from the artifact (``.onnx`` -> ONNX Runtime, ``.engine``/``.plan``
--> TensorRT, ``.pt`` -> PyTorch reference), reads every fact it needs from the artifact's
+A Segmenter picks a backend from the artifact (``.onnx`` -> ONNX Runtime, ``.xml`` -> OpenVINO,
+``.engine``/``.plan`` -> TensorRT, ``.pt`` -> PyTorch reference), reads every fact it needs from the artifact's
 metadata, and does the pre- and post-processing around the backend with reused buffers.
 
     with Segmenter("camvid-unet-lite.int8") as seg:

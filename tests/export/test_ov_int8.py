@@ -86,3 +86,6 @@ def test_engine_format_is_refused_before_any_work(trained_checkpoint, tmp_path):
     with pytest.raises(UsageError, match="OpenVINO IR"):
         export_checkpoint(trained_checkpoint, fmt="engine", precision="int8", int8_target="openvino",
                           out=tmp_path / "x", progress=False)
+    with pytest.raises(UsageError, match="NNCF estimates"):
+        export_checkpoint(trained_checkpoint, precision="int8", int8_target="openvino", calib_method="entropy",
+                          out=tmp_path / "x", progress=False)
