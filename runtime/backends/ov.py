@@ -174,11 +174,15 @@ class OpenVinoBackend(Backend):
         if len(self.input_shape) != 4:
             raise ModelFormatError(f"{self.path} input has shape {self.input_shape}; expected 4 dimensions "
                                    "(N, 3, H, W) or (N, H, W, 3)")
+        if self.device.split(".")[0] == "NPU" and None in self.input_shape:
+            # OpenVINO's device support table: the NPU plugin does not take dynamic shapes.
+            raise UsageError(f"{self.path.name} has a dynamic input shape {self.input_shape}, which OpenVINO's NPU "
+                             "device does not take; export it with a fixed size (no --dynamic) for the NPU")
         self.meta = self._read_meta(read_props(model), classes, palette, mean, std)
         if self.meta.precision == "int8" and self.meta.int8_target == ORT_FLAVOUR:
-            log.warning("%s is the ONNX Runtime INT8 flavour (uint8 activations, tuned for ONNX Runtime), the slow "
-                        "INT8 form on OpenVINO; make OpenVINO's with 'edgeseg export CKPT --precision int8 "
-                        "--int8-target openvino' (or run this file with --backend onnxruntime)", self.path.name)
+            log.warning("%s is the ONNX Runtime INT8 flavour (uint8 activations), a slower INT8 form on OpenVINO "
+                        "than OpenVINO's own; make that with 'edgeseg export CKPT --precision int8 --int8-target "
+                        "openvino' (or run this file on ONNX Runtime, where it is fastest)", self.path.name)
         self.threads, self.hint, self.pin, self.precision_hint = threads, hint, pin, precision_hint
         try:
             self.compiled = core.compile_model(model, self.device, self._config())
