@@ -65,6 +65,12 @@ def quantize_with_gate(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, 
     Raises :class:`GateFailed` when even ``max_float_nodes`` nodes in float do not pass; the last
     model tried is then written to ``failed_out`` when given (the caller decides whether to keep it).
     """
+    if target == "openvino":  # NNCF into OpenVINO IR, scored on OpenVINO (export/ov_int8.py)
+        from .ov_int8 import quantize_for_openvino
+
+        return quantize_for_openvino(onnx_in, onnx_out, calib=calib, val=val, fp32_miou=fp32_miou,  # type: ignore[return-value]
+                                     max_miou_drop=max_miou_drop, cache_path=cache_path, threads=threads,
+                                     failed_out=failed_out)
     if val.labels is None:
         raise ExportError(f"the INT8 accuracy gate needs labelled validation images; {val.source} has none")
     from .onnx_export import read_meta

@@ -110,14 +110,16 @@ def artifact_path(base: str | os.PathLike, precision: str, fmt: str = "onnx", in
         return base.with_name(f"{base.name}.onnx")
     if precision == "int8" and int8_target == "tensorrt":
         return base.with_name(f"{base.name}.int8.trt.onnx")
+    if precision == "int8" and int8_target == "openvino":
+        return base.with_name(f"{base.name}.int8.ov.xml")  # OpenVINO IR, weights in x.int8.ov.bin
     return base.with_name(f"{base.name}.{precision}.onnx")
 
 
 def report_path(artifact: str | os.PathLike) -> Path:
     """``x.onnx`` -> ``x.fp32.json``; ``x.fp16.onnx`` -> ``x.fp16.json``; ``x.int8.trt.onnx`` -> ``x.int8.trt.json``."""
     p = Path(artifact)
-    stem = p.name.removesuffix(".onnx")
-    if not stem.endswith((".fp16", ".int8", ".int8.trt")):
+    stem = p.name.removesuffix(".onnx").removesuffix(".xml")
+    if not stem.endswith((".fp16", ".int8", ".int8.trt", ".int8.ov")):
         stem += ".fp32"
     return p.with_name(stem + ".json")
 
@@ -175,7 +177,11 @@ def export_checkpoint(checkpoint: str | os.PathLike, *, fmt: str = "onnx", preci
     if not workspace_gb > 0:
         raise UsageError(f"--workspace {workspace_gb} must be a positive number of GB")
     check_opset(opset)
-    if fmt == "engine":
+    if precision == "int8" and target == "openvino":
+        from .ov_int8 import check_export
+
+        check_export(fmt, calib_method)
+    elif fmt == "engine":
         _require_tensorrt()
 
     ckpt = load_checkpoint(checkpoint)
@@ -248,6 +254,18 @@ def export_checkpoint(checkpoint: str | os.PathLike, *, fmt: str = "onnx", preci
             return _fail(result, f"FP16 model {path.name} drops {drop:.2f} mIoU points below FP32 "
                                  f"(limit {max_miou_drop:g}); report in {row['report']}")
         onnx_for_engine = path
+    elif precision == "int8" and target == "openvino":
+        from .ov_int8 import export_openvino_int8
+
+        path = artifact_path(base, "int8", int8_target=target)
+        _say(f"quantizing to {path.name} (NNCF, target openvino, {len(calib_set)} images)", progress)
+        row, why = export_openvino_int8(fp32_path, path, calib=calib_set, val=val, ctx=ctx, fp32_miou=fp32_miou,
+                                        max_miou_drop=max_miou_drop, cache=base.with_name(f"{base.name}.ov.calib.json"),
+                                        threads=threads, keep_failed=keep_failed)
+        row["quantization"]["calib_source"] = str(calib_source)
+        _finish(row, not why, keep_failed, why, result)
+        if why:
+            return _fail(result, why)
     elif precision == "int8":
         path = artifact_path(base, "int8", int8_target=target)
         cache = base.with_name(f"{base.name}.calib.json") if target == "ort" else \

@@ -64,7 +64,7 @@ from .ort_layout import (
 
 log = logging.getLogger("edgeseg.export")
 
-INT8_TARGETS = ("ort", "tensorrt")
+INT8_TARGETS = ("ort", "tensorrt", "openvino")  # openvino: NNCF into OpenVINO IR, export/ov_int8.py
 META_TARGET = {"ort": "ort_cpu", "tensorrt": "tensorrt"}  # ModelMeta.int8_target values
 CALIB_METHODS = ("minmax", "entropy", "percentile")
 CACHE_FORMAT = "edgeseg.calibration"
@@ -254,6 +254,9 @@ def quantize_onnx(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, *,
 
     check_choice("calibration method", method, CALIB_METHODS)
     check_choice("INT8 target", target, INT8_TARGETS)
+    if target == "openvino":
+        raise ExportError("the openvino INT8 flavour is an NNCF-quantized OpenVINO IR: make it with "
+                          "edgeseg.export.ov_int8.quantize_for_openvino (or quantize_with_gate(..., target='openvino'))")
     proto = load_onnx(onnx_in)
     meta = get_meta(proto, str(onnx_in))
     if meta.precision != "fp32":

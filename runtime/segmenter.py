@@ -1,7 +1,7 @@
 """The embedding API: ``Segmenter(model)(frame_bgr) -> Result``.
 
-A Segmenter picks a backend from the artifact (``.onnx`` -> ONNX Runtime, ``.engine``/``.plan``
--> TensorRT, ``.pt`` -> PyTorch reference), reads every fact it needs from the artifact's
+A Segmenter picks a backend from the artifact (``.onnx`` -> ONNX Runtime, ``.xml`` -> OpenVINO,
+``.engine``/``.plan`` -> TensorRT, ``.pt`` -> PyTorch reference), reads every fact it needs from the artifact's
 metadata, and does the pre- and post-processing around the backend with reused buffers.
 
     with Segmenter("camvid-unet-lite.int8") as seg:
@@ -28,8 +28,12 @@ from .preprocess import Postprocessor, Preprocessor, check_fit, check_frame, con
 from .sizes import format_hw, parse_hw
 from .visualize import colorize, overlay, palette_lut
 
-BACKENDS = ("auto", "onnxruntime", "tensorrt", "pytorch")
-SUFFIX_BACKEND = {".onnx": "onnxruntime", ".engine": "tensorrt", ".plan": "tensorrt", ".pt": "pytorch"}
+BACKENDS = ("auto", "onnxruntime", "openvino", "tensorrt", "pytorch")
+# "auto" keeps ONNX on ONNX Runtime even where OpenVINO is installed: at float32 the two ran the bundled
+# model equally fast, OpenVINO's lead there comes from computing in bfloat16 where the CPU can, and
+# the ONNX Runtime INT8 flavour is fastest on ONNX Runtime (docs/openvino.md has the figures).
+SUFFIX_BACKEND = {".onnx": "onnxruntime", ".xml": "openvino", ".engine": "tensorrt", ".plan": "tensorrt",
+                  ".pt": "pytorch"}
 
 
 class Result:
@@ -98,9 +102,11 @@ def _backend_for(path: Path, backend: str) -> str:
     by_suffix = SUFFIX_BACKEND.get(path.suffix.lower())
     if backend == "auto":
         if by_suffix is None:
-            raise ModelFormatError(f"cannot tell the model type of {path} from its suffix; expected "
-                                   ".onnx (ONNX Runtime), .engine/.plan (TensorRT) or .pt (edgeseg checkpoint)")
+            raise ModelFormatError(f"cannot tell the model type of {path} from its suffix; expected .onnx "
+                                   "(ONNX Runtime), .xml (OpenVINO IR), .engine/.plan (TensorRT) or .pt (edgeseg checkpoint)")
         return by_suffix
+    if backend == "openvino" and by_suffix == "onnxruntime":
+        return "openvino"  # OpenVINO compiles ONNX files directly
     if by_suffix == "onnxruntime" and backend == "tensorrt":
         return "onnxruntime-tensorrt"  # an ONNX file on TensorRT: ONNX Runtime's TensorRT provider
     if by_suffix is not None and by_suffix != backend:
@@ -124,6 +130,13 @@ def create_backend(path: Path, backend: str = "auto", device: str = "cpu", **opt
         if kind == "onnxruntime-tensorrt" and not opts.get("providers"):
             opts["providers"] = ["tensorrt", "cuda"]
         return OnnxRuntimeBackend(path, device, **opts)
+    if kind == "openvino":
+        from .backends.ov import OpenVinoBackend
+
+        if opts.pop("providers", None):
+            raise UsageError("providers= choose ONNX Runtime execution providers; with backend 'openvino' "
+                             "pick the OpenVINO device instead (device='CPU', 'GPU', 'NPU' or 'AUTO')")
+        return OpenVinoBackend(path, device, **opts)
     if kind == "tensorrt":
         try:
             from .backends.trt import TensorRTBackend
@@ -144,8 +157,8 @@ class Segmenter:
     Args:
         model: a ``.onnx``, ``.engine``/``.plan`` or ``.pt`` path, or a zoo short name
             (see :func:`edgeseg.runtime.zoo.list_models`).
-        backend: ``"auto"`` (by suffix), ``"onnxruntime"``, ``"tensorrt"`` or ``"pytorch"``.
-        device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        backend: ``"auto"`` (by suffix), ``"onnxruntime"``, ``"openvino"``, ``"tensorrt"`` or ``"pytorch"``.
+        device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``; for OpenVINO ``"CPU"``, ``"GPU"``, ``"NPU"`` or ``"AUTO"``.
         threads: intra-op threads of the backend (None: the library's default).
         imgsz: inference size (H, W) or ``"HxW"`` for models with dynamic height/width.
         classes, palette, mean, std: for an ONNX model without edgeseg metadata (or to override it).

@@ -11,6 +11,7 @@ import argparse
 import math
 import os
 import platform
+import sys
 import time
 from typing import Any
 
@@ -29,8 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=10, help="untimed frames per model first (default 10)")
     parser.add_argument("--rounds", type=int, default=5, help="interleaving rounds A B A B ... (default 5)")
     parser.add_argument("--threads", type=int, help="intra-op threads per model (default: the backend's)")
-    parser.add_argument("--backend", default="auto", help="auto | onnxruntime | tensorrt | pytorch")
-    parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (default: cpu)")
+    parser.add_argument("--backend", default="auto",
+                        help="auto | onnxruntime (ort) | openvino (ov) | tensorrt | pytorch; several, comma-separated "
+                             "(--backend ort,openvino), time every model on each, interleaved")
+    parser.add_argument("--device", default="cpu",
+                        help="cpu | cuda | cuda:N; OpenVINO: CPU | GPU | NPU | AUTO (default: cpu)")
     parser.add_argument("--frame-size", default="540x960",
                         help="HxW of the frame pre/post-processing is timed on (default 540x960)")
     parser.add_argument("--alpha", type=finite_float, default=0.5, help="overlay opacity timed in the breakdown")
@@ -158,11 +162,27 @@ def bench_frame(size: tuple[int, int], source: str | None) -> tuple[np.ndarray, 
     return np.ascontiguousarray(img), "procedural scene"
 
 
+BACKEND_ALIASES = {"ort": "onnxruntime", "ov": "openvino"}
+
+
+def parse_backends(text: str) -> list[str]:
+    """``"ort,openvino"`` -> ["onnxruntime", "openvino"] (short names expanded, duplicates dropped)."""
+    names = [BACKEND_ALIASES.get(b.strip().lower(), b.strip().lower()) for b in str(text).split(",")]
+    if not all(names):
+        from edgeseg.runtime.errors import UsageError
+
+        raise UsageError(f"--backend {text!r} has an empty name; write e.g. --backend ort,openvino")
+    return list(dict.fromkeys(names))
+
+
 def environment() -> dict[str, Any]:
     import onnxruntime as ort
 
-    return {"cpu_count": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version(),
-            "onnxruntime": ort.__version__, "numpy": np.__version__}
+    env = {"cpu_count": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version(),
+           "onnxruntime": ort.__version__, "numpy": np.__version__}
+    if "openvino" in sys.modules:  # only when a model ran on it: importing it costs time
+        env["openvino"] = sys.modules["openvino"].__version__.split("-")[0]
+    return env
 
 
 # -- command -------------------------------------------------------------------------------------
@@ -189,8 +209,9 @@ def run(args: argparse.Namespace) -> int:
     segs = []
     try:
         for m in args.models:
-            segs.append(Segmenter(m, backend=args.backend, device=args.device, threads=args.threads,
-                                  imgsz=args.imgsz))
+            for backend in parse_backends(args.backend):
+                segs.append(Segmenter(m, backend=backend, device=args.device, threads=args.threads,
+                                      imgsz=args.imgsz))
         samples = interleaved(segs, frame, args.runs, args.warmup, args.rounds, args.alpha)
         rows = [model_row(seg, s, args.rounds) for seg, s in zip(segs, samples, strict=True)]
         pipes = ([pipeline_row(seg, args.source, args.frames, frame, args.alpha, workers=args.workers) for seg in segs]

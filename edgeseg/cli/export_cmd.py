@@ -14,6 +14,7 @@ HELP = "export a checkpoint to ONNX / TensorRT (fp32, fp16, int8)"
 EPILOG = """\
 artifacts (x = the checkpoint name, or --out; --out dir/ writes dir/<checkpoint name>.onnx, ...):
   x.onnx  x.fp16.onnx  x.int8.onnx (ONNX Runtime CPU, U8S8)  x.int8.trt.onnx (TensorRT, S8S8)
+  x.int8.ov.xml + .bin (OpenVINO IR, --int8-target openvino)
   x.<precision>.engine (+ .engine.json manifest); a report x.<precision>.json beside each ONNX
 examples:
   edgeseg export runs/camvid/best.pt
@@ -38,7 +39,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calib-images", type=int, default=32, metavar="N", help="calibration images (default 32)")
     p.add_argument("--calib-method", default="minmax", help="minmax, entropy or percentile")
     p.add_argument("--int8-target", default=None,
-                   help="ort (uint8 activations, fast on x86 CPUs) or tensorrt (symmetric int8); "
+                   help="ort (uint8 activations, fast on x86 CPUs), tensorrt (symmetric int8) or openvino "
+                        "(NNCF into OpenVINO IR x.int8.ov.xml, needs edgeseg[openvino-export]); "
                         "default ort for --format onnx, tensorrt for --format engine")
     p.add_argument("--max-miou-drop", type=finite_float, default=1.0, metavar="POINTS",
                    help="largest allowed mIoU drop of fp16/int8 below fp32 (default 1.0)")

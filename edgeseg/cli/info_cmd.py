@@ -17,8 +17,10 @@ HELP = "metadata, IO and backend availability of a model"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="a .onnx, .engine/.plan or .pt file, or a bundled model's short name")
-    parser.add_argument("--backend", default="auto", help="auto | onnxruntime | tensorrt | pytorch (default: auto)")
-    parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (default: cpu)")
+    parser.add_argument("--backend", default="auto",
+                        help="auto | onnxruntime | openvino | tensorrt | pytorch (default: auto)")
+    parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N; OpenVINO: CPU | GPU | NPU | AUTO "
+                                                        "(default: cpu)")
     parser.add_argument("--json", metavar="OUT", help="also write everything as JSON to OUT ('-' for stdout only)")
 
 
@@ -40,7 +42,17 @@ def environment() -> dict[str, Any]:
     # promises not to; only report it when torch is already loaded (a .pt model was opened).
     torch = sys.modules.get("torch")
     env["torch_cuda"] = bool(torch.cuda.is_available()) if torch is not None else None
+    env["openvino"] = _openvino()
     return env
+
+
+def _openvino() -> dict[str, Any] | None:
+    """OpenVINO's version and the devices it sees ({"CPU": "Intel(R) Core(TM) ..."}); None when not installed."""
+    if importlib.util.find_spec("openvino") is None:
+        return None
+    from edgeseg.runtime.backends.ov import device_names, import_openvino
+
+    return {"version": import_openvino().__version__.split("-")[0], "devices": device_names()}
 
 
 def describe(model: str, backend: str = "auto", device: str = "cpu") -> dict[str, Any]:
@@ -91,6 +103,9 @@ def _print(d: dict[str, Any]) -> None:
     rows += [
         ("backend", f"{rt['backend']} on {rt['device']}, providers {', '.join(rt['providers']) or '-'}"),
         ("onnxruntime", f"{env['onnxruntime']} ({', '.join(env['onnxruntime_providers'])})"),
+        ("openvino", "not installed (pip install 'edgeseg[openvino]')" if not env["openvino"] else
+         f"{env['openvino']['version']}, devices: " + (", ".join(f"{k} ({v})" for k, v in env["openvino"]["devices"].items())
+                                                       or "none")),
         ("tensorrt", "installed" if env["tensorrt_installed"] else "not installed (pip install edgeseg[trt], needs "
                      "an NVIDIA GPU)"),
         ("jpeg decoder", env["jpeg_decoder"] + ("" if env["jpeg_decoder"] != "opencv" else
