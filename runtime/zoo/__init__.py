@@ -14,6 +14,9 @@ from ..errors import ModelFormatError, unknown_name
 
 ZOO_DIR = Path(__file__).resolve().parent
 SUFFIX = ".onnx"
+# The default of `predict` and `demo`: the fastest bundled file that keeps the FP32 model's accuracy
+# (docs/benchmarks.md#bundled-models). The stride-2 twin is faster still but draws blockier edges.
+DEFAULT_MODEL = "camvid-unet-lite.int8"
 
 
 def list_models(root: Path | None = None) -> list[str]:
