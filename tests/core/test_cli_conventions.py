@@ -22,3 +22,14 @@ def test_export_refuses_an_unknown_precision_in_one_line(capsys) -> None:
     assert exit_.value.code == 2
     err = capsys.readouterr().err.strip()
     assert "invalid choice: 'int4'" in err and len(err.splitlines()) == 1
+
+
+def test_quickstart_log_lines_name_final_files_not_hidden_temporaries() -> None:
+    import logging
+
+    from edgeseg.cli.quickstart_cmd import FinalNames
+
+    record = logging.LogRecord("edgeseg.export", logging.INFO, "", 0, "wrote %s (%.1f MB)",
+                               ("runs/quickstart/.unet_lite.eg0a84t6.onnx", 7.3), None)
+    assert FinalNames().filter(record)
+    assert record.getMessage() == "wrote runs/quickstart/unet_lite.onnx (7.3 MB)"
