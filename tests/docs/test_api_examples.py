@@ -1,5 +1,5 @@
-"""Every python example in docs/api.md runs as written against the bundled model (except a block
-marked `<!-- not run: ... -->`, which needs files a fresh clone does not have)."""
+"""Every python example in docs/api.md and the README runs as written against the bundled model
+(except a block marked `<!-- not run: ... -->`, which needs files a fresh clone does not have)."""
 
 from __future__ import annotations
 
@@ -11,23 +11,25 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-API = REPO / "docs" / "api.md"
+PAGES = (REPO / "docs" / "api.md", REPO / "README.md")
 _BLOCK = re.compile(r"(<!-- not run:[^>]*-->\n)?```python\n(.*?)```", re.S)
 
 
 def _examples() -> list[tuple[str, str]]:
-    text = API.read_text(encoding="utf-8")
     found = []
-    for m in _BLOCK.finditer(text):
-        if m.group(1):
-            continue
-        line = text.count("\n", 0, m.start(2)) + 1
-        found.append((f"api.md:{line}", m.group(2)))
+    for page in PAGES:
+        text = page.read_text(encoding="utf-8")
+        for m in _BLOCK.finditer(text):
+            if m.group(1):
+                continue
+            line = text.count("\n", 0, m.start(2)) + 1
+            found.append((f"{page.name}:{line}", m.group(2)))
     return found
 
 
-def test_the_page_has_examples() -> None:
-    assert len(_examples()) >= 6
+def test_the_pages_have_examples() -> None:
+    pages = {where.split(":")[0] for where, _ in _examples()}
+    assert pages == {"api.md", "README.md"} and len(_examples()) >= 7
 
 
 @pytest.mark.parametrize(("where", "code"), _examples(), ids=[w for w, _ in _examples()])
