@@ -35,8 +35,8 @@ from . import finite_float
 HELP = "segment images, folders and videos (every frame)"
 DEFAULT_SAVE_DIR = Path("runs") / "predict"
 WORKERS_HELP = ("frames in inference at once, each on its own thread (ONNX Runtime), or 'auto': for clips and "
-                "folders on ONNX Runtime's CPU provider, 2 side by side on half the cores each (on 2 cores, 1.2x the "
-                "FPS of one 2-thread inference, at one-thread latency per frame), otherwise 1")
+                "folders on ONNX Runtime's CPU provider, 2 side by side on half the cores each (more frames per "
+                "second than one inference on all cores, at one-thread latency per frame), otherwise 1")
 
 
 def workers_value(text: str) -> int | str:
