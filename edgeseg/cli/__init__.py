@@ -22,7 +22,7 @@ from collections.abc import Iterator
 # command -> (module under edgeseg.cli, one-line help). Order is the help order.
 COMMANDS: dict[str, tuple[str, str]] = {
     "quickstart": ("quickstart_cmd", "train -> export -> video on procedural scenes (or --data), end to end"),
-    "models": ("models_cmd", "list registered models with parameters and GFLOPs"),
+    "models": ("models_cmd", "list bundled models and the architectures to train"),
     "train": ("train_cmd", "train a model on a dataset"),
     "val": ("val_cmd", "mIoU of a checkpoint, ONNX model or engine on a dataset split"),
     "export": ("export_cmd", "export a checkpoint to ONNX / TensorRT (fp32, fp16, int8)"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "list bundled pretrained models and registered architectures"
+HELP = "list bundled models and the architectures to train"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -99,6 +99,9 @@ def resolve_model_and_source(args: argparse.Namespace) -> None:
     elif args.source_arg is not None:
         args.source = args.source_arg
     elif args.model is not None:
+        if _looks_like_model(args.model):
+            raise UsageError(f"no source for the model {args.model}: 'edgeseg predict {args.model} SOURCE', "
+                             "e.g. a video, an image folder or 'synthetic://'")
         args.model, args.source = DEFAULT_MODEL, args.model
     else:
         raise UsageError("no source: 'edgeseg predict [MODEL] SOURCE', e.g. 'edgeseg predict clip.mp4'")
@@ -144,6 +147,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"edgeseg: stopped by {caught[0]}; outputs so far are complete", file=sys.stderr)
         return 128 + int(caught[1])
     return 0
+
+
+def _looks_like_model(text: str) -> bool:
+    """A model file suffix or a bundled model's name (a lone positional is otherwise the source)."""
+    from edgeseg.runtime.zoo import list_models
+
+    return Path(text).suffix.lower() in (".onnx", ".engine", ".plan", ".pt") or text in list_models()
 
 
 def next_run_dir(base: Path) -> Path:

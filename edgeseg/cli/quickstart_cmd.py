@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     for stage, figure, path in rows:
         print(f"{stage:<{width}}  {figure}\n{'':<{width}}  -> {path}")
     print(f"done in {(time.perf_counter() - t0) / 60:.1f} min. Next: edgeseg predict {exported.artifact} "
-          f"--source YOUR_VIDEO.mp4 --save out.mp4")
+          f"YOUR_VIDEO.mp4 --save out.mp4")
     if args.json:
         write_json(args.json, {"train": {"best": str(ckpt), "best_metrics": result.best_metrics,
                                          "images_per_s": result.images_per_s, "epochs": result.epochs},

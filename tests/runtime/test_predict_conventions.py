@@ -46,6 +46,9 @@ def test_two_sources_or_none_are_refused(tiny_onnx: Path, tmp_path: Path, capsys
     assert "two sources" in capsys.readouterr().err
     assert main(["predict"]) == 2
     assert "no source" in capsys.readouterr().err
+    for model in (str(tiny_onnx), "camvid-unet-lite"):  # a lone model is not taken for a source
+        assert main(["predict", model]) == 2
+        assert f"no source for the model {model}" in capsys.readouterr().err
 
 
 def test_each_run_gets_a_new_folder_unless_exist_ok(tiny_onnx: Path, tmp_path: Path, monkeypatch) -> None:
