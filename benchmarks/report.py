@@ -101,6 +101,16 @@ def parse_export_precisions(d: dict[str, Any]) -> str:
     return "\n\n".join(parts)
 
 
+def parse_int8_flavours(d: dict[str, Any]) -> str:
+    threads = d["threads"]
+    rows = [(r["candidate"], f"{r['integer_convs']} / {r['convs']}", *(r[f"ms_{t}_threads"] for t in threads),
+             *(r[f"over_fp32_{t}_threads"] for t in threads)) for r in d["rows"]]
+    return (f"`{Path(d['model']).name}`, ONNX Runtime {d['onnxruntime']}, medians of {d['runs']} interleaved runs; "
+            f"both INT8 files from ONNX Runtime's quantizer alone (no edgeseg rewrites).\n\n"
+            + _table(("candidate", "integer convs", *(f"ms @ {t} thread(s)" for t in threads),
+                      *(f"x FP32 @ {t}" for t in threads)), rows))
+
+
 def parse_pipeline(d: dict[str, Any]) -> str:
     e = d["efficiency"]
     rows = [(Path(str(d["model"].get("model"))).name, d["workers"], d["threads"], e["e2e_fps_median"],
@@ -121,6 +131,14 @@ def _needs_torch(ctx: Context) -> str | None:
     return None if ctx.has_torch else "needs torch (pip install 'edgeseg[train]')"
 
 
+def _needs_onnx(ctx: Context) -> str | None:
+    try:
+        importlib.metadata.version("onnx")
+    except importlib.metadata.PackageNotFoundError:
+        return "needs onnx (pip install 'edgeseg[export]')"
+    return None
+
+
 def _needs_checkpoint(ctx: Context) -> str | None:
     if not ctx.has_torch:
         return "needs torch and onnx (pip install 'edgeseg[export]')"
@@ -139,6 +157,11 @@ BENCHMARKS: list[Benchmark] = [
               ["benchmarks/pipeline_bench.py", "camvid-unet-lite.int8", "--video", "{video}", "--parts",
                "efficiency,memory", "--threads", "2", "--json", "{json}"],
               parse_pipeline, quick=["--rounds", "1", "--mem-frames", "300"]),
+    Benchmark("int8-flavours", "Why two INT8 flavours: the bundled FP32 model quantized with uint8 activations "
+              "(the ONNX Runtime flavour) and with symmetric int8 activations (the TensorRT flavour), on ONNX Runtime's "
+              "CPU provider.",
+              ["benchmarks/int8_flavours.py", "--json", "{json}"], parse_int8_flavours,
+              quick=["--calib-images", "4", "--runs", "8", "--warmup", "2"], skip=_needs_onnx),
     Benchmark("architectures", "Every registered architecture in PyTorch: size, latency, training throughput.",
               ["benchmarks/bench_models.py", "--json", "{json}"], parse_bench_models,
               quick=["--models", "unet_lite,fcn8s_lite", "--runs", "5", "--no-train"], skip=_needs_torch),
