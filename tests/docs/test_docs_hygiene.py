@@ -22,7 +22,17 @@ def test_no_reference_outside_the_repository_or_to_its_history(page: Path) -> No
         assert m is None, f"{page.name}: {text[max(0, m.start() - 60):m.end() + 60]!r}"
 
 
-def test_docs_links_resolve() -> None:
-    for page in [REPO / "README.md", *(REPO / "docs").glob("*.md")]:
-        for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", page.read_text(encoding="utf-8")):
-            assert (page.parent / target).exists(), f"{page.name} links to missing {target}"
+def _anchors(page: Path) -> set[str]:
+    """GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens."""
+    heads = re.findall(r"^#+ (.+)$", page.read_text(encoding="utf-8"), flags=re.M)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in heads}
+
+
+def test_docs_links_and_anchors_resolve() -> None:
+    pages = [REPO / "README.md", *(REPO / "docs").glob("*.md"), *(REPO / "runtime" / "zoo").glob("*.md")]
+    for page in pages:
+        for target, anchor in re.findall(r"\]\(([^)#:]*)(?:#([^)]*))?\)", page.read_text(encoding="utf-8")):
+            path = (page.parent / target) if target else page
+            assert path.exists(), f"{page.name} links to missing {target}"
+            if anchor and path.suffix == ".md":
+                assert anchor in _anchors(path), f"{page.name} links to {target}#{anchor}, which has no such heading"
