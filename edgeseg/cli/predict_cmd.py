@@ -50,7 +50,7 @@ def workers_value(text: str) -> int | str:
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, workers_default: int | str = 1) -> None:
-    parser.add_argument("model", nargs="?", default=DEFAULT_MODEL,
+    parser.add_argument("model", nargs="?", default=DEFAULT_MODEL, metavar="MODEL",
                         help=f"a .onnx / .engine / .pt file or a bundled model name (default: {DEFAULT_MODEL})")
     parser.add_argument("--imgsz", default=None, help="inference size HxW for dynamic-size models, e.g. 360x480")
     parser.add_argument("--fit", choices=("stretch", "letterbox"), default="stretch",
@@ -69,6 +69,8 @@ SOURCE_HELP = "a video file, an image, an image folder or a glob ('frames/*.png'
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser, workers_default="auto")
+    parser.epilog = ("MODEL SOURCE: both given; one positional: the SOURCE, with the default model; "
+                     "MODEL --source SOURCE: the positional is the model.")
     parser.set_defaults(model=None)  # resolved with the source: a lone positional is the SOURCE
     parser.add_argument("source_arg", nargs="?", metavar="SOURCE",
                         help=f"{SOURCE_HELP}; 'edgeseg predict clip.mp4' uses the default model")
