@@ -3,10 +3,10 @@
 For each checkpoint: export FP32, FP16 and INT8 (``--int8-target ort``, accuracy-gated) with
 ``edgeseg.export``, score each on the validation split (same numpy metric), then time all four
 interleaved (A B C D A B C D ...) on one real image, batch 1, at 2 and 1 intra-op threads,
-median of ``--runs`` after ``--warmup``. NOTES.md: 2-thread latency on these machines is
-bimodal, so the 1-thread figures are printed next to them.
+median of ``--runs`` after ``--warmup``. 2-thread latency on small shared CPUs is bimodal, so the
+1-thread figures are printed next to them.
 
-Targets from issue 3: INT8/FP32 latency <= 0.5, ORT FP32/PyTorch <= 0.8, INT8 mIoU drop <= 0.5.
+Targets: INT8/FP32 latency <= 0.5, ORT FP32/PyTorch <= 0.8, INT8 mIoU drop <= 0.5.
 
     python benchmarks/export_precisions.py runs/camvid_unet_lite/best.pt runs/camvid_fcn8s_lite/best.pt \\
         --imgsz 360x480 --json runs/export_bench/export_precisions.json
@@ -41,7 +41,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--val-images", type=int, default=0, help="validation images for mIoU (0 = all)")
     p.add_argument("--calib-images", type=int, default=32)
     p.add_argument("--calib-method", default="percentile", help="minmax, entropy or percentile")
-    p.add_argument("--max-miou-drop", type=float, default=0.5, help="INT8 gate limit (issue 3 target: 0.5)")
+    p.add_argument("--max-miou-drop", type=float, default=0.5, help="INT8 gate limit (target: 0.5)")
     p.add_argument("--output-stride", type=int, default=1, metavar="S",
                    help="export (and time PyTorch) ending before the head's upsampling (edgeseg export --output-stride)")
     p.add_argument("--out", default="runs/export_bench", help="folder for the exported artifacts (git-ignored)")
@@ -142,7 +142,7 @@ def ratios(lat: dict[str, float], miou: dict[str, float | None]) -> dict[str, An
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.runs < 50:
-        print("note: issue 3 asks for >= 50 timed runs", file=sys.stderr)
+        print("note: medians of fewer than 50 timed runs are noisy", file=sys.stderr)
     from edgeseg.export.calibration import load_images
     from edgeseg.runtime.sizes import parse_hw
     from edgeseg.train.checkpoint import load_checkpoint

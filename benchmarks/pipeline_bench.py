@@ -1,6 +1,6 @@
-"""Video pipeline figures of issue 4: efficiency, lag on a fast live stream, memory over many frames.
+"""Video pipeline figures: efficiency, lag on a fast live stream, memory over many frames.
 
-    python benchmarks/pipeline_bench.py MODEL --video ../shared/data/videos/highway_960x540.mp4 \
+    python benchmarks/pipeline_bench.py MODEL --video highway_960x540.mp4 \
         --imgsz 360x480 --threads 2 --json pipeline_bench.json
 
 Three parts (``--parts``), all with the same loaded model:
@@ -8,7 +8,7 @@ Three parts (``--parts``), all with the same loaded model:
 * ``efficiency``: end-to-end FPS of the pipeline on the clip (decode -> pre -> infer -> post ->
   overlay, every frame, no output written) against inference-only FPS (the backend alone on an
   already pre-processed input), interleaved A B A B for ``--rounds`` (timing on these 2-vCPU
-  machines is bimodal, see NOTES.md); medians. Also the share of pre + post + overlay in the
+  machines is bimodal); medians. Also the share of pre + post + overlay in the
   frame time. Targets: end-to-end >= 0.85 x inference-only; share <= 15 %.
 * ``live``: the clip served as MJPEG at ``--serve-fps`` (default 60) over loopback HTTP by our
   own server and read back through ``open_source("http://127.0.0.1:PORT/stream")`` for
@@ -49,8 +49,6 @@ from edgeseg.runtime.mjpeg import MjpegServer, encode_jpeg
 from edgeseg.runtime.pipeline import run_pipeline
 from edgeseg.runtime.preprocess import Preprocessor
 from edgeseg.runtime.sources import open_source
-
-DEFAULT_VIDEO = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "videos" / "highway_960x540.mp4"
 
 
 def rss_mb() -> float:
@@ -257,7 +255,7 @@ def part_memory(seg: Segmenter, video: str, frames: int, alpha: float, workers: 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model", help=".onnx / .engine / .pt file or a bundled model name")
-    ap.add_argument("--video", default=str(DEFAULT_VIDEO), help=f"the clip (default {DEFAULT_VIDEO})")
+    ap.add_argument("--video", required=True, help="the clip, e.g. a 960x540 dashcam video")
     ap.add_argument("--imgsz", default=None, help="inference size HxW for dynamic models (e.g. 360x480)")
     ap.add_argument("--threads", type=int, default=None, help="inference threads")
     ap.add_argument("--workers", type=int, default=1, help="inferences side by side in the pipeline (default 1)")
@@ -284,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         ap.error(f"unknown part(s) {sorted(unknown)}; choose from efficiency, live, memory")
     if not Path(args.video).is_file():
-        ap.error(f"video {args.video} not found (the highway clip lives in ../shared/data/videos)")
+        ap.error(f"video {args.video} not found")
     kw: dict[str, Any] = {}
     if args.classes:
         kw["classes"] = [f"class{i}" for i in range(args.classes)]

@@ -1,12 +1,12 @@
 """Runtime latency breakdown: pre-processing / inference / post-processing / overlay per frame.
 
-Issue 4 asks that pre + post + overlay stay within 15 % of the frame time for an INT8 model
-at 360x480 on frames of 960x540. This script measures exactly that for one or more models,
-interleaved in rounds (timing on 2 shared vCPUs is bimodal, see NOTES.md), and reports
+The target: pre + post + overlay within 15 % of the frame time for an INT8 model at 360x480 on
+frames of 960x540. This script measures that for one or more models, interleaved in rounds
+(timing on 2 shared vCPUs is bimodal), and reports
 medians plus the overhead share::
 
     python benchmarks/runtime_latency.py model.int8.onnx [model.onnx] --threads 2 --runs 60 \
-        --source ../shared/data/videos/highway_960x540.mp4 --json latency.json
+        --source highway_960x540.mp4 --json latency.json
 
 The frame is the source's first frame (a real dashcam frame with the clip above), resized
 to ``--frame-size``; without ``--source`` a procedural driving scene.

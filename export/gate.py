@@ -1,7 +1,7 @@
 """The INT8 accuracy gate: quantize, score on validation images, keep sensitive nodes in float.
 
-NOTES.md: segmentation INT8 is fragile (ESPNet lost 3-8 mIoU points), so a calibration method
-flag alone is not enough. The gate quantizes everything first; if the mIoU drop against FP32
+Segmentation INT8 is fragile (a depthwise/dilated model can lose several mIoU points under
+MinMax, docs/export.md#int8), so a calibration method flag alone is not enough. The gate quantizes everything first; if the mIoU drop against FP32
 exceeds the limit it ranks nodes by their local quantization error (ONNX Runtime's QDQ debug
 tools, :func:`~edgeseg.export.quantize.node_sensitivity`) and re-quantizes with the worst
 1, 2, 4, 8, ... nodes left in float until the drop is within the limit.

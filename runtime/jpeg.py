@@ -1,9 +1,7 @@
 """JPEG bytes -> BGR frames (RGB for training data), through libjpeg-turbo's SIMD decoder where available.
 
-Decoding alone, OpenCV's ``imdecode`` took 3.9-4.3 ms of CPU per 960x540 JPEG on this project's
-2-core machines and simplejpeg (libjpeg-turbo) 2.0 ms, for the same pixels bit for bit. Inside the
-live pipeline the saving measured ~0.4 ms of CPU per frame (OpenCV's decode cost less there); see
-docs/measurements.md, session 12. simplejpeg is optional: without it OpenCV decodes, as before.
+libjpeg-turbo's SIMD decoder (through simplejpeg) gives the same pixels as OpenCV's ``imdecode`` for
+about half its CPU time (docs/runtime.md#decoding). simplejpeg is optional: without it OpenCV decodes.
 
 JPEGs that carry EXIF metadata go to OpenCV, which turns the picture upright as the orientation
 tag says; simplejpeg would ignore the tag. Camera streams rarely carry it."""

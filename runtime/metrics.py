@@ -2,7 +2,7 @@
 
 Convention: pixels whose ground truth is ``ignore_index`` (e.g. CamVid void) are left
 out entirely, both as ground truth and as predictions (the "strict" convention; see
-NOTES.md for how published CamVid figures differ). mIoU averages over classes that
+docs/training.md#evaluation for how published CamVid figures differ). mIoU averages over classes that
 occur in the ground truth or the predictions; classes absent from both are NaN and
 skipped.
 """

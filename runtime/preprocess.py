@@ -143,8 +143,8 @@ class Postprocessor:
         """(C, h, w) float32 or uint8 (quantized) logits -> (h, w) uint8 ids (first maximum wins, as np.argmax).
 
         A running maximum over the channel planes with OpenCV's compare/max/masked copy reads
-        each plane once in memory order: 1.2 ms for 12 x 360 x 480 on this project's 2-core
-        machines, against 7.4 ms for ``np.argmax(axis=0)``, which walks the strided channel axis.
+        each plane once in memory order, several times faster than ``np.argmax(axis=0)``, which
+        walks the strided channel axis.
         """
         c, h, w = logits.shape
         if c > 256:

@@ -45,7 +45,7 @@ class Result:
                  classes: tuple[str, ...], palette: tuple[tuple[int, int, int], ...], lut: np.ndarray) -> None:
         self.frame = frame  # (H, W, 3) uint8 BGR, the input as given (not copied)
         self.class_map = class_map  # (H, W) uint8 class ids
-        self.timings = timings  # preprocess_ms, infer_ms, postprocess_ms
+        self.timings = timings  # preprocess_ms, infer_ms, postprocess_ms and their sum, total_ms
         self.classes = classes
         self.palette = palette  # RGB
         self._lut = lut
@@ -279,7 +279,8 @@ class Segmenter:
             lowres = lowres[top:top + ch, left:left + cw]  # the picture without its border
         class_map = resize_nearest(lowres, frame.shape[:2])  # (H, W) uint8
         post_ms = (time.perf_counter() - t) * 1e3
-        timings = {"preprocess_ms": preprocess_ms, "infer_ms": infer_ms, "postprocess_ms": post_ms}
+        timings = {"preprocess_ms": preprocess_ms, "infer_ms": infer_ms, "postprocess_ms": post_ms,
+                   "total_ms": preprocess_ms + infer_ms + post_ms}
         return Result(frame, class_map, timings, self.meta.classes, self.meta.palette, self._lut)
 
     def _lowres_map(self, out: np.ndarray, i: int) -> np.ndarray:

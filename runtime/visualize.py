@@ -55,8 +55,8 @@ def colorize(class_map: np.ndarray, palette: Palette | np.ndarray, out: np.ndarr
     if out is not None and (not isinstance(out, np.ndarray) or out.shape != (*class_map.shape, 3)
                             or out.dtype != np.uint8):
         raise UsageError(f"colorize out buffer must be uint8 {(*class_map.shape, 3)}, got {describe_array(out)}")
-    # applyColorMap with a user table maps 1 channel -> 3 in one pass: 0.5 ms at 960x540 here,
-    # against 1-2 ms for merge-to-3-channels + cv2.LUT and 1.4 ms for numpy fancy indexing.
+    # applyColorMap with a user table maps 1 channel -> 3 in one pass: faster than merging to
+    # 3 channels + cv2.LUT, or numpy fancy indexing.
     return cv2.applyColorMap(class_map, lut, dst=out)  # (H, W, 3) uint8 BGR
 
 

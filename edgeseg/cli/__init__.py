@@ -22,7 +22,7 @@ from collections.abc import Iterator
 # command -> (module under edgeseg.cli, one-line help). Order is the help order.
 COMMANDS: dict[str, tuple[str, str]] = {
     "quickstart": ("quickstart_cmd", "train -> export -> video on procedural scenes (or --data), end to end"),
-    "models": ("models_cmd", "list registered models with parameters and GFLOPs"),
+    "models": ("models_cmd", "list bundled models and the architectures to train"),
     "train": ("train_cmd", "train a model on a dataset"),
     "val": ("val_cmd", "mIoU of a checkpoint, ONNX model or engine on a dataset split"),
     "export": ("export_cmd", "export a checkpoint to ONNX / TensorRT (fp32, fp16, int8)"),
@@ -31,6 +31,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("bench_cmd", "latency and throughput of models and the video pipeline"),
     "info": ("info_cmd", "metadata, IO and backend availability of a model"),
 }
+
+# A missing optional package -> the extra that installs it. Training-side commands need torch
+# through the `export` extra when they export (COMMAND_EXTRA).
+EXTRA_OF: dict[str, str] = {
+    "torch": "train", "torchvision": "train",
+    "onnx": "export", "onnxscript": "export", "onnxslim": "export", "onnxconverter_common": "export",
+    "tensorrt": "trt", "cuda": "trt",
+}
+COMMAND_EXTRA: dict[str, str] = {"export": "export", "quickstart": "export"}
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -118,11 +127,30 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         return EXIT_ERROR
     except Exception as e:  # a bug or an unforeseen environment problem: still one line
+        hint = missing_extra(e, args.command)
+        if hint:
+            _fail(EdgesegError(hint), verbose)
+            return EXIT_ERROR
         if verbose:
             traceback.print_exc()
         print(f"edgeseg {args.command}: unexpected {type(e).__name__}: {e} (rerun with --verbose for the traceback)",
               file=sys.stderr)
         return EXIT_ERROR
+
+
+def missing_extra(e: BaseException, command: str | None = None) -> str | None:
+    """The line for an optional package that is not installed ("... pip install 'edgeseg[train]'"),
+    or None when ``e`` is not about one."""
+    if not isinstance(e, ModuleNotFoundError) or not e.name:
+        return None
+    package = e.name.split(".")[0]
+    extra = EXTRA_OF.get(package)
+    if extra is None:
+        return None
+    if extra in ("train", "export") and command in COMMAND_EXTRA:
+        extra = COMMAND_EXTRA[command]
+    where = f"edgeseg {command}" if command else "this"
+    return f"{where} needs {package}, which is not installed: pip install 'edgeseg[{extra}]'"
 
 
 def _check_outputs(args: argparse.Namespace) -> None:

@@ -1,6 +1,6 @@
 """``edgeseg bench MODEL [MODEL ...]``: latency and throughput side by side, and the video pipeline.
 
-Timing on small shared machines is bimodal (NOTES.md: a contended second vCPU), so models
+Timing on small shared machines is bimodal (a contended second vCPU), so models
 are measured interleaved in rounds (A B A B ...) and summarised by percentiles, never by a
 single mean; each round's median is kept in the JSON to show the spread.
 """

@@ -10,6 +10,10 @@ from pathlib import Path
 from . import finite_float
 
 HELP = "export a checkpoint to ONNX / TensorRT (fp32, fp16, int8)"
+# Literal here so that '--help' needs no torch; the library checks the same names.
+FORMATS = ("onnx", "engine")
+PRECISIONS = ("fp32", "fp16", "int8")
+CALIB_METHODS = ("minmax", "entropy", "percentile")
 
 EPILOG = """\
 artifacts (x = the checkpoint name, or --out; --out dir/ writes dir/<checkpoint name>.onnx, ...):
@@ -28,8 +32,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.epilog = EPILOG
     p.add_argument("checkpoint", help="edgeseg checkpoint (.pt) from 'edgeseg train'")
-    p.add_argument("--format", default="onnx", help="onnx or engine (TensorRT; needs a GPU)")
-    p.add_argument("--precision", default="fp32", help="fp32, fp16 or int8")
+    p.add_argument("--format", default="onnx", choices=FORMATS,
+                   help="onnx, or engine (TensorRT; needs a GPU) (default: %(default)s)")
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                   help="fp16 and int8 are checked against fp32 (mIoU gate) (default: %(default)s)")
     p.add_argument("--imgsz", default=None, metavar="HxW", help="input size (default: the checkpoint's)")
     p.add_argument("--dynamic", action="store_true", help="dynamic batch, height and width")
     p.add_argument("--batch", type=int, default=1, help="batch size of a static export (default 1)")
@@ -37,7 +43,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="calibration images: a dataset root (train split) or an image folder "
                         "(default: the checkpoint's dataset)")
     p.add_argument("--calib-images", type=int, default=32, metavar="N", help="calibration images (default 32)")
-    p.add_argument("--calib-method", default="minmax", help="minmax, entropy or percentile")
+    p.add_argument("--calib-method", default="minmax", choices=CALIB_METHODS,
+                   help="how int8 activation ranges are chosen from the calibration images "
+                        "(docs/export.md#int8) (default: %(default)s)")
     p.add_argument("--int8-target", default=None,
                    help="ort (uint8 activations, fast on x86 CPUs), tensorrt (symmetric int8) or openvino "
                         "(NNCF into OpenVINO IR x.int8.ov.xml, needs edgeseg[openvino-export]); "

@@ -1,10 +1,16 @@
 """edgeseg predict: segment images, folders and videos, every frame, into images or a video.
 
-    edgeseg predict model.onnx --source clip.mp4 --save out.mp4
+    edgeseg predict clip.mp4                              # the default model; out: runs/predict/clip.mp4
+    edgeseg predict model.onnx clip.mp4 --save out.mp4
     edgeseg predict camvid-unet-lite --source frames/ --save masks/ --visualize mask
 
-Images in give images out with the same names; a video in gives a video out. Ctrl-C or
-SIGTERM stops at the next frame and still leaves a finished, playable video.
+Positional arguments: ``[MODEL] SOURCE``. Two positionals are MODEL then SOURCE; a single one is the
+SOURCE (with the default model), unless ``--source`` is given, in which case it is the MODEL.
+
+Images in give images out with the same names; a video in gives a video out. Without ``--save``
+each run writes into a new folder (runs/predict, runs/predict2, ...); an output that already exists
+is never overwritten without ``--exist-ok``. Ctrl-C or SIGTERM stops at the next frame and still
+leaves a finished, playable video.
 
 The helpers at the bottom (model options, signal handling, the summary) are shared with
 ``edgeseg demo``.
@@ -22,14 +28,15 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from edgeseg.runtime.zoo import DEFAULT_MODEL
+
 from . import finite_float
 
 HELP = "segment images, folders and videos (every frame)"
-DEFAULT_MODEL = "camvid-unet-lite"
 DEFAULT_SAVE_DIR = Path("runs") / "predict"
 WORKERS_HELP = ("frames in inference at once, each on its own thread (ONNX Runtime), or 'auto': for clips and "
-                "folders on ONNX Runtime's CPU provider, 2 side by side on half the cores each (on 2 cores, 1.2x the "
-                "FPS of one 2-thread inference, at one-thread latency per frame), otherwise 1")
+                "folders on ONNX Runtime's CPU provider, 2 side by side on half the cores each (more frames per "
+                "second than one inference on all cores, at one-thread latency per frame), otherwise 1")
 
 
 def workers_value(text: str) -> int | str:
@@ -43,7 +50,7 @@ def workers_value(text: str) -> int | str:
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, workers_default: int | str = 1) -> None:
-    parser.add_argument("model", nargs="?", default=DEFAULT_MODEL,
+    parser.add_argument("model", nargs="?", default=DEFAULT_MODEL, metavar="MODEL",
                         help=f"a .onnx / .engine / .pt file or a bundled model name (default: {DEFAULT_MODEL})")
     parser.add_argument("--imgsz", default=None, help="inference size HxW for dynamic-size models, e.g. 360x480")
     parser.add_argument("--fit", choices=("stretch", "letterbox"), default="stretch",
@@ -57,24 +64,59 @@ def add_model_arguments(parser: argparse.ArgumentParser, workers_default: int | 
     parser.add_argument("--json", metavar="OUT", default=None, help="write the run's statistics to this JSON file")
 
 
+SOURCE_HELP = "a video file, an image, an image folder or a glob ('frames/*.png'), or synthetic://"
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser, workers_default="auto")
-    parser.add_argument("--source", required=True,
-                        help="a video file, an image, an image folder or a glob ('frames/*.png'), or synthetic://")
+    parser.epilog = ("MODEL SOURCE: both given; one positional: the SOURCE, with the default model; "
+                     "MODEL --source SOURCE: the positional is the model.")
+    parser.set_defaults(model=None)  # resolved with the source: a lone positional is the SOURCE
+    parser.add_argument("source_arg", nargs="?", metavar="SOURCE",
+                        help=f"{SOURCE_HELP}; 'edgeseg predict clip.mp4' uses the default model")
+    parser.add_argument("--source", default=None, help=f"the source, as an option: {SOURCE_HELP}")
     parser.add_argument("--save", metavar="PATH", default=None,
                         help="out.mp4 (video), out/ (folder: images keep their names, a video becomes "
-                             f"out/<name>.mp4) or out.png; default: {DEFAULT_SAVE_DIR}/")
+                             f"out/<name>.mp4) or out.png; default: a new {DEFAULT_SAVE_DIR}, "
+                             f"{DEFAULT_SAVE_DIR}2, ... folder per run")
+    parser.add_argument("--exist-ok", action="store_true",
+                        help=f"write into an existing output (default: refuse; without --save, reuse {DEFAULT_SAVE_DIR})")
     parser.add_argument("--visualize", choices=("overlay", "mask", "side"), default="overlay",
                         help="overlay (mask blended over the frame), mask (colour mask) or side (frame | mask)")
+    parser.add_argument("--legend", action="store_true", help="draw the class legend on every output image")
+    parser.add_argument("--ignore-class", metavar="NAME", nargs="+", action="extend", default=[],
+                        help="classes left unpainted (names or ids), e.g. Sky Road")
     parser.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
+
+
+def resolve_model_and_source(args: argparse.Namespace) -> None:
+    """Fill ``args.model`` and ``args.source`` from ``[MODEL] SOURCE`` and ``--source`` (module docstring)."""
+    from edgeseg.runtime.errors import UsageError
+
+    if args.source is not None:
+        if args.source_arg is not None:
+            raise UsageError(f"two sources: {args.source_arg!r} and --source {args.source!r}; give one "
+                             "('edgeseg predict [MODEL] SOURCE' or 'edgeseg predict [MODEL] --source SOURCE')")
+        args.model = args.model or DEFAULT_MODEL
+    elif args.source_arg is not None:
+        args.source = args.source_arg
+    elif args.model is not None:
+        if _looks_like_model(args.model):
+            raise UsageError(f"no source for the model {args.model}: 'edgeseg predict {args.model} SOURCE', "
+                             "e.g. a video, an image folder or 'synthetic://'")
+        args.model, args.source = DEFAULT_MODEL, args.model
+    else:
+        raise UsageError("no source: 'edgeseg predict [MODEL] SOURCE', e.g. 'edgeseg predict clip.mp4'")
 
 
 def run(args: argparse.Namespace) -> int:
     from edgeseg.runtime.errors import UsageError
+    from edgeseg.runtime.metadata import class_ids
     from edgeseg.runtime.pipeline import run_pipeline
     from edgeseg.runtime.sources import open_source
     from edgeseg.runtime.visualize import check_alpha
 
+    resolve_model_and_source(args)
     check_alpha(args.alpha, "--alpha")
     check_max_frames(args.max_frames)
     quiet_video_logs(args)
@@ -88,9 +130,13 @@ def run(args: argparse.Namespace) -> int:
         seg = load_segmenter(args, frames=total)
         stop = threading.Event()
         try:
-            sink = _output_sink(source, args.save, total)
+            ignore = class_ids(args.ignore_class, seg.meta.classes)
+            save_dir = DEFAULT_SAVE_DIR if args.exist_ok else next_run_dir(DEFAULT_SAVE_DIR)
+            sink = _output_sink(source, args.save, total, save_dir=save_dir, exist_ok=args.exist_ok)
+            if args.legend:
+                sink = LegendSink(sink, seg.meta.classes, seg.meta.palette, ignore)
             with _progress(total, "predict") as progress, stop_on_signals(stop) as caught:
-                stats = run_pipeline(seg, source, [sink], render=args.visualize, alpha=args.alpha,
+                stats = run_pipeline(seg, source, [sink], render=args.visualize, alpha=args.alpha, ignore=ignore,
                                      max_frames=args.max_frames, stop=stop, workers=args.workers,
                                      on_progress=lambda s: progress.update(1, **status_fields(s)))
             finish_report(stats, seg, args)
@@ -105,9 +151,28 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _output_sink(source: Any, save: str | None, frames: int | None = None):
-    """The sink for ``--save`` given what the source is (images keep names; video stays video),
-    refused up front when it would overwrite an input or one of its own outputs."""
+def _looks_like_model(text: str) -> bool:
+    """A model file suffix or a bundled model's name (a lone positional is otherwise the source)."""
+    from edgeseg.runtime.zoo import list_models
+
+    return Path(text).suffix.lower() in (".onnx", ".engine", ".plan", ".pt") or text in list_models()
+
+
+def next_run_dir(base: Path) -> Path:
+    """The first of ``base``, ``base2``, ``base3``, ... that does not exist yet (one folder per run)."""
+    n = 1
+    while True:
+        path = base if n == 1 else base.with_name(f"{base.name}{n}")
+        if not path.exists():
+            return path
+        n += 1
+
+
+def _output_sink(source: Any, save: str | None, frames: int | None = None, *, save_dir: Path = DEFAULT_SAVE_DIR,
+                 exist_ok: bool = False):
+    """The sink for ``--save`` (or a video/images in ``save_dir``) given what the source is (images keep
+    names; video stays video), refused up front when it would overwrite an input, one of its own
+    outputs, or (without ``exist_ok``) any existing file."""
     from edgeseg.runtime.errors import UsageError
     from edgeseg.runtime.sinks import VIDEO_SUFFIXES, ImageFileSink, ImageFolderSink
 
@@ -120,24 +185,36 @@ def _output_sink(source: Any, save: str | None, frames: int | None = None):
                 raise UsageError(f"{seen[name]} and {f} would both be written as {name} (outputs keep input names); "
                                  "segment them in separate runs or save a video")
             seen[name] = f
-    sink = _pick_sink(source, save)
+    sink = _pick_sink(source, save, save_dir)
     if isinstance(sink, ImageFileSink) and frames is not None and frames > 1:
         raise UsageError(f"--save {save} is a single image but the source has {frames} frames; "
                          "save to a folder (out/) or a video (out.mp4) instead")
     refuse_overwriting_inputs(source, sink)
+    if not exist_ok:
+        existing = [p for p in _planned_outputs(source, sink) if p.exists()]
+        if existing:
+            more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+            raise UsageError(f"{existing[0]}{more} already exists; pass --exist-ok to overwrite it, or save "
+                             "somewhere else")
     return sink
+
+
+def _planned_outputs(source: Any, sink: Any) -> list[Path]:
+    """The files ``sink`` will write for ``source`` (image folders with kept names: one per input)."""
+    from edgeseg.runtime.sinks import ImageFolderSink
+
+    files = [Path(f) for f in getattr(source, "files", None) or []]  # image sources list their inputs
+    if isinstance(sink, ImageFolderSink) and sink.keep_names:
+        return [sink.folder / sink.output_name(f.name) for f in files]
+    return [Path(p) for p in (getattr(sink, "path", None),) if p is not None]
 
 
 def refuse_overwriting_inputs(source: Any, sink: Any) -> None:
     """UsageError when the sink would write onto one of the source's own files."""
     from edgeseg.runtime.errors import UsageError
-    from edgeseg.runtime.sinks import ImageFolderSink
 
     files = [Path(f) for f in getattr(source, "files", None) or []]  # image sources list their inputs
-    if isinstance(sink, ImageFolderSink) and sink.keep_names:
-        outputs = [sink.folder / sink.output_name(f.name) for f in files]
-    else:
-        outputs = [Path(p) for p in (getattr(sink, "path", None),) if p is not None]
+    outputs = _planned_outputs(source, sink)
     inputs = {os.path.realpath(f) for f in files} or {os.path.realpath(source.uri)}
     for out in outputs:
         if os.path.realpath(out) in inputs:
@@ -145,7 +222,7 @@ def refuse_overwriting_inputs(source: Any, sink: Any) -> None:
                              f"{DEFAULT_SAVE_DIR}/)")
 
 
-def _pick_sink(source: Any, save: str | None):
+def _pick_sink(source: Any, save: str | None, save_dir: Path = DEFAULT_SAVE_DIR):
     from edgeseg.runtime.sinks import VIDEO_SUFFIXES, ImageFolderSink, VideoSink, open_sink
 
     files = getattr(source, "files", None)  # image sources list their input files
@@ -154,9 +231,9 @@ def _pick_sink(source: Any, save: str | None):
     if save is None:
         if image_input:
             if len(files) == 1:
-                return open_sink(DEFAULT_SAVE_DIR / files[0].name)
-            return ImageFolderSink(DEFAULT_SAVE_DIR / _plain_name(source.uri, "images"))
-        return VideoSink(DEFAULT_SAVE_DIR / f"{stem}.mp4", source.fps)
+                return open_sink(save_dir / files[0].name)
+            return ImageFolderSink(save_dir / _plain_name(source.uri, "images"))
+        return VideoSink(save_dir / f"{stem}.mp4", source.fps)
     path = Path(save)
     suffix = path.suffix.lower()
     if not (save.endswith(("/", "\\")) or path.is_dir()) and suffix:
@@ -167,6 +244,35 @@ def _pick_sink(source: Any, save: str | None):
     if image_input:
         return ImageFolderSink(path, keep_names=True)
     return VideoSink(path / f"{stem}.mp4", source.fps)
+
+
+class LegendSink:
+    """Draws the class legend (top right) on each image, then hands it to ``sink``."""
+
+    def __init__(self, sink: Any, classes: Sequence[str], palette: Sequence[Sequence[int]],
+                 ignore: Sequence[int] = ()) -> None:
+        self.sink, self.classes, self.palette = sink, list(classes), palette
+        self.ids = [i for i in range(len(self.classes)) if i not in set(ignore)]
+        self.name = getattr(sink, "name", "legend")
+
+    def write(self, image: Any, frame: Any = None) -> None:
+        from edgeseg.runtime.visualize import draw_legend, legend_width
+
+        scale = min(1.0, max(0.3, image.shape[0] / 1200))  # the same share of a small or a large frame
+        x = max(8, image.shape[1] - legend_width(self.classes, self.ids, scale) - 8)
+        self.sink.write(draw_legend(image.copy(), self.classes, self.palette, self.ids, origin=(x, 8), scale=scale),
+                        frame)
+
+    def close(self) -> None:
+        self.sink.close()
+
+    def describe(self) -> dict:
+        return self.sink.describe()
+
+    def __getattr__(self, name: str) -> Any:  # path, frames, ... of the wrapped sink
+        if name == "sink":
+            raise AttributeError(name)
+        return getattr(self.sink, name)
 
 
 def _plain_name(uri: str, fallback: str) -> str:

@@ -8,6 +8,8 @@ clip -> overlay video + a summary table.
 from __future__ import annotations
 
 import argparse
+import logging
+import re
 import time
 from pathlib import Path
 
@@ -51,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.minutes > 0:
         raise UsageError(f"--minutes {args.minutes:g} must be a positive training time")
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(FinalNames())
     out = Path(args.out)
     data = args.data or SYNTHETIC_DATA
     imgsz = parse_hw(args.imgsz) if args.imgsz else (240, 320)
@@ -99,13 +103,29 @@ def run(args: argparse.Namespace) -> int:
     for stage, figure, path in rows:
         print(f"{stage:<{width}}  {figure}\n{'':<{width}}  -> {path}")
     print(f"done in {(time.perf_counter() - t0) / 60:.1f} min. Next: edgeseg predict {exported.artifact} "
-          f"--source YOUR_VIDEO.mp4 --save out.mp4")
+          f"YOUR_VIDEO.mp4 --save out.mp4")
     if args.json:
         write_json(args.json, {"train": {"best": str(ckpt), "best_metrics": result.best_metrics,
                                          "images_per_s": result.images_per_s, "epochs": result.epochs},
                                "export": exported.to_dict(), "runtime": {**s, "workers": workers},
                                "video": str(video), "minutes": (time.perf_counter() - t0) / 60})
     return 0
+
+
+# fileio.atomic_path's hidden temporary name: .<stem>.<8 random characters><suffix>
+_TEMP_NAME = re.compile(r"(^|[/\\\s'\"(])\.([^/\\\s]+?)\.[A-Za-z0-9_]{8}(\.[A-Za-z0-9]+)")
+
+
+class FinalNames(logging.Filter):
+    """Log lines name the file a user will find (x.onnx), not the hidden temporary file an export
+    writes and checks before publishing it under the final name."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        plain = _TEMP_NAME.sub(r"\1\2\3", message)
+        if plain != message:
+            record.msg, record.args = plain, ()
+        return True
 
 
 def _step(n: int, text: str) -> None:

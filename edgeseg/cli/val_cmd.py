@@ -17,6 +17,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--backend", default="auto", help="runtime backend for exported models")
     p.add_argument("--threads", type=int, default=None, help="inference threads")
+    p.add_argument("--imgsz", default=None, metavar="HxW",
+                   help="inference size of an exported model with a dynamic input size, e.g. 360x480 "
+                        "(a checkpoint is scored at each image's own size)")
     p.add_argument("--max-images", type=int, default=0, help="score the first N images only (0 = all)")
     p.add_argument("--json", default=None, metavar="PATH", help="write the metrics as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -35,6 +38,9 @@ def run(args: argparse.Namespace) -> int:
     model_path = Path(args.model)
     is_checkpoint = model_path.suffix == ".pt"
     data = args.data
+    if is_checkpoint and args.imgsz:
+        raise UsageError(f"--imgsz is for exported models; the checkpoint {model_path} is scored at each "
+                         "image's own size")
     if is_checkpoint:
         # Only here does val need torch: a runtime-only install scores exported models.
         import torch
@@ -63,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
         if not data:
             raise UsageError(f"pass --data DIR: an exported model does not record its dataset ({model_path})")
         dataset = build_dataset(data, args.split, layout=args.layout)
-        with Segmenter(args.model, backend=args.backend, device=args.device, threads=args.threads) as seg:
+        with Segmenter(args.model, backend=args.backend, device=args.device, threads=args.threads,
+                       imgsz=args.imgsz) as seg:
             check_classes(seg.meta.classes, dataset.classes, str(model_path), f"{data} ({args.split})")
             metrics = evaluate_segmenter(seg, dataset, max_images=args.max_images, progress=not args.quiet)
             backend = seg.info["backend"]

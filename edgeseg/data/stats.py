@@ -3,8 +3,8 @@
 Median-frequency balancing (Eigen & Fergus 2015, as used by SegNet): the frequency of
 class c is its pixel count divided by the pixel count of the images in which c occurs,
 and ``weight_c = median(freq) / freq_c``. On CamVid the plain weights (capped at 10) made
-a U-Net over-predict rare classes (NOTES.md); the square root, or a cap near 3, is
-softer and worked better.
+a U-Net over-predict rare classes; the square root, or a cap near 3, is softer and worked
+better (docs/training.md#recipe-notes-camvid-edge-models).
 """
 
 from __future__ import annotations

@@ -4,9 +4,9 @@ A ``ConvTranspose2d`` with stride s computes every output phase (a, b) = (Y mod 
 neighbouring input pixels. The same numbers come from one ordinary convolution at the input resolution
 with ``C_out * s * s`` output channels (one group per phase) followed by ``DepthToSpace``
 (``pixel_shuffle``). The rewrite is exact (up to float rounding) and changes no weights' meaning;
-it matters at inference: ONNX Runtime's CPU ConvTranspose is slow (FCN-8s-lite at 360x480, 2 threads:
-its three upsamplings took 14 of 36 ms), it runs in float between DequantizeLinear/QuantizeLinear in
-an INT8 graph, while Conv gets ONNX Runtime's blocked-layout and integer kernels.
+it matters at inference: ONNX Runtime's CPU ConvTranspose is slow and runs in float between
+DequantizeLinear/QuantizeLinear in an INT8 graph, while Conv gets ONNX Runtime's blocked-layout and
+integer kernels (docs/export.md#graph-rewrites-for-onnx-runtime).
 
 Derivation: output row Y = s*q + a receives input row i = q + d through kernel row
 ``ky = a + p - d*s`` (p = padding) wherever 0 <= ky < k. Over all phases d runs from
@@ -15,7 +15,7 @@ the input padded by ``-d_min`` before and ``d_max`` after (equal when ``k - 2p =
 symmetric padding does it). Output sizes agree when ``k - 2p == s``
 (e.g. FCN's k=2s, p=s/2); other layouts are left as they are. Only overlapping kernels (k > s) are
 rewritten: for U-Net's k = s = 2 up-convolution ONNX Runtime's ConvTranspose is already a plain matrix
-product, and the rewrite measured slower in FP32 (138 -> 147 ms, unet base 16 at 360x480, 2 threads).
+product, and the rewrite was slower in FP32.
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ class TrainConfig:
     momentum: float = 0.9
     poly_power: float = 0.9  # poly LR: lr * (1 - progress) ** power
     warmup_steps: int = 100  # linear warm-up keeps BN statistics sane in the first steps
-    class_weighting: str = "sqrt_median"  # NOTES.md: capped median-frequency over-predicts rare classes
+    class_weighting: str = "sqrt_median"  # plain median-frequency over-predicts rare classes (docs/training.md)
     class_weight_cap: float = 5.0
     ohem_fraction: float = 0.0  # >0: keep only the hardest fraction of pixels in the loss
     label_smoothing: float = 0.0
@@ -44,7 +44,7 @@ class TrainConfig:
     std: tuple[float, float, float] = IMAGENET_STD
     device: str = "auto"
     amp: bool = True  # used on CUDA only
-    channels_last: bool = True  # measured faster on these CPUs (NOTES.md)
+    channels_last: bool = True  # faster convolutions on x86 CPUs too (docs/training.md)
     workers: int = 2
     cache: bool = True  # decode images once into RAM
     seed: int = 0

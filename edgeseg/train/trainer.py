@@ -43,6 +43,14 @@ class TrainResult:
     elapsed_s: float
 
 
+def epoch_label(epoch: int, epochs: int, elapsed_s: float, budget_s: float) -> str:
+    """Progress label: "epoch 3/50", or with a time budget "epoch 3, 4.2 of 110 min" (the budget
+    then sets the schedule, and an epoch cap like 10000 says nothing)."""
+    if budget_s > 0:
+        return f"epoch {epoch + 1}, {elapsed_s / 60:.1f} of {budget_s / 60:g} min"
+    return f"epoch {epoch + 1}/{epochs}"
+
+
 def _epoch_seed(seed: int, epoch: int) -> int:
     """One 63-bit seed per (run seed, epoch): every epoch's draws can be replayed on their own."""
     return int(np.random.SeedSequence([seed, epoch]).generate_state(2, np.uint64)[0] >> np.uint64(1))
@@ -349,7 +357,8 @@ def _train(cfg: TrainConfig, start: Checkpoint | None, dist_info: DistInfo, show
         loss_sum, loss_n = 0.0, 0
         lr = cfg.lr
         try:
-            with Progress(steps_this_epoch, f"epoch {epoch + 1}/{cfg.epochs}", enabled=show_progress and is_main) as bar:
+            label = epoch_label(epoch, cfg.epochs, time.perf_counter() - t_start, budget_s)
+            with Progress(steps_this_epoch, label, enabled=show_progress and is_main) as bar:
                 for images, labels in loader:
                     lr = poly_lr(cfg, step, progress_fraction())
                     for group in optimizer.param_groups:

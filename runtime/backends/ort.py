@@ -112,9 +112,8 @@ class OnnxRuntimeBackend(Backend):
         if threads:
             so.intra_op_num_threads = int(threads)
         if not spin:
-            # Idle intra-op threads busy-wait after each run by default. On a 2-core machine that
-            # steals the cores the capture/render threads and post-processing need: measured here
-            # (INT8 U-Net 360x480, 2 threads, loaded machine) infer 98 -> 65 ms, post 14 -> 6 ms.
+            # Idle intra-op threads busy-wait after each run by default. On a small CPU that steals
+            # the cores the capture/render threads and post-processing need (docs/runtime.md#backends).
             so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.threads, self.spin = threads, spin
         try:

@@ -47,7 +47,7 @@ class PyTorchBackend(Backend):
         self.torch_device = torch.device("cuda", index) if kind == "cuda" else torch.device("cpu")
         ckpt = load_checkpoint(self.path)  # weights_only=True inside
         self.model = ckpt.build_model().to(self.torch_device)
-        # channels_last: faster convolutions on CUDA tensor cores and, measured (NOTES.md), on these CPUs too.
+        # channels_last: faster convolutions on CUDA tensor cores and on x86 CPUs (docs/training.md).
         self.model = self.model.to(memory_format=torch.channels_last)
         self.fp16 = kind == "cuda"  # autocast FP16 on GPUs; CPU stays FP32 (the reference)
         # A fully convolutional model: any batch and any H, W.

@@ -151,7 +151,7 @@ def test_calibration_cache_misses_when_the_same_names_hold_other_pixels(fp32_onn
 
 
 def test_entropy_is_not_minmax(fp32_onnx, tmp_path):
-    # NOTES.md: ORT entropy with default bins equals MinMax; ours must search for a tighter range.
+    # ONNX Runtime's entropy calibration with default bins returns the MinMax range; ours must search for a tighter one.
     mm = quantize_onnx(fp32_onnx, tmp_path / "mm.onnx", calib=_images(4), method="minmax")
     en = quantize_onnx(fp32_onnx, tmp_path / "en.onnx", calib=_images(4), method="entropy")
     scales = [[onnx.numpy_helper.to_array(i) for i in onnx.load(str(p)).graph.initializer if i.name.endswith("_scale")]

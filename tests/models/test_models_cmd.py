@@ -16,9 +16,10 @@ def test_models_table_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert main(["models", "--imgsz", "360x480", "--json", str(out)]) == 0
     text = capsys.readouterr().out
     lines = text.splitlines()
-    assert "params (M)" in lines[0] and "GFLOPs@360x480" in lines[0]
+    head = next(i for i, line in enumerate(lines) if "params (M)" in line)
+    assert "GFLOPs@360x480" in lines[head]
     for name in list_models():
-        assert any(line.split()[0] == name for line in lines[2:]), name
+        assert any(line.split()[0] == name for line in lines[head + 2:]), name
     data = json.loads(out.read_text())
     assert data["imgsz"] == [360, 480]
     rows = {r["name"]: r for r in data["models"]}
@@ -33,3 +34,19 @@ def test_models_bad_size_is_one_line_usage_error(capsys: pytest.CaptureFixture[s
     assert main(["models", "--imgsz", "big"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "--imgsz 'big'" in err
+
+
+def test_bundled_models_are_listed_with_precision_and_miou(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from edgeseg.runtime.zoo import DEFAULT_MODEL
+    from edgeseg.runtime.zoo import list_models as bundled_names
+
+    out = tmp_path / "models.json"
+    assert main(["models", "--json", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("bundled models")
+    for name in bundled_names():
+        assert any(line.split()[0] == name for line in lines[3:3 + len(bundled_names())]), name
+    rows = {r["name"]: r for r in json.loads(out.read_text())["bundled"]}
+    assert set(rows) == set(bundled_names())
+    assert rows[DEFAULT_MODEL]["default"] and rows[DEFAULT_MODEL]["precision"] == "int8"
+    assert all(r["miou"] > 60 for r in rows.values())  # every bundled file has a recorded accuracy

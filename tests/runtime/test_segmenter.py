@@ -32,8 +32,10 @@ def test_class_map_matches_reference_at_any_frame_size(tiny_model, hw):
     expected, margin = tiny_model.reference(frame)
     _assert_matches(res.class_map, expected, margin)
     assert isinstance(res, Result) and res.frame is frame
-    assert set(res.timings) == {"preprocess_ms", "infer_ms", "postprocess_ms"}
+    assert set(res.timings) == {"preprocess_ms", "infer_ms", "postprocess_ms", "total_ms"}
     assert all(v >= 0 for v in res.timings.values())
+    stages = res.timings["preprocess_ms"] + res.timings["infer_ms"] + res.timings["postprocess_ms"]
+    assert res.timings["total_ms"] == pytest.approx(stages)
 
 
 @pytest.mark.parametrize("layout,kind", [("NCHW_RGB_F32", "class_map"), ("NHWC_BGR_U8", "logits"),

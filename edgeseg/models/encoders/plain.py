@@ -13,7 +13,7 @@ class PlainEncoder(nn.Module):
 
     ``stem_stride=1`` is Ronneberger et al.'s layout (first stage at full resolution).
     ``stem_stride=2`` replaces the full-resolution stage by a strided 3x3 conv: on a 2-core CPU the
-    full-resolution stage of a U-Net costs more than the rest of the encoder (see NOTES.md).
+    full-resolution stage of a U-Net costs more than the rest of the encoder.
     """
 
     def __init__(self, channels: list[int], stem_stride: int = 1, in_channels: int = 3) -> None:
