@@ -37,7 +37,7 @@ def test_same_file_class_maps_agree_with_onnxruntime():
         res = ov_seg(frames[0])
         info = ov_seg.info
     assert min(agree) >= 0.995, agree
-    assert set(res.timings) == {"preprocess_ms", "infer_ms", "postprocess_ms"} and res.class_map.dtype == np.uint8
+    assert set(res.timings) == {"preprocess_ms", "infer_ms", "postprocess_ms", "total_ms"} and res.class_map.dtype == np.uint8
     assert info["backend"] == "openvino" and info["device"] == "CPU" and info["backend_details"]["pin"] is False
 
 
