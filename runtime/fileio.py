@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -35,9 +36,11 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
-    # Hidden name in the same folder (same filesystem, so the rename is atomic).
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=suffix if suffix is not None else final.suffix,
-                               dir=final.parent)
+    suffix = suffix if suffix is not None else final.suffix
+    remove_stale_temporaries(final, suffix)
+    # Hidden name in the same folder (same filesystem, so the rename is atomic); the writer's
+    # pid in the name lets a later run tell a killed writer's leftover from a running one.
+    fd, tmp = tempfile.mkstemp(prefix=f"{_temp_prefix(final)}{os.getpid()}-", suffix=suffix, dir=final.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -48,6 +51,52 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+STALE_AFTER_S = 600.0  # a temporary file this old whose writer is gone is a killed run's leftover
+
+
+def _temp_prefix(final: Path) -> str:
+    return f".{final.stem}.tmp-"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists but belongs to someone else
+        return True
+    return True
+
+
+def remove_stale_temporaries(final: str | os.PathLike, suffix: str | None = None) -> list[Path]:
+    """Delete temporary files :func:`atomic_path` left beside ``final`` when its writer was killed
+    (kill -9, power cut): only files of our own naming, older than ``STALE_AFTER_S``, whose
+    writer's process is gone. Returns what was removed."""
+    final = Path(final)
+    suffix = final.suffix if suffix is None else suffix
+    prefix = _temp_prefix(final)
+    removed = []
+    try:
+        entries = list(os.scandir(final.parent))
+    except OSError:
+        return removed
+    now = time.time()
+    for entry in entries:
+        name = entry.name
+        if not (name.startswith(prefix) and name.endswith(suffix)):
+            continue
+        pid_text = name[len(prefix):].split("-", 1)[0]
+        try:
+            if (not pid_text.isdigit() or not entry.is_file(follow_symlinks=False)
+                    or now - entry.stat(follow_symlinks=False).st_mtime < STALE_AFTER_S or _pid_alive(int(pid_text))):
+                continue
+            os.unlink(entry.path)
+            removed.append(Path(entry.path))
+        except OSError:
+            continue
+    return removed
 
 
 @contextlib.contextmanager
@@ -69,14 +118,29 @@ def check_writable(path: str | os.PathLike, what: str, folder_ok: bool = False) 
     p = Path(path)
     if p.is_dir() and not folder_ok:
         raise UsageError(f"{what} {p} is a folder; give a file name, e.g. {p / 'report.json'}")
+    if p.exists() and not p.is_dir() and not p.is_file():
+        raise UsageError(f"{what} {p} is not a regular file (a device, pipe or socket); give a file name")
     nearest = p if p.is_dir() else p.parent
     while not nearest.exists() and nearest != nearest.parent:
         nearest = nearest.parent
     if not nearest.is_dir():
         raise UsageError(f"{what} {p}: {nearest} is a file, so nothing can be written under it")
-    if not os.access(nearest, os.W_OK | os.X_OK):
-        raise UsageError(f"{what} {p}: folder {nearest} is not writable (read-only or no permission); "
-                         "choose another place")
+    if not os.access(nearest, os.W_OK | os.X_OK) or not _can_create_in(nearest):
+        raise UsageError(f"{what} {p}: folder {nearest} is not writable (read-only, no permission or not a "
+                         "normal file system, e.g. /proc); choose another place")
+
+
+def _can_create_in(folder: Path) -> bool:
+    """Whether a file can really be created there (os.access says yes to root on read-only
+    mounts and on /proc): create and delete a hidden probe."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".edgeseg-probe-", dir=folder)
+    except OSError:
+        return False
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(probe)
+    return True
 
 
 def write_json(path: str | os.PathLike, data: Any) -> Path:

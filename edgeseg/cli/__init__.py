@@ -126,13 +126,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _check_outputs(args: argparse.Namespace) -> None:
-    """Refuse an unwritable --json or --out before the work, not after it."""
-    from edgeseg.runtime.fileio import check_writable
+    """Refuse, before the work, an output that cannot be written or that would replace one of the
+    command's inputs or another output (see :mod:`edgeseg.cli.outputs`)."""
+    from edgeseg.cli.outputs import check_outputs
 
-    if getattr(args, "json", None):
-        check_writable(args.json, "--json")
-    if getattr(args, "out", None):
-        check_writable(args.out, "--out", folder_ok=True)
+    check_outputs(args)
 
 
 @contextlib.contextmanager
