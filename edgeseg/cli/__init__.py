@@ -126,10 +126,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _check_outputs(args: argparse.Namespace) -> None:
-    """Refuse, before the work, an output that cannot be written or that would replace one of the
-    command's inputs or another output (see :mod:`edgeseg.cli.outputs`)."""
+    """Refuse, before the work, a number outside its limits (:mod:`edgeseg.cli.limits`) and an output
+    that cannot be written or would replace an input or another output (:mod:`edgeseg.cli.outputs`)."""
+    from edgeseg.cli.limits import check_limits
     from edgeseg.cli.outputs import check_outputs
 
+    check_limits(args)  # numbers first: a bad --threads fails before any path is probed
     check_outputs(args)
 
 

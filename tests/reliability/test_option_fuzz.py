@@ -1,0 +1,115 @@
+"""Every numeric option of every command, with odd values: one ``error:`` line or success, never a
+traceback or the catch-all "unexpected" line. Options are discovered from the parsers."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import time
+
+import pytest
+
+import edgeseg.cli as cli
+from edgeseg.cli import finite_float
+
+NUMBERS = ["0", "-1", "-3", "1", "0.5", "7", "1e3", "1e12", "99999999999999999999", "abc", "nan", "inf", "", "0x10"]
+SIZES = ["0", "-1", "1x1", "8x8", "100000x100000", "16384x16384", "abc", "360x", "nan", "1e3x1e3"]
+# Arguments that make each command stop at its first real step (a missing file), so that values
+# that pass every check end fast with their own one-line error instead of doing the work.
+DEAD_ENDS = {
+    "quickstart": ["--data", "{tmp}/no-such-dataset", "--out", "{tmp}/qs"],
+    "models": [],
+    "train": ["--data", "{tmp}/no-such-dataset", "--out", "{tmp}/run"],
+    "val": ["{tmp}/missing.onnx", "--data", "{tmp}/no-such-dataset"],
+    "export": ["{tmp}/missing.pt"],
+    "predict": ["{tmp}/missing.onnx", "--source", "{tmp}/missing.mp4"],
+    "demo": ["{tmp}/missing.onnx", "--source", "{tmp}/missing.mp4", "--json", "{tmp}/d.json"],
+    "bench": ["{tmp}/missing.onnx"],
+    "info": ["{tmp}/missing.onnx"],
+}
+SIZE_HINT = re.compile(r"HxW|\d+x\d+")
+
+
+def _parser(command: str) -> argparse.ArgumentParser:
+    parser = cli._Parser(prog=f"edgeseg {command}")
+    cli._load(command).add_arguments(parser)
+    return parser
+
+
+def numeric_options() -> list[tuple[str, str, str]]:
+    """(command, flag, kind) for every option that takes a number or an HxW size."""
+    found = []
+    for command in cli.COMMANDS:
+        for action in _parser(command)._actions:
+            flags = [s for s in action.option_strings if s.startswith("--")]
+            if not flags or action.nargs == 0:
+                continue
+            text = f"{action.help or ''} {action.metavar or ''} {action.default or ''}"
+            if action.type in (int, float, finite_float) or getattr(action.type, "__name__", "").endswith("_value"):
+                found.append((command, flags[0], "number"))
+            elif action.type is None and SIZE_HINT.search(text) and "size" in text.lower() + action.dest:
+                found.append((command, flags[0], "size"))
+    return found
+
+
+OPTIONS = numeric_options()
+
+
+def test_discovery_finds_the_options_that_matter() -> None:
+    flags = {(c, f) for c, f, _ in OPTIONS}
+    assert {("predict", "--threads"), ("train", "--imgsz"), ("bench", "--frame-size"), ("train", "--seed"),
+            ("demo", "--timeout"), ("export", "--opset")} <= flags
+    assert len(OPTIONS) > 40
+
+
+@pytest.mark.parametrize(("command", "flag", "kind"), OPTIONS, ids=[f"{c}{f}" for c, f, _ in OPTIONS])
+def test_odd_values_give_one_error_line(command, flag, kind, tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)  # defaults such as runs/... land here
+    base = [a.format(tmp=tmp_path) for a in DEAD_ENDS[command]]
+    for value in SIZES if kind == "size" else NUMBERS:
+        t0 = time.perf_counter()
+        try:
+            rc = cli.main([command, *base, flag, value])
+        except SystemExit as e:  # argparse refusals
+            rc = e.code
+        took = time.perf_counter() - t0
+        out = capsys.readouterr()
+        err = out.err.strip()
+        where = f"{command} {flag} {value!r}: rc {rc}, {took:.1f} s, stderr: {err[-400:]}"
+        assert "Traceback" not in err and "unexpected" not in err, where
+        assert rc in (0, 1, 2), where
+        if rc:
+            assert len([line for line in err.splitlines() if "error:" in line]) == 1, where
+        assert took < 20, where
+
+
+@pytest.mark.parametrize(("argv", "words"), [
+    (["predict", "m.onnx", "--source", "v.mp4", "--threads", "100000"], "--threads 100000 must be at most"),
+    (["train", "--imgsz", "4000x4000"], "above the limit of 4,194,304"),
+    (["train", "--imgsz", "1024x2048", "--batch", "64"], "lower --batch or --imgsz"),
+    (["bench", "m.onnx", "--frame-size", "16384x16384"], "--frame-size 16384x16384 is 268,435,456 pixels"),
+    (["train", "--seed", "-1"], "--seed -1 must be at least 0"),
+    (["train", "--max-steps", "-3"], "--max-steps -3 must be at least 0"),
+    (["demo", "--source", "x", "--json", "d.json", "--reconnect", "-2"], "--reconnect -2 must be at least 0"),
+    (["export", "x.pt", "--workspace", "0"], "--workspace 0.0 must be positive"),
+])
+def test_resource_caps_name_the_limit_before_any_work(argv, words, tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    ran = []
+    real_load = cli._load
+    monkeypatch.setattr(cli, "_load", lambda name: type("M", (), {
+        "add_arguments": staticmethod(real_load(name).add_arguments), "run": staticmethod(ran.append)}))
+    assert cli.main(argv) == cli.EXIT_USAGE
+    err = capsys.readouterr().err.strip()
+    assert words in err and len(err.splitlines()) == 1, err
+    assert not ran
+
+
+def test_bad_model_arguments_are_one_line(tmp_path, capsys) -> None:
+    from edgeseg.models import create_model
+    from edgeseg.runtime.errors import UsageError
+
+    with pytest.raises(UsageError, match="must be positive"):
+        create_model("unet_lite", 3, width=-1)
+    with pytest.raises(UsageError, match="does not fit in memory"):
+        create_model("unet_lite", 3, width=1e9)
