@@ -41,6 +41,8 @@ def check_outputs(args: argparse.Namespace) -> None:
         if path == "-":
             continue
         for in_what, in_path, recursive in inputs:
+            if in_what == "--resume" and what.endswith(")"):
+                continue  # a resumed run rewrites its own last.pt by design
             if _same(path, in_path) or _inside_as_file(path, in_path, recursive):
                 raise UsageError(f"{what} would overwrite the input {in_path} ({in_what}); "
                                  f"choose another {what.split()[0]} path")
@@ -70,13 +72,6 @@ def _derived_outputs(args: argparse.Namespace) -> Iterator[tuple[str, str, bool]
 def _inputs(args: argparse.Namespace) -> Iterator[tuple[str, str, bool]]:
     for attr, what in INPUT_OPTIONS.items():
         values = getattr(args, attr, None)
-        if getattr(args, "command", None) == "train" and attr == "resume":
-            # Resuming continues the run in place: its last.pt is rewritten by design; only the
-            # explicit outputs (--json) must not land on it.
-            values = [values] if values else []
-            for v in values:
-                yield "--resume", str(v), False
-            continue
         for value in values if isinstance(values, list) else [values]:
             if not isinstance(value, (str, os.PathLike)) or not str(value) or "://" in str(value):
                 continue
