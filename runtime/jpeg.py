@@ -118,7 +118,7 @@ def decode_jpeg(data: bytes, buffers: object | None = None, *, rgb: bool = False
                                           strict=True)  # (H, W, 3)
         except ValueError:
             pass  # a warning, or something libjpeg-turbo does not take (e.g. CMYK): OpenCV decides
-    return _decode_opencv(data, rgb)
+    return _decode_opencv(data, rgb, max_pixels)
 
 
 def read_image_file(path: Path, buffers: object | None = None, *, rgb: bool = False) -> np.ndarray | None:
@@ -136,9 +136,12 @@ def read_image_file(path: Path, buffers: object | None = None, *, rgb: bool = Fa
     return _decode_opencv(data, rgb)
 
 
-def _decode_opencv(data: bytes, rgb: bool) -> np.ndarray | None:
-    """Encoded image bytes -> (H, W, 3) uint8 BGR (RGB with ``rgb``) by OpenCV, or None."""
-    if not data:
+def _decode_opencv(data: bytes, rgb: bool, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray | None:
+    """Encoded image bytes -> (H, W, 3) uint8 BGR (RGB with ``rgb``) by OpenCV, or None (also
+    when the header declares more than ``max_pixels`` pixels: checked before decoding)."""
+    from .image_size import too_many_pixels
+
+    if not data or too_many_pixels(data, max_pixels):
         return None
     try:
         img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)  # (H, W, 3) uint8 or None
