@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -12,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from .errors import UsageError
+from .errors import DiskFullError, EdgesegError, UsageError
 
 
 def _current_umask() -> int:
@@ -48,9 +49,40 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         if tmp_path.exists():
             os.chmod(tmp_path, FILE_MODE)
             os.replace(tmp_path, final)
+    except Exception as e:
+        # Writers report a full disk in their own ways (OSError ENOSPC, torch's "file write
+        # failed", a short protobuf): say it plainly when the file system is (nearly) full.
+        if not isinstance(e, EdgesegError) and (is_disk_full(e) or free_bytes(final.parent) < LOW_SPACE):
+            raise disk_full(final) from e
+        raise
     finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
+        with contextlib.suppress(OSError):
+            tmp_path.unlink(missing_ok=True)
+
+
+LOW_SPACE = 1 << 20  # below this much free space a failed write is put down to a full disk
+_FULL_ERRNOS = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG)
+
+
+def free_bytes(folder: str | os.PathLike) -> int:
+    """Bytes an unprivileged writer may still use on ``folder``'s file system (large if unknown)."""
+    try:
+        st = os.statvfs(folder)
+    except (OSError, AttributeError):  # no statvfs (Windows) or the folder is gone
+        return 1 << 62
+    return st.f_bavail * st.f_frsize
+
+
+def is_disk_full(e: BaseException) -> bool:
+    return isinstance(e, OSError) and e.errno in _FULL_ERRNOS
+
+
+def disk_full(path: str | os.PathLike) -> DiskFullError:
+    """The one-line error for an output that did not fit; says what was kept."""
+    path = Path(path)
+    kept = f"; the earlier {path.name} was kept" if path.exists() else "; nothing was written"
+    return DiskFullError(f"disk full: {path} could not be written ({free_bytes(path.parent) // 1024:,} KB free on "
+                         f"its file system){kept}; free some space or write elsewhere")
 
 
 STALE_AFTER_S = 600.0  # a temporary file this old whose writer is gone is a killed run's leftover
