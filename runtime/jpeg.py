@@ -10,6 +10,7 @@ tag says; simplejpeg would ignore the tag. Camera streams rarely carry it."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 
@@ -143,8 +144,12 @@ def _decode_opencv(data: bytes, rgb: bool, max_pixels: int = MAX_IMAGE_PIXELS) -
 
     if not data or too_many_pixels(data, max_pixels):
         return None
+    from .native_stderr import quiet_libjpeg
+
+    quiet = quiet_libjpeg() if data[:2] == _SOI else contextlib.nullcontext()
     try:
-        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)  # (H, W, 3) uint8 or None
+        with quiet:  # a damaged JPEG is counted as corrupt; libjpeg's own stderr lines are dropped
+            img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)  # (H, W, 3) uint8 or None
     except cv2.error:
         return None
     if img is None or img.ndim != 3 or img.shape[2] != 3:

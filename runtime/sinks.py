@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -277,6 +278,7 @@ class VideoSink(Sink):
         return d
 
 
+_NUMBERED = re.compile(r"^\d{6,}\.\w+$")  # the names ImageFolderSink numbers frames with
 GREY_ONLY_SUFFIXES = (".pgm", ".pbm")  # formats OpenCV writes only in grey
 
 
@@ -284,8 +286,10 @@ class ImageFolderSink(Sink):
     """Numbered images (``000000.jpg``…) or, for image inputs, the input's file names."""
 
     def __init__(self, folder: str | os.PathLike, ext: str = ".jpg", keep_names: bool = True,
-                 quality: int = 95) -> None:
+                 quality: int = 95, exist_ok: bool = False) -> None:
         self.folder = Path(folder)
+        self.exist_ok = exist_ok  # numbered frames may replace an earlier run's
+        self._numbered_checked = False
         if self.folder.exists() and not self.folder.is_dir():
             raise UsageError(f"image output {self.folder} exists and is not a folder")
         try:
@@ -312,8 +316,21 @@ class ImageFolderSink(Sink):
             name = self.output_name(frame.name)
         else:
             name = f"{frame.index if frame is not None and frame.index >= 0 else self.frames:06d}{self.ext}"
+            if not self._numbered_checked:
+                self._refuse_earlier_frames()
         write_image(self.folder / name, image, self.quality)
         self.frames += 1
+
+    def _refuse_earlier_frames(self) -> None:
+        """Numbered frames (000000.jpg, ...) would silently replace an earlier run's: refuse unless
+        ``exist_ok`` (checked once, before the first numbered frame is written)."""
+        self._numbered_checked = True
+        if self.exist_ok:
+            return
+        earlier = sorted(p.name for p in self.folder.iterdir() if _NUMBERED.match(p.name))
+        if earlier:
+            raise UsageError(f"image output folder {self.folder} already holds numbered frames ({earlier[0]}, ...) "
+                             "from an earlier run; save into a new or empty folder")
 
     def describe(self) -> dict:
         return {"sink": "images", "path": str(self.folder), "frames": self.frames}

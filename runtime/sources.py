@@ -241,6 +241,7 @@ class _VideoFileSource(Source):
         if size is None and h > 0 and w > 0:
             self.size = (h, w)
         self._pos = 0  # frames consumed (decoded or skipped) in the current pass
+        self.truncated: tuple[int, int] | None = None  # (frames read, frames declared) of a short clip
 
     def _read(self, timeout: float | None) -> Frame:
         bad = 0
@@ -260,16 +261,29 @@ class _VideoFileSource(Source):
             if self.frame_count is not None and self._pos + bad < self.frame_count - 1 and bad < MAX_BAD_READS:
                 bad += 1
                 continue
+            self._warn_if_short(bad)
             if self.loop and self._pos > 0:
                 self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
                 self._pos, bad = 0, 0
                 continue
             return Frame(FrameStatus.EOS, index=self._index, message=f"end of {self.path.name}")
 
+    def _warn_if_short(self, bad: int) -> None:
+        """A clip that ends well before the frame count its container declares is truncated or
+        damaged: say so once (the run still uses what could be read)."""
+        declared, got = self.frame_count, self._pos + bad
+        if declared is None or self.truncated is not None or got >= declared * SHORT_CLIP_FRACTION or \
+                declared - got < 2:
+            return
+        self.truncated = (self._pos, declared)
+        log.warning("%s ended after %d of the %d frames its header declares: the file is truncated or damaged",
+                    self.path.name, self._pos, declared)
+
     def _close(self) -> None:
         self._cap.release()
 
 
+SHORT_CLIP_FRACTION = 0.98  # fewer frames than this share of the declared count: warn (counts can be estimates)
 MAX_NAMED_UNREADABLE = 100  # a folder of broken files is reported by its first hundred names
 
 
