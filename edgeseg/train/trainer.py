@@ -197,12 +197,19 @@ def _portable_root(root: Any) -> str:
 
 
 def _append_metrics(path: Path, row: dict[str, Any]) -> None:
+    from edgeseg.runtime.fileio import disk_full, is_disk_full
+
     new = not path.exists()
-    with open(path, "a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=METRICS_FIELDS)
-        if new:
-            w.writeheader()
-        w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    try:
+        with open(path, "a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=METRICS_FIELDS)
+            if new:
+                w.writeheader()
+            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    except OSError as e:
+        if is_disk_full(e):
+            raise disk_full(path) from e
+        raise
 
 
 RUN_FILES = ("best.pt", "last.pt", "metrics.csv")

@@ -109,3 +109,13 @@ def test_enospc_from_any_writer_is_one_disk_full_line(tmp_path) -> None:
     with contextlib.suppress(ValueError), fileio.atomic_path(target):
         raise ValueError("not about space")  # other failures pass through unchanged
     assert not target.exists()
+
+
+def test_training_metrics_on_a_full_disk_say_disk_full(small_disk) -> None:
+    pytest.importorskip("torch")
+    from edgeseg.train.trainer import _append_metrics
+
+    _fill(small_disk, leave=0)
+    with pytest.raises(DiskFullError, match="disk full"):
+        for _ in range(2000):  # the first rows may still fit in a partly used block
+            _append_metrics(small_disk / "metrics.csv", {"epoch": 1, "miou": 0.5})
