@@ -687,6 +687,9 @@ class _SyntheticSource(Source):
         return self._finish(img, t0)
 
 
+MAX_SYNTHETIC_PIXELS = 4096 * 4096  # scenes are drawn per frame in numpy: 4K fits, 16K would take minutes
+
+
 def _parse_synthetic(uri: str, parts, loop: bool, size: tuple[int, int] | None, timeout: float) -> Source:
     q = {k.lower(): v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
     known = {"size", "fps", "frames", "seed", "realtime"}
@@ -695,6 +698,9 @@ def _parse_synthetic(uri: str, parts, loop: bool, size: tuple[int, int] | None, 
         raise UsageError(f"unknown synthetic:// option {unknown[0]!r}; use {', '.join(sorted(known))} "
                          "(e.g. synthetic://?size=360x480&fps=30&frames=300&realtime=1)")
     clip_size = parse_hw(q.get("size", "360x480"), "synthetic:// size")
+    if clip_size[0] * clip_size[1] > MAX_SYNTHETIC_PIXELS:
+        raise UsageError(f"synthetic:// size {clip_size[0]}x{clip_size[1]} is over the limit of "
+                         f"{MAX_SYNTHETIC_PIXELS:,} pixels (e.g. 4096x4096)")
     try:
         fps = float(q.get("fps", 30))
         frames = int(q["frames"]) if q.get("frames") else 300

@@ -113,3 +113,23 @@ def test_bad_model_arguments_are_one_line(tmp_path, capsys) -> None:
         create_model("unet_lite", 3, width=-1)
     with pytest.raises(UsageError, match="does not fit in memory"):
         create_model("unet_lite", 3, width=1e9)
+
+
+@pytest.mark.parametrize(("uri", "words"), [
+    ("synthetic://?n=1000000000", "must be from 1 to 1,000,000"),
+    ("synthetic://?size=16384x16384", "over the limit of 4,194,304 pixels"),
+])
+def test_synthetic_dataset_uris_are_bounded(uri, words) -> None:
+    from edgeseg.data.synthetic import parse_synthetic_uri
+    from edgeseg.runtime.errors import UsageError
+
+    with pytest.raises(UsageError, match=words):
+        parse_synthetic_uri(uri)
+
+
+def test_synthetic_video_size_is_bounded() -> None:
+    from edgeseg.runtime.errors import UsageError
+    from edgeseg.runtime.sources import open_source
+
+    with pytest.raises(UsageError, match="over the limit of 16,777,216 pixels"):
+        open_source("synthetic://?size=16384x16384")
