@@ -16,6 +16,7 @@ INFER_PIXELS = 4096 * 4096  # inference sizes and benchmark frames: 4K video fit
 TRAIN_PIXELS = 2048 * 2048  # a training crop (Cityscapes' full 1024x2048 fits)
 TRAIN_BATCH_PIXELS = 1 << 26  # crop pixels x batch: ~67 M, beyond it activations need tens of GB
 SEED_MAX = 2**32 - 1  # numpy and torch seeds
+MAX_SCALE = 8.0  # train --scale: a random rescale beyond this makes 360x480 images tens of megapixels
 
 
 def thread_cap() -> int:
@@ -47,7 +48,7 @@ BOUNDS: dict[str | tuple[str, str], Bound] = {
     "val_every": Bound(1, 100_000),
     "val_images": Bound(0, None, "0 = all"),
     "max_images": Bound(0, None, "0 = all"),
-    "calib_images": Bound(1, 100_000),
+    "calib_images": Bound(1, 2_000, "images held in memory at once"),
     "seed": Bound(0, SEED_MAX),
     "num_classes": Bound(1, 1000),
     "opset": Bound(7, 100),
@@ -87,6 +88,20 @@ def check_limits(args: argparse.Namespace) -> None:
         cap = SIZE_OPTIONS.get((command, dest), SIZE_OPTIONS.get(dest))
         if cap is not None and isinstance(value, str) and value:
             _check_size(dest, value, cap, command, args)
+    if command == "train" and isinstance(getattr(args, "scale", None), str):
+        _check_scale(args.scale)
+
+
+def _check_scale(text: str) -> None:
+    from edgeseg.runtime.errors import UsageError
+
+    try:
+        hi = max(float(v) for v in text.replace(",", "-").split("-") if v)
+    except ValueError:
+        return  # the command says how to write a range
+    if hi > MAX_SCALE:
+        raise UsageError(f"--scale {text}: a factor above {MAX_SCALE:g} is beyond the limit (images would be "
+                         f"rescaled to {hi:g}x their size); use e.g. 0.5-2.0")
 
 
 def _flag(dest: str) -> str:

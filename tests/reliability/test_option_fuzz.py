@@ -92,6 +92,8 @@ def test_odd_values_give_one_error_line(command, flag, kind, tmp_path, monkeypat
     (["train", "--max-steps", "-3"], "--max-steps -3 must be at least 0"),
     (["demo", "--source", "x", "--json", "d.json", "--reconnect", "-2"], "--reconnect -2 must be at least 0"),
     (["export", "x.pt", "--workspace", "0"], "--workspace 0.0 must be positive"),
+    (["export", "x.pt", "--calib-images", "100000"], "--calib-images 100000 must be at most 2000"),
+    (["train", "--scale", "0.5-1000"], "a factor above 8 is beyond the limit"),
 ])
 def test_resource_caps_name_the_limit_before_any_work(argv, words, tmp_path, monkeypatch, capsys) -> None:
     monkeypatch.chdir(tmp_path)
