@@ -105,3 +105,32 @@ def test_parity_counts_non_finite_outputs(monkeypatch) -> None:
     report = parity.check_parity("m.onnx", ctx, latency_runs=0)
     assert max(0.0, float("nan")) == 0.0 and report["max_abs_logit_diff"] == 0.0  # the diff alone hides it
     assert report["non_finite_images"] == 2
+
+
+def test_int8_gate_refuses_a_float_model_with_nan_on_calibration_images(tmp_path, monkeypatch) -> None:
+    """Issue: NaN/inf in the float model's outputs on calibration images must fail with one line."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper
+
+    from edgeseg.export import gate, onnx_export
+    from edgeseg.export.calibration import ImageSet
+    from edgeseg.runtime.errors import ExportError
+    from edgeseg.runtime.metadata import ModelMeta
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 8, 8])
+    graph = helper.make_graph([helper.make_node("Sqrt", ["x"], ["y"])], "nan", [x], [y])  # sqrt(<0) = NaN
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = tmp_path / "f.onnx"
+    onnx.save(model, str(path))
+    meta = ModelMeta(classes=("a", "b", "c"), palette=((0, 0, 0),) * 3, input_size=(8, 8))
+    monkeypatch.setattr(onnx_export, "read_meta", lambda _p: meta)
+    bright = np.full((8, 8, 3), 255, np.uint8)  # normalises above 0: finite
+    dark = np.zeros((8, 8, 3), np.uint8)  # normalises below 0: NaN
+    ok = ImageSet(source="calib", ids=("b0",), images=(bright,), labels=None)
+    gate.check_finite_outputs(path, ok, (8, 8))
+    bad = ImageSet(source="calib", ids=("b0", "d1"), images=(bright, dark), labels=None)
+    with pytest.raises(ExportError, match="NaN or infinite outputs on calibration image d1"):
+        gate.check_finite_outputs(path, bad, (8, 8))
