@@ -7,6 +7,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import tempfile
 import time
 from collections.abc import Iterator
@@ -86,6 +87,7 @@ def disk_full(path: str | os.PathLike) -> DiskFullError:
 
 
 STALE_AFTER_S = 600.0  # a temporary file this old whose writer is gone is a killed run's leftover
+LEGACY_STALE_AFTER_S = 86_400.0  # ".m.abcd1234.onnx" (no writer pid in the name): left a day, then removed
 
 
 def _temp_prefix(final: Path) -> str:
@@ -115,14 +117,19 @@ def remove_stale_temporaries(final: str | os.PathLike, suffix: str | None = None
     except OSError:
         return removed
     now = time.time()
+    legacy = re.compile(rf"^\.{re.escape(final.stem)}\.[a-z0-9_]{{8}}{re.escape(suffix)}$")
     for entry in entries:
         name = entry.name
-        if not (name.startswith(prefix) and name.endswith(suffix)):
+        if legacy.match(name):  # the earlier naming, without a pid: only when clearly abandoned
+            pid_text, min_age = "0", LEGACY_STALE_AFTER_S
+        elif name.startswith(prefix) and name.endswith(suffix):
+            pid_text, min_age = name[len(prefix):].split("-", 1)[0], STALE_AFTER_S
+        else:
             continue
-        pid_text = name[len(prefix):].split("-", 1)[0]
         try:
             if (not pid_text.isdigit() or not entry.is_file(follow_symlinks=False)
-                    or now - entry.stat(follow_symlinks=False).st_mtime < STALE_AFTER_S or _pid_alive(int(pid_text))):
+                    or now - entry.stat(follow_symlinks=False).st_mtime < min_age
+                    or (pid_text != "0" and _pid_alive(int(pid_text)))):
                 continue
             os.unlink(entry.path)
             removed.append(Path(entry.path))

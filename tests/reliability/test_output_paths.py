@@ -108,14 +108,16 @@ def test_stale_temporaries_of_killed_writers_are_removed(tmp_path) -> None:
     live = tmp_path / f".m.tmp-{os.getpid()}-abcd1234.onnx"
     young = tmp_path / f".m.tmp-{dead}-young123.onnx"
     foreign = tmp_path / ".m.user-notes.onnx"
-    for p in (stale, live, young, foreign):
+    legacy, legacy_young = tmp_path / ".m.k3j_9x2a.onnx", tmp_path / ".m.q8w2e7r1.onnx"  # the pid-less naming
+    for p in (stale, live, young, foreign, legacy, legacy_young):
         p.write_bytes(b"x")
     old = time.time() - STALE_AFTER_S - 60
-    for p in (stale, live, foreign):
+    for p in (stale, live, foreign, legacy_young):
         os.utime(p, (old, old))
+    os.utime(legacy, (old - 86_400, old - 86_400))
     with atomic_open(final, "wb") as f:  # the next write beside it cleans up
         f.write(b"new")
-    assert not stale.exists()
-    assert live.exists() and young.exists() and foreign.exists()  # a running writer's, too young, not ours
+    assert not stale.exists() and not legacy.exists()
+    assert live.exists() and young.exists() and foreign.exists() and legacy_young.exists()
     assert remove_stale_temporaries(final) == []
     assert final.read_bytes() == b"new"
