@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 
 from .errors import SourceError, UsageError
-from .fileio import LOW_SPACE, atomic_path, disk_full, free_bytes
+from .fileio import LOW_SPACE, atomic_path, disk_full, free_bytes, is_disk_full
 from .mjpeg import MjpegServer, parse_address
 from .sources import IMAGE_SUFFIXES, Frame
 from .visualize import describe_array
@@ -373,6 +373,8 @@ def write_image(path: Path, image: np.ndarray, quality: int = 95) -> None:
         os.replace(tmp, path)
     except OSError as e:
         tmp.unlink(missing_ok=True)
+        if is_disk_full(e):
+            raise disk_full(path) from None
         raise SourceError(f"cannot write {path}: {e.strerror or e}") from None
 
 

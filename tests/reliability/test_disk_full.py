@@ -119,3 +119,13 @@ def test_training_metrics_on_a_full_disk_say_disk_full(small_disk) -> None:
     with pytest.raises(DiskFullError, match="disk full"):
         for _ in range(2000):  # the first rows may still fit in a partly used block
             _append_metrics(small_disk / "metrics.csv", {"epoch": 1, "miou": 0.5})
+
+
+def test_images_on_a_full_tmpfs_say_disk_full(small_disk) -> None:
+    from edgeseg.runtime.sinks import ImageFolderSink
+
+    _fill(small_disk, leave=0)
+    sink = ImageFolderSink(small_disk / "frames")
+    with pytest.raises(DiskFullError, match="disk full"):
+        for img in _noise(50, (240, 320)):
+            sink.write(img)
