@@ -14,7 +14,7 @@ THREADS_PER_CPU = 4  # more threads than this per core only adds contention
 MIN_THREAD_CAP = 16
 INFER_PIXELS = 4096 * 4096  # inference sizes and benchmark frames: 4K video fits
 TRAIN_PIXELS = 2048 * 2048  # a training crop (Cityscapes' full 1024x2048 fits)
-TRAIN_BATCH_PIXELS = 1 << 25  # crop pixels x batch: ~33.5 M (8 x 2048x2048), ~4-5 GB of activations for unet_lite
+TRAIN_BATCH_PIXELS = 1 << 25  # crop pixels x batch (8 x 2048x2048); activations grow with it (8 x 4000x4000: 17 GB)
 SEED_MAX = 2**32 - 1  # numpy and torch seeds
 MAX_SCALE = 8.0  # train --scale: a random rescale beyond this makes 360x480 images tens of megapixels
 
