@@ -67,6 +67,7 @@ BOUNDS: dict[str | tuple[str, str], Bound] = {
     ("train", "threads"): Bound(0, "threads", "0 = all cores"),
     ("export", "threads"): Bound(0, "threads", "0 = the default"),
     ("train", "workers"): Bound(0, "threads", "data-loading processes"),
+    ("bench", "alpha"): Bound(0, 1, "overlay opacity"),  # predict and demo check it themselves
 }
 
 # HxW options -> (command or "*", pixel cap)

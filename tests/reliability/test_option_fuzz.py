@@ -135,3 +135,44 @@ def test_synthetic_video_size_is_bounded() -> None:
 
     with pytest.raises(UsageError, match="over the limit of 16,777,216 pixels"):
         open_source("synthetic://?size=16384x16384")
+
+
+CHECKED_BY_COMMAND = {("predict", "alpha"), ("demo", "alpha")}  # the commands range-check it (0-1) up front
+
+
+def test_every_numeric_option_has_a_declared_limit() -> None:
+    """A new numeric option without a floor and ceiling fails here: huge values hang or eat memory."""
+    from edgeseg.cli.limits import BOUNDS, SIZE_OPTIONS
+
+    missing = []
+    for command, flag, kind in OPTIONS:
+        dest = flag[2:].replace("-", "_")
+        table = SIZE_OPTIONS if kind == "size" else BOUNDS
+        if (command, dest) not in table and dest not in table and (command, dest) not in CHECKED_BY_COMMAND \
+                and not (kind == "size" and dest == "data"):  # train --data's help shows a size= example
+            missing.append(f"{command} {flag}")
+    assert not missing, f"no limit declared in edgeseg/cli/limits.py for: {', '.join(missing)}"
+
+
+@pytest.mark.parametrize(("command", "flag", "kind"), [o for o in OPTIONS if o[2] == "number"],
+                         ids=[f"{c}{f}" for c, f, k in OPTIONS if k == "number"])
+def test_huge_numbers_are_refused_up_front_unless_they_mean_all(command, flag, kind, tmp_path, monkeypatch,
+                                                                capsys) -> None:
+    from edgeseg.cli.limits import BOUNDS
+
+    dest = flag[2:].replace("-", "_")
+    bound = BOUNDS.get((command, dest), BOUNDS.get(dest))
+    if bound is not None and bound.hi is None:
+        pytest.skip(f"{flag}: any count is fine (it stops at the end of the input)")
+    monkeypatch.chdir(tmp_path)
+    if (command, dest) in CHECKED_BY_COMMAND:
+        base = ["--source", "synthetic://", "--json", "d.json"] if command == "demo" else ["--source", "x.mp4"]
+        assert cli.main([command, *base, flag, "99999999999999999999"]) == 2
+        return
+    base = [a.format(tmp=tmp_path) for a in DEAD_ENDS[command]]
+    try:
+        rc = cli.main([command, *base, flag, "99999999999999999999"])
+    except SystemExit as e:
+        rc = e.code
+    err = capsys.readouterr().err
+    assert rc == 2 and flag in err, err
