@@ -9,10 +9,16 @@ from __future__ import annotations
 
 import importlib.abc
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
 __version__ = "0.1.0"
+
+# OpenCV reads its decode pixel limit once, when cv2 is first imported, and every edgeseg import
+# passes here first: the limit for formats whose size edgeseg.runtime.image_size cannot read
+# from the header (the same 134 M pixels as runtime.jpeg.MAX_IMAGE_PIXELS).
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(1 << 27))
 
 # In a source checkout the stages sit beside this folder (export/, runtime/) and pyproject.toml maps
 # them into the namespace. An editable install does that mapping itself; run from the checkout root

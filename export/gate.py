@@ -77,6 +77,7 @@ def quantize_with_gate(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, 
 
     meta = read_meta(onnx_in)
     size = meta.input_size
+    check_finite_outputs(onnx_in, calib, size, threads)  # NaN would become NaN ranges, then a broken model
     with tempfile.TemporaryDirectory(prefix="edgeseg-gate-") as tmp:
         work = Path(tmp)
         pre_path = work / "pre.onnx"
@@ -133,6 +134,25 @@ def quantize_with_gate(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, 
         f"({report.int8_miou:.2f} vs {fp32_miou:.2f}; limit {max_miou_drop:g}) even with "
         f"{len(report.nodes_in_float)} sensitive nodes in float; try --calib-method percentile, more "
         "--calib-images, --precision fp16, or a larger --max-miou-drop", report, res)
+
+
+def check_finite_outputs(onnx_path: str | os.PathLike, images: ImageSet, size: tuple[int, int] | None,
+                         threads: int = 0) -> None:
+    """ExportError naming the first image on which the float model's outputs are NaN or infinite."""
+    import numpy as np
+
+    from .onnx_export import read_meta
+
+    meta = read_meta(onnx_path)
+    sess = ort_session(onnx_path, threads)
+    name, batch = sess.get_inputs()[0].name, session_batch(sess)
+    for i, image in enumerate(images.images):
+        x = fill_batch(preprocess([image], meta, size or image.shape[:2]), batch)
+        out = sess.run(None, {name: x})[0]
+        if out.dtype.kind == "f" and not np.isfinite(out[:1]).all():
+            raise ExportError(f"{Path(onnx_path).name} gives NaN or infinite outputs on calibration image "
+                              f"{images.ids[i]} ({images.source}); check the model's weights and --mean/--std; "
+                              "nothing was written")
 
 
 def _publish(res: QuantizeResult, dest: str | os.PathLike) -> QuantizeResult:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from edgeseg.runtime.errors import ModelFormatError, UsageError
+from edgeseg.runtime.errors import ExportError, ModelFormatError, UsageError
 from edgeseg.runtime.metadata import OUTPUT_CLASS_MAP, ModelMeta
 from edgeseg.runtime.metrics import ConfusionMatrix
 from edgeseg.runtime.preprocess import resize_nearest
@@ -104,6 +104,9 @@ def torch_reference(model: Any, images: ImageSet, meta: ModelMeta, size: tuple[i
         for i, image in enumerate(images.images):
             x = torch.from_numpy(preprocess([image], float_meta, size))  # (1, 3, h, w)
             y = model(x)[0].float().numpy()  # (C, h, w)
+            if not np.isfinite(y).all():
+                raise ExportError(f"the PyTorch model's outputs are NaN or infinite on validation image {i + 1} "
+                                  f"({images.ids[i]}): its weights or mean/std are broken; nothing was written")
             cmap = y.argmax(0).astype(np.uint8)  # (h, w)
             maps.append(cmap)
             if keep:
@@ -152,7 +155,7 @@ def check_parity(artifact: str | os.PathLike, ctx: EvalContext, *, threads: int 
     batch = session_batch(sess)
     ref = ctx.reference
     cm = ConfusionMatrix(meta.num_classes, meta.ignore_index)
-    agree = total = 0
+    agree = total = non_finite = 0
     max_diff = 0.0 if (with_logits and meta.output_kind != OUTPUT_CLASS_MAP) else None
     first_x = None
     with Progress(len(ctx.images), f"check {name or Path(artifact).name}", enabled=progress) as bar:
@@ -162,6 +165,8 @@ def check_parity(artifact: str | os.PathLike, ctx: EvalContext, *, threads: int 
             if first_x is None:
                 first_x = x
             out = sess.run(None, {inp.name: x})[0]
+            if out.dtype.kind == "f" and not np.isfinite(out[:1]).all():
+                non_finite += 1  # NaN would vanish in max() below and in the argmax (all class 0)
             cmap = _to_class_map(out, meta.output_kind)[0]  # (h, w)
             ref_map = ref.class_maps[i]
             agree += int((cmap == ref_map).sum())
@@ -178,6 +183,7 @@ def check_parity(artifact: str | os.PathLike, ctx: EvalContext, *, threads: int 
         "images": len(ctx.images),
         "max_abs_logit_diff": max_diff,
         "pixel_agreement": 100.0 * agree / max(total, 1),
+        "non_finite_images": non_finite,  # images whose outputs had NaN or inf; any fails the export
         "metrics": _summary(cm, meta) if ctx.images.labels is not None else {},
         "latency_ms": latency_ms(sess, first_x, runs=latency_runs) if latency_runs and first_x is not None
         else None,

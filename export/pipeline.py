@@ -185,6 +185,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, *, fmt: str = "onnx", preci
         _require_tensorrt()
 
     ckpt = load_checkpoint(checkpoint)
+    _check_exportable(ckpt, checkpoint)
     net = ckpt.build_model()  # built once: exported, and (cut the same way) the PyTorch reference
     model = with_output_stride(net, output_stride)
     size = parse_hw(imgsz) if imgsz is not None else (tuple(ckpt.input_size) if ckpt.input_size else DEFAULT_IMGSZ)
@@ -329,10 +330,31 @@ def _torch_threads(threads: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def _check_exportable(ckpt: Any, checkpoint: str | os.PathLike) -> None:
+    """Refuse a checkpoint whose artifact could only be wrong: non-finite weights or statistics,
+    wrong-length mean/std, a palette that is not RGB (the runtime would refuse the artifact)."""
+    import torch
+
+    from edgeseg.runtime.errors import ModelFormatError
+
+    try:
+        ckpt.meta()  # the same validation the runtime applies when it loads the artifact
+    except ModelFormatError as e:
+        raise ExportError(f"{checkpoint}: {e}; nothing was exported") from None
+    for name, value in ckpt.state_dict.items():
+        if torch.is_tensor(value) and value.is_floating_point() and not torch.isfinite(value).all():
+            raise ExportError(f"{checkpoint}: weight {name} has NaN or infinite values (a diverged training run?); "
+                              "nothing was exported")
+
+
 def _check(path: Path, final: Path, ctx: EvalContext, threads: int, progress: bool) -> dict[str, Any]:
     """The report row of the artifact at ``path``, which is (or will be) named ``final``."""
     meta = read_meta(path)
     parity = check_parity(path, ctx, threads=threads, progress=progress, name=final.name)
+    if parity.get("non_finite_images"):
+        # Raised inside the artifact's atomic_path block: the candidate is deleted, an earlier file kept.
+        raise ExportError(f"{final.name} gives NaN or infinite outputs on {parity['non_finite_images']} of "
+                          f"{parity['images']} validation images; nothing was replaced")
     return {"artifact": str(final), "format": "onnx", "precision": meta.precision,
             "int8_target": meta.int8_target or None, "size_bytes": path.stat().st_size,
             "sha256": sha256_file(path), "imgsz": list(ctx.size), "dynamic": meta.dynamic_hw,

@@ -47,6 +47,10 @@ class SourceError(EdgesegError):
     """A video source or sink that cannot be opened or stopped working."""
 
 
+class DiskFullError(EdgesegError):
+    """An output could not be written for lack of space; nothing under its final name was replaced."""
+
+
 def close_matches(name: str, choices: Iterable[str], n: int = 3) -> list[str]:
     """Up to ``n`` entries of ``choices`` that look like ``name`` (case-insensitive)."""
     choices = list(choices)

@@ -8,6 +8,7 @@ tag says; simplejpeg would ignore the tag. Camera streams rarely carry it."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 
@@ -116,7 +117,7 @@ def decode_jpeg(data: bytes, buffers: object | None = None, *, rgb: bool = False
                                           strict=True)  # (H, W, 3)
         except ValueError:
             pass  # a warning, or something libjpeg-turbo does not take (e.g. CMYK): OpenCV decides
-    return _decode_opencv(data, rgb)
+    return _decode_opencv(data, rgb, max_pixels)
 
 
 def read_image_file(path: Path, buffers: object | None = None, *, rgb: bool = False) -> np.ndarray | None:
@@ -134,12 +135,19 @@ def read_image_file(path: Path, buffers: object | None = None, *, rgb: bool = Fa
     return _decode_opencv(data, rgb)
 
 
-def _decode_opencv(data: bytes, rgb: bool) -> np.ndarray | None:
-    """Encoded image bytes -> (H, W, 3) uint8 BGR (RGB with ``rgb``) by OpenCV, or None."""
-    if not data:
+def _decode_opencv(data: bytes, rgb: bool, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray | None:
+    """Encoded image bytes -> (H, W, 3) uint8 BGR (RGB with ``rgb``) by OpenCV, or None (also
+    when the header declares more than ``max_pixels`` pixels: checked before decoding)."""
+    from .image_size import too_many_pixels
+
+    if not data or too_many_pixels(data, max_pixels):
         return None
+    from .native_stderr import quiet_libjpeg
+
+    quiet = quiet_libjpeg() if data[:2] == _SOI else contextlib.nullcontext()
     try:
-        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)  # (H, W, 3) uint8 or None
+        with quiet:  # a damaged JPEG is counted as corrupt; libjpeg's own stderr lines are dropped
+            img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)  # (H, W, 3) uint8 or None
     except cv2.error:
         return None
     if img is None or img.ndim != 3 or img.shape[2] != 3:

@@ -26,6 +26,8 @@ Conventions
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
@@ -44,6 +46,15 @@ OUTPUT_LOGITS = "logits"
 OUTPUT_CLASS_MAP = "class_map"
 OUTPUT_KINDS = (OUTPUT_LOGITS, OUTPUT_CLASS_MAP)
 PRECISIONS = ("fp32", "fp16", "int8")
+
+# Limits of what a model file may claim about itself (a hostile or corrupt file must not make the
+# runtime allocate gigabytes or print terminal escapes).
+MAX_META_BYTES = 1 << 20  # all edgeseg.* values together, checked before any JSON is parsed
+MAX_CLASSES = 65_536
+MAX_CLASS_NAME = 256  # characters
+MAX_OUTPUT_STRIDE = 1024
+MAX_SIDE = 16_384  # input_size, as for --imgsz
+MAX_EXTRA = 256  # entries in ``extra``
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -74,16 +85,31 @@ class ModelMeta:
     def __post_init__(self) -> None:
         if not self.classes:
             raise ModelFormatError("model metadata has no classes")
+        if len(self.classes) > MAX_CLASSES:
+            raise ModelFormatError(f"model metadata has {len(self.classes)} classes, more than {MAX_CLASSES}")
+        if any(not isinstance(c, str) or len(c) > MAX_CLASS_NAME for c in self.classes):
+            raise ModelFormatError(f"model metadata has a class name that is not text of at most {MAX_CLASS_NAME} "
+                                   "characters")
         if len(self.palette) != len(self.classes):
             raise ModelFormatError(
                 f"model metadata has {len(self.classes)} classes but {len(self.palette)} palette colours"
             )
+        bad = next((c for c in self.palette if len(c) != 3 or not all(0 <= v <= 255 for v in c)), None)
+        if bad is not None:
+            raise ModelFormatError(f"palette colour {list(bad)} is not an RGB triple of 0-255 values")
+        _check_stats(self.mean, self.std)
+        if not isinstance(self.extra, Mapping) or len(self.extra) > MAX_EXTRA:
+            raise ModelFormatError(f"'extra' must be a mapping of at most {MAX_EXTRA} entries, "
+                                   f"got {type(self.extra).__name__}")
+        if self.input_size is not None and not all(1 <= v <= MAX_SIDE for v in self.input_size):
+            raise ModelFormatError(f"input size {list(self.input_size)} is out of range (1-{MAX_SIDE} per side)")
         if self.input_layout not in LAYOUTS:
             raise ModelFormatError(f"unknown input layout {self.input_layout!r}; expected one of {LAYOUTS}")
         if self.output_kind not in OUTPUT_KINDS:
             raise ModelFormatError(f"unknown output kind {self.output_kind!r}; expected one of {OUTPUT_KINDS}")
-        if not isinstance(self.output_stride, int) or self.output_stride < 1:
-            raise ModelFormatError(f"output stride must be a positive integer, got {self.output_stride!r}")
+        if not isinstance(self.output_stride, int) or not 1 <= self.output_stride <= MAX_OUTPUT_STRIDE:
+            raise ModelFormatError(f"output stride must be an integer from 1 to {MAX_OUTPUT_STRIDE}, "
+                                   f"got {self.output_stride!r}")
         if self.precision not in PRECISIONS:
             raise ModelFormatError(f"unknown precision {self.precision!r}; expected one of {PRECISIONS}")
         if self.output_quant is not None:
@@ -139,11 +165,14 @@ class ModelMeta:
                 kw["output_quant"] = (float(scale), int(zero))
             else:
                 kw["output_quant"] = None
-            kw["extra"] = {str(k): str(v) for k, v in (kw.get("extra") or {}).items()}
+            extra = kw.get("extra") or {}
+            if not isinstance(extra, Mapping):
+                raise ModelFormatError(f"'extra' must be a mapping, got {type(extra).__name__}")
+            kw["extra"] = {str(k): str(v) for k, v in extra.items()}
             return cls(**kw)
         except ModelFormatError as e:
             raise ModelFormatError(f"{source}: {e}") from None
-        except (KeyError, TypeError, ValueError) as e:
+        except (KeyError, TypeError, ValueError, OverflowError) as e:
             raise ModelFormatError(f"{source}: edgeseg metadata is incomplete or malformed ({e})") from None
 
     def to_props(self) -> dict[str, str]:
@@ -160,11 +189,42 @@ class ModelMeta:
                 "torch_to_onnx(..., classes=[...])), or give the classes by hand in Python: "
                 "Segmenter(..., classes=[...])"
             )
+        size = sum(len(k) + len(v) for k, v in ours.items())
+        if size > MAX_META_BYTES:
+            raise ModelFormatError(f"{source}: edgeseg metadata is {size:,} bytes, more than the {MAX_META_BYTES:,} "
+                                   "a model's metadata may have; the file is corrupt or not an edgeseg export")
         try:
             d = {k: json.loads(v) for k, v in ours.items()}
         except json.JSONDecodeError as e:
             raise ModelFormatError(f"{source}: edgeseg metadata is not valid JSON ({e})") from None
+        except RecursionError:
+            raise ModelFormatError(f"{source}: edgeseg metadata is nested too deeply to be real") from None
         return cls.from_dict(d, source)
+
+
+def _check_stats(mean: Sequence[float], std: Sequence[float]) -> None:
+    """mean/std: three finite RGB values each, std > 0 (std 0 divides by zero, NaN spreads to every pixel)."""
+    for name, values in (("mean", mean), ("std", std)):
+        if len(values) != 3 or not all(_finite(v) for v in values):
+            raise ModelFormatError(f"{name} {list(values)} must be three finite numbers (R, G, B)")
+    if not all(v > 0 for v in std):
+        raise ModelFormatError(f"std {list(std)} must be positive for every channel")
+
+
+def _finite(v: Any) -> bool:
+    try:
+        return not isinstance(v, bool) and math.isfinite(float(v))
+    except (TypeError, ValueError):
+        return False
+
+
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` safe to print on a terminal: control characters (ANSI escapes included) shown as
+    ``\\xNN`` instead of acting on the terminal."""
+    return _UNPRINTABLE.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
 
 
 def default_palette(n: int) -> tuple[tuple[int, int, int], ...]:

@@ -415,9 +415,10 @@ class MjpegClient:
 
     Connecting raises :class:`SourceError` when the server cannot be reached, and
     :class:`NotMjpegError` when it answers with anything but ``200`` and
-    ``multipart/x-mixed-replace; boundary=...``. ``timeout`` bounds the connect and every
-    socket read. After a failed read the client stays failed (the stream position is lost):
-    open a new one. Not thread-safe: one reader at a time.
+    ``multipart/x-mixed-replace; boundary=...``. ``timeout`` bounds the whole answer (connect,
+    status line and headers) and each whole frame, not single socket reads: a server that
+    trickles a byte now and then still times out. After a failed read the client stays failed
+    (the stream position is lost): open a new one. Not thread-safe: one reader at a time.
     """
 
     def __init__(self, url: str, timeout: float = 5.0, max_part: int = MAX_PART_BYTES) -> None:
@@ -443,9 +444,50 @@ class MjpegClient:
             self._conn = http.client.HTTPConnection(parts.hostname, port, timeout=timeout)
         self._buf = bytearray()
         self._failure: SourceError | None = None  # set once a read failed: the stream position is lost
+        self._deadline = 0.0  # monotonic time by which the frame being read must be complete
+        # http.client reads the answer's head line by line with a per-read timeout only: a watchdog
+        # shuts the socket when the whole head has not arrived within ``timeout``.
+        self._opening, self._timed_out = True, False
+        watchdog = threading.Timer(timeout, self._abort_open)
+        watchdog.daemon = True
+        watchdog.start()
         try:
             self._conn.request("GET", path, headers=headers)
             self._resp = self._conn.getresponse()
+        except Exception as e:
+            if self._timed_out:
+                self.close()
+                raise SourceError(f"cannot open stream {self.shown}: no complete answer within {timeout:g} s; check "
+                                  "the URL and that the camera/server is running") from None
+            self._open_failed(e, timeout)
+        finally:
+            self._opening = False
+            watchdog.cancel()
+        if self._timed_out:
+            self.close()
+            raise SourceError(f"cannot open stream {self.shown}: no complete answer within {timeout:g} s")
+        self._check_answer()
+
+    def _abort_open(self) -> None:
+        """Watchdog: the answer's head took longer than ``timeout``; unblock the reading thread."""
+        if not self._opening:
+            return
+        self._timed_out = True
+        sock = self._conn.sock
+        if sock is None:  # still connecting (bounded by the socket timeout): look again shortly
+            retry = threading.Timer(0.05, self._abort_open)
+            retry.daemon = True
+            retry.start()
+            return
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def _open_failed(self, e: BaseException, timeout: float) -> None:
+        """Turn a failed request into the error that says what happened (always raises)."""
+        try:
+            raise e
         except ssl.SSLCertVerificationError as e:
             self.close()
             raise NotMjpegError(f"stream {self.shown}: TLS certificate not trusted ({e.verify_message})",
@@ -463,6 +505,9 @@ class MjpegClient:
             self.close()
             raise SourceError(f"cannot open stream {self.shown}: {_why(e)}; check the URL and that the "
                               "camera/server is running") from None
+
+    def _check_answer(self) -> None:
+        """NotMjpegError unless the answer is a ``200`` multipart stream with a usable boundary."""
         status, reason = self._resp.status, self._resp.reason
         ctype = self._resp.headers.get_content_type()  # lower case; text/plain when absent
         boundary = self._resp.headers.get_param("boundary")
@@ -491,12 +536,13 @@ class MjpegClient:
         """The next part's body (JPEG bytes, not checked); :class:`SourceError` when the stream fails."""
         if self._failure is not None:
             raise type(self._failure)(str(self._failure))
+        self._deadline = time.monotonic() + self.timeout  # for the whole frame, however it trickles
         try:
             return self._next_part()
         except SourceError as e:
             failure = e
         except TimeoutError:
-            failure = SourceError(f"no data from stream {self.shown} within {self.timeout:g} s")
+            failure = SourceError(f"no data from stream {self.shown} within {self.timeout:g} s that completes a frame")
         except (OSError, ValueError, http.client.HTTPException) as e:
             failure = SourceError(f"stream {self.shown} broke off: {_why(e)}")
         self._failure = failure
@@ -533,6 +579,12 @@ class MjpegClient:
         return self._read_to_boundary()
 
     def _fill(self) -> None:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError
+        sock = self._conn.sock
+        if sock is not None:
+            sock.settimeout(min(left, self.timeout))  # this read ends by the frame's deadline
         data = self._resp.read1(READ_CHUNK)  # what the socket has, up to one chunk (de-chunks too)
         if not data:
             raise SourceError(f"stream {self.shown} ended (the server closed the connection)")
@@ -585,12 +637,14 @@ class MjpegClient:
             data = bytes(buf[:n])
             del buf[:n]
             return data
-        head = bytes(buf)
-        buf.clear()
-        rest = self._resp.read(n - len(head))  # blocks until all of it arrived or the stream ended
-        if len(rest) < n - len(head):
-            raise SourceError(f"stream {self.shown} ended in the middle of a frame")
-        return head + rest
+        try:
+            while len(buf) < n:  # chunk by chunk, each read bounded by the frame's deadline
+                self._fill()
+        except SourceError:
+            raise SourceError(f"stream {self.shown} ended in the middle of a frame") from None
+        data = bytes(buf[:n])
+        del buf[:n]
+        return data
 
     def _read_to_boundary(self) -> bytes:
         """The body of a part without Content-Length: everything up to the next boundary line."""

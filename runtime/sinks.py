@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -27,7 +28,7 @@ import cv2
 import numpy as np
 
 from .errors import SourceError, UsageError
-from .fileio import atomic_path
+from .fileio import LOW_SPACE, atomic_path, disk_full, free_bytes, is_disk_full
 from .mjpeg import MjpegServer, parse_address
 from .sources import IMAGE_SUFFIXES, Frame
 from .visualize import describe_array
@@ -41,6 +42,7 @@ FOURCCS = {".mp4": ("mp4v", "avc1"), ".m4v": ("mp4v",), ".mov": ("mp4v", "avc1")
 # mp4v/XVID refuse frames 1 pixel wide or tall, and OpenCV 5's MJPG writer corrupts the heap and kills
 # the process on 4x4 and 4x5 frames (measured); no camera makes frames this small, so refuse below 8.
 MIN_VIDEO_SIDE = 8
+SPACE_CHECK_EVERY = 8  # frames between free-space checks while a video is written
 DEFAULT_FPS = 25.0  # for video made from images, which have no rate of their own
 DEFAULT_PACED_FPS = 30.0  # paced recordings of live sources that state no rate (MJPEG over HTTP): a camera's usual
 MAX_PACED_GAP_S = 10.0  # a paced recording fills at most this long a stall; past it, the video jumps
@@ -153,6 +155,7 @@ class VideoSink(Sink):
         self.fourcc = ""
         self._writer: cv2.VideoWriter | None = None
         self._landing: contextlib.ExitStack | None = None  # holds atomic_path() open from first frame to close()
+        self._tmp: Path | None = None  # the hidden file being written
         self._size: tuple[int, int] | None = None  # (W, H)
         self._resized: np.ndarray | None = None
         self._closed = False
@@ -169,6 +172,8 @@ class VideoSink(Sink):
         # atomic_path gives the hidden temp file and, when closed, the usual mode and the rename.
         landing = contextlib.ExitStack()
         tmp = landing.enter_context(atomic_path(self.path, suffix))
+        self._tmp = tmp
+        self._check_space(landing)
         for code in FOURCCS[suffix]:
             writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*code), self.fps, (w, h))
             if writer.isOpened():
@@ -196,6 +201,29 @@ class VideoSink(Sink):
         for _ in range(copies):
             self._writer.write(image)  # type: ignore[union-attr]
         self.frames += copies
+        if self.frames % SPACE_CHECK_EVERY < copies:
+            self._check_space()
+
+    def _check_space(self, landing: contextlib.ExitStack | None = None) -> None:
+        """VideoWriter ignores write errors: stop with "disk full" while the file is still whole
+        rather than encode into a full disk (the earlier file under ``path`` is kept)."""
+        if free_bytes(self.path.parent) < LOW_SPACE:
+            self._discard(landing)
+            raise disk_full(self.path)
+
+    def _discard(self, landing: contextlib.ExitStack | None = None) -> None:
+        """Drop the temporary file: nothing is renamed onto ``path``."""
+        self._closed = True
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+        with contextlib.suppress(OSError):
+            if self._tmp is not None:
+                self._tmp.unlink(missing_ok=True)
+        for stack in (landing, self._landing):
+            if stack is not None:
+                stack.close()  # the temp file is gone: atomic_path publishes nothing
+        self._landing = None
 
     def _copies(self, timestamp: float) -> int:
         """How many video frames a frame captured at ``timestamp`` fills (0: its slot is taken)."""
@@ -220,8 +248,28 @@ class VideoSink(Sink):
             return  # nothing was written: leave no file at all
         self._writer.release()  # writes the index (moov atom): the file is playable from here on
         self._writer = None
+        written = self._frames_in_file()
+        if written is not None and written < self.frames:  # a short write OpenCV did not report
+            low = free_bytes(self.path.parent) < LOW_SPACE
+            self._discard()
+            if low:
+                raise disk_full(self.path)
+            raise SourceError(f"video {self.path} came out incomplete ({written} of {self.frames} frames); "
+                              "nothing was replaced")
         if self._landing is not None:
             self._landing.close()  # renames the temp file onto path
+
+    def _frames_in_file(self) -> int | None:
+        """Frames the finished temporary file holds by its own index (0 if it does not open; None
+        when the container does not say)."""
+        cap = cv2.VideoCapture(str(self._tmp))
+        try:
+            if not cap.isOpened():
+                return 0
+            n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+            return n if n > 0 else None
+        finally:
+            cap.release()
 
     def describe(self) -> dict:
         d = {"sink": "video", "path": str(self.path), "frames": self.frames, "fourcc": self.fourcc, "fps": self.fps}
@@ -230,6 +278,7 @@ class VideoSink(Sink):
         return d
 
 
+_NUMBERED = re.compile(r"^\d{6,}\.\w+$")  # the names ImageFolderSink numbers frames with
 GREY_ONLY_SUFFIXES = (".pgm", ".pbm")  # formats OpenCV writes only in grey
 
 
@@ -237,8 +286,10 @@ class ImageFolderSink(Sink):
     """Numbered images (``000000.jpg``…) or, for image inputs, the input's file names."""
 
     def __init__(self, folder: str | os.PathLike, ext: str = ".jpg", keep_names: bool = True,
-                 quality: int = 95) -> None:
+                 quality: int = 95, exist_ok: bool = False) -> None:
         self.folder = Path(folder)
+        self.exist_ok = exist_ok  # numbered frames may replace an earlier run's
+        self._numbered_checked = False
         if self.folder.exists() and not self.folder.is_dir():
             raise UsageError(f"image output {self.folder} exists and is not a folder")
         try:
@@ -265,8 +316,21 @@ class ImageFolderSink(Sink):
             name = self.output_name(frame.name)
         else:
             name = f"{frame.index if frame is not None and frame.index >= 0 else self.frames:06d}{self.ext}"
+            if not self._numbered_checked:
+                self._refuse_earlier_frames()
         write_image(self.folder / name, image, self.quality)
         self.frames += 1
+
+    def _refuse_earlier_frames(self) -> None:
+        """Numbered frames (000000.jpg, ...) would silently replace an earlier run's: refuse unless
+        ``exist_ok`` (checked once, before the first numbered frame is written)."""
+        self._numbered_checked = True
+        if self.exist_ok:
+            return
+        earlier = sorted(p.name for p in self.folder.iterdir() if _NUMBERED.match(p.name))
+        if earlier:
+            raise UsageError(f"image output folder {self.folder} already holds numbered frames ({earlier[0]}, ...) "
+                             "from an earlier run; save into a new or empty folder")
 
     def describe(self) -> dict:
         return {"sink": "images", "path": str(self.folder), "frames": self.frames}
@@ -309,6 +373,8 @@ def write_image(path: Path, image: np.ndarray, quality: int = 95) -> None:
         os.replace(tmp, path)
     except OSError as e:
         tmp.unlink(missing_ok=True)
+        if is_disk_full(e):
+            raise disk_full(path) from None
         raise SourceError(f"cannot write {path}: {e.strerror or e}") from None
 
 

@@ -241,6 +241,7 @@ class _VideoFileSource(Source):
         if size is None and h > 0 and w > 0:
             self.size = (h, w)
         self._pos = 0  # frames consumed (decoded or skipped) in the current pass
+        self.truncated: tuple[int, int] | None = None  # (frames read, frames declared) of a short clip
 
     def _read(self, timeout: float | None) -> Frame:
         bad = 0
@@ -260,16 +261,29 @@ class _VideoFileSource(Source):
             if self.frame_count is not None and self._pos + bad < self.frame_count - 1 and bad < MAX_BAD_READS:
                 bad += 1
                 continue
+            self._warn_if_short(bad)
             if self.loop and self._pos > 0:
                 self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
                 self._pos, bad = 0, 0
                 continue
             return Frame(FrameStatus.EOS, index=self._index, message=f"end of {self.path.name}")
 
+    def _warn_if_short(self, bad: int) -> None:
+        """A clip that ends well before the frame count its container declares is truncated or
+        damaged: say so once (the run still uses what could be read)."""
+        declared, got = self.frame_count, self._pos + bad
+        if declared is None or self.truncated is not None or got >= declared * SHORT_CLIP_FRACTION or \
+                declared - got < 2:
+            return
+        self.truncated = (self._pos, declared)
+        log.warning("%s ended after %d of the %d frames its header declares: the file is truncated or damaged",
+                    self.path.name, self._pos, declared)
+
     def _close(self) -> None:
         self._cap.release()
 
 
+SHORT_CLIP_FRACTION = 0.98  # fewer frames than this share of the declared count: warn (counts can be estimates)
 MAX_NAMED_UNREADABLE = 100  # a folder of broken files is reported by its first hundred names
 
 
@@ -673,6 +687,9 @@ class _SyntheticSource(Source):
         return self._finish(img, t0)
 
 
+MAX_SYNTHETIC_PIXELS = 4096 * 4096  # scenes are drawn per frame in numpy: 4K fits, 16K would take minutes
+
+
 def _parse_synthetic(uri: str, parts, loop: bool, size: tuple[int, int] | None, timeout: float) -> Source:
     q = {k.lower(): v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
     known = {"size", "fps", "frames", "seed", "realtime"}
@@ -681,6 +698,9 @@ def _parse_synthetic(uri: str, parts, loop: bool, size: tuple[int, int] | None, 
         raise UsageError(f"unknown synthetic:// option {unknown[0]!r}; use {', '.join(sorted(known))} "
                          "(e.g. synthetic://?size=360x480&fps=30&frames=300&realtime=1)")
     clip_size = parse_hw(q.get("size", "360x480"), "synthetic:// size")
+    if clip_size[0] * clip_size[1] > MAX_SYNTHETIC_PIXELS:
+        raise UsageError(f"synthetic:// size {clip_size[0]}x{clip_size[1]} is over the limit of "
+                         f"{MAX_SYNTHETIC_PIXELS:,} pixels (e.g. 4096x4096)")
     try:
         fps = float(q.get("fps", 30))
         frames = int(q["frames"]) if q.get("frames") else 300

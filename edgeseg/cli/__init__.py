@@ -154,13 +154,13 @@ def missing_extra(e: BaseException, command: str | None = None) -> str | None:
 
 
 def _check_outputs(args: argparse.Namespace) -> None:
-    """Refuse an unwritable --json or --out before the work, not after it."""
-    from edgeseg.runtime.fileio import check_writable
+    """Refuse, before the work, a number outside its limits (:mod:`edgeseg.cli.limits`) and an output
+    that cannot be written or would replace an input or another output (:mod:`edgeseg.cli.outputs`)."""
+    from edgeseg.cli.limits import check_limits
+    from edgeseg.cli.outputs import check_outputs
 
-    if getattr(args, "json", None):
-        check_writable(args.json, "--json")
-    if getattr(args, "out", None):
-        check_writable(args.out, "--out", folder_ok=True)
+    check_limits(args)  # numbers first: a bad --threads fails before any path is probed
+    check_outputs(args)
 
 
 @contextlib.contextmanager

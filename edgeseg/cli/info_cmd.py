@@ -113,9 +113,11 @@ def _print(d: dict[str, Any]) -> None:
         ("torch", ("installed" if env["torch_installed"] else "not installed (only .pt checkpoints need it)")
          + ("" if env["torch_cuda"] is None else f", CUDA {'available' if env['torch_cuda'] else 'not available'}")),
     ]
+    from edgeseg.runtime.metadata import printable
+
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
-        print(f"{k:<{width}}  {v}")
+        print(f"{k:<{width}}  {printable(v)}")  # names come from the file: no terminal escapes
 
 
 def run(args: argparse.Namespace) -> int:

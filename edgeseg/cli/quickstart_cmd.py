@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
                       scale=(0.75, 1.5) if args.data is None else (0.5, 2.0), epochs=10_000, batch=8,
                       lr=3e-3, warmup_steps=20, time_budget_min=args.minutes, val_every=5,
                       device=args.device, workers=1)
-    result = train(cfg, progress=True)
+    result = train(cfg, progress=True, exist_ok=True)  # the quickstart folder is rebuilt each run
     ckpt = result.best_path
 
     _step(2, "export FP32 and INT8 ONNX, each checked against PyTorch on validation images")

@@ -74,7 +74,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", default="", metavar="CKPT",
                    help="start from this checkpoint's weights with a fresh schedule (fine-tuning); "
                         "layers whose shape differs, e.g. a head for other classes, start fresh")
-    p.add_argument("--resume", default=None, metavar="LAST_PT", help="continue an interrupted run from last.pt")
+    p.add_argument("--resume", default=None, metavar="LAST_PT",
+                   help="continue an interrupted run from last.pt with its saved recipe (honours only --out, --data, "
+                        "--epochs, --device, --workers, --threads, --no-cache, --val-every, --val-images)")
+    p.add_argument("--exist-ok", action="store_true",
+                   help="let a fresh run replace the run already in --out (refused otherwise)")
     p.add_argument("--json", default=None, metavar="PATH", help="write the result summary as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -98,6 +102,29 @@ def config_from_args(args: argparse.Namespace):
         val_max_images=args.val_images, init_weights=args.weights)
 
 
+# flag dest -> TrainConfig field a resumed run takes from the command line (see trainer.RESUME_FIELDS)
+RESUME_OPTIONS = {"out": "out", "data": "data", "device": "device", "workers": "workers", "threads": "threads",
+                  "no_cache": "cache", "val_every": "val_every", "val_images": "val_max_images"}
+NOT_RECIPE = {"resume", "epochs", "json", "quiet", "verbose", "command", "exist_ok"}
+
+
+def _resume_fields(args: argparse.Namespace) -> tuple[str, ...]:
+    """The config fields a resume takes from the command line; UsageError listing every given
+    option it cannot honour (they would change the saved recipe)."""
+    from edgeseg.runtime.errors import UsageError
+
+    parser = argparse.ArgumentParser(add_help=False)
+    add_arguments(parser)
+    defaults = vars(parser.parse_args([]))
+    given = {k for k, v in vars(args).items() if k in defaults and v != defaults[k] and k not in NOT_RECIPE}
+    refused = sorted(given - set(RESUME_OPTIONS))
+    if refused:
+        flags = ", ".join("--" + k.replace("_", "-") for k in refused)
+        raise UsageError(f"--resume continues the saved run's recipe and cannot apply {flags}; drop them, or start "
+                         f"a fresh run from its weights with --weights {args.resume} --out NEWDIR")
+    return ("out", *(RESUME_OPTIONS[k] for k in sorted(given & set(RESUME_OPTIONS)) if k != "out"))
+
+
 def run(args: argparse.Namespace) -> int:
     from edgeseg.models import list_models
     from edgeseg.runtime.errors import unknown_name
@@ -109,7 +136,9 @@ def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     if cfg.model not in list_models():
         raise unknown_name("model", cfg.model, list_models())
-    result = train(cfg, resume=args.resume, progress=not args.quiet, resume_epochs=args.epochs)
+    fields = _resume_fields(args) if args.resume else ()
+    result = train(cfg, resume=args.resume, progress=not args.quiet, resume_epochs=args.epochs,
+                   resume_fields=fields, exist_ok=args.exist_ok)
     best = result.best_metrics
     summary = {
         "model": cfg.model, "data": cfg.data, "epochs": result.epochs, "steps": result.steps,

@@ -25,7 +25,8 @@ import cv2
 import numpy as np
 
 from edgeseg.runtime.errors import DatasetError
-from edgeseg.runtime.jpeg import JPEG_SUFFIXES, read_image_file
+from edgeseg.runtime.image_size import image_size
+from edgeseg.runtime.jpeg import JPEG_SUFFIXES, MAX_IMAGE_PIXELS, read_image_file
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 SPLITS = ("train", "val", "test")
@@ -41,6 +42,11 @@ log = logging.getLogger("edgeseg.data")
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Decode an image file as RGB uint8 (H, W, 3); raises DatasetError naming the file."""
     path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            _check_pixels(f.read(65536), path, "image")
+    except OSError:
+        pass  # reported below as unreadable
     # JPEGs through libjpeg-turbo straight to RGB where installed: faster than OpenCV (docs/runtime.md#decoding)
     img = read_image_file(path, rgb=True)  # (H, W, 3) uint8 RGB
     if img is None:
@@ -60,6 +66,7 @@ def read_label(path: str | os.PathLike, keep_colour: bool = False) -> np.ndarray
     data = _read_bytes(path)
     lab = None
     if data is not None:
+        _check_pixels(data, path, "label")
         indexed = _png_with_index_palette(data)
         if indexed is None:
             lab = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
@@ -87,6 +94,15 @@ def read_label(path: str | os.PathLike, keep_colour: bool = False) -> np.ndarray
         else:
             lab = cv2.cvtColor(lab, cv2.COLOR_BGR2RGB)  # (H, W, 3) uint8 RGB colour mask
     return lab
+
+
+def _check_pixels(data: Any, path: Path, what: str) -> None:
+    """DatasetError when the file's header declares more pixels than any real image has (a
+    decompression bomb: a small PNG can inflate to gigabytes); checked before decoding."""
+    size = image_size(memoryview(data).cast("B"))
+    if size is not None and size[0] * size[1] > MAX_IMAGE_PIXELS:
+        raise DatasetError(f"{what} {path} declares {size[1]}x{size[0]} pixels (WxH), more than the limit of "
+                           f"{MAX_IMAGE_PIXELS:,}; it is corrupt or hostile: replace or remove it")
 
 
 def is_lossy_label(path: Any) -> bool:

@@ -44,9 +44,16 @@ def parse_synthetic_uri(uri: str) -> dict[str, Any]:
     for key in ("val", "test"):
         opts.setdefault(key, max(1, opts["n"] // 4))
     for key in ("n", "val", "test"):
-        if opts[key] < 1:
-            raise UsageError(f"{key}={opts[key]} in {uri!r} must be at least 1")
+        if not 1 <= opts[key] <= MAX_SCENES:
+            raise UsageError(f"{key}={opts[key]} in {uri!r} must be from 1 to {MAX_SCENES:,}")
+    h, w = opts["size"]
+    if h * w > MAX_SCENE_PIXELS:
+        raise UsageError(f"size {h}x{w} in {uri!r} is over the limit of {MAX_SCENE_PIXELS:,} pixels (e.g. 2048x2048)")
     return opts
+
+
+MAX_SCENES = 1_000_000  # per split: the dataset lists every scene up front
+MAX_SCENE_PIXELS = 2048 * 2048  # as for training crops
 
 
 class SyntheticDataset(SegDataset):

@@ -39,3 +39,10 @@ def create_model(name: str, num_classes: int, **kwargs: Any):
         return _REGISTRY[name](num_classes=int(num_classes), **kwargs)
     except TypeError as e:
         raise UsageError(f"model {name!r} does not accept these arguments: {e}") from None
+    except ValueError as e:  # a value the model refuses (width=-1)
+        raise UsageError(f"model {name!r}: {e}") from None
+    except (MemoryError, RuntimeError) as e:  # absurd sizes (width=1e9) fail while allocating weights
+        if not isinstance(e, MemoryError) and "allocat" not in str(e):
+            raise
+        args = ", ".join(f"{k}={v!r}" for k, v in kwargs.items()) or "its defaults"
+        raise UsageError(f"model {name!r} with {args} does not fit in memory; use smaller model arguments") from None

@@ -119,6 +119,27 @@ def save_checkpoint(ckpt: Checkpoint, path: str | os.PathLike, with_resume_state
     return Path(path)
 
 
+MAX_CHECKPOINT_BYTES = 8 << 30  # all tensors unpacked: far above any model edgeseg trains
+MAX_INFLATION = 10  # torch.save stores tensors uncompressed; deflated entries this much larger are a bomb
+
+
+def _check_zip_sizes(path: Path) -> None:
+    """Refuse, before torch.load, an archive whose entries declare more bytes than a checkpoint can
+    have, or compressed entries that inflate far beyond the file (a zip bomb)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            entries = z.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as e:
+        raise CheckpointError(f"{path} is not a readable torch checkpoint ({e})") from None
+    total = sum(e.file_size for e in entries)
+    packed = [e for e in entries if e.compress_type != zipfile.ZIP_STORED]
+    inflated = sum(e.file_size for e in packed)
+    if total > MAX_CHECKPOINT_BYTES or inflated > MAX_INFLATION * max(path.stat().st_size, 1 << 20):
+        raise CheckpointError(f"{path} declares {total:,} bytes of contents ({inflated:,} of them compressed) in a "
+                              f"{path.stat().st_size:,}-byte file; a torch checkpoint stores its tensors uncompressed "
+                              f"and at most {MAX_CHECKPOINT_BYTES:,} bytes: refused as corrupt or hostile")
+
+
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     """Load an edgeseg checkpoint with ``weights_only=True``; any other file is refused clearly."""
     path = Path(path)
@@ -130,6 +151,7 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     if not zipfile.is_zipfile(path):
         raise CheckpointError(f"{path} is not a readable torch checkpoint (not the zip archive torch.save writes); "
                               "train one with 'edgeseg train'")
+    _check_zip_sizes(path)
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:

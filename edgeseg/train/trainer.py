@@ -205,25 +205,56 @@ def _portable_root(root: Any) -> str:
 
 
 def _append_metrics(path: Path, row: dict[str, Any]) -> None:
+    from edgeseg.runtime.fileio import disk_full, is_disk_full
+
     new = not path.exists()
-    with open(path, "a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=METRICS_FIELDS)
-        if new:
-            w.writeheader()
-        w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    try:
+        with open(path, "a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=METRICS_FIELDS)
+            if new:
+                w.writeheader()
+            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    except OSError as e:
+        if is_disk_full(e):
+            raise disk_full(path) from e
+        raise
+
+
+RUN_FILES = ("best.pt", "last.pt", "metrics.csv")
+# What a resumed run may take from the command line: where it runs and how far it goes, never
+# the recipe (model, data transforms, optimizer, schedule), which is the saved run's.
+RESUME_FIELDS = ("out", "data", "device", "workers", "threads", "cache", "val_every", "val_max_images")
+
+
+def check_fresh_out(out: str | os.PathLike, exist_ok: bool = False) -> None:
+    """UsageError when a fresh run would replace an earlier run's checkpoints in ``out``."""
+    found = [name for name in RUN_FILES if (Path(out) / name).exists()]
+    if found and not exist_ok:
+        raise UsageError(f"--out {out} already holds a run ({', '.join(found)}); continue it with --resume "
+                         f"{Path(out) / 'last.pt'}, choose another --out, or pass --exist-ok to replace it")
 
 
 def train(cfg: TrainConfig, resume: str | os.PathLike | None = None, progress: bool = True, *,
-          resume_epochs: int | None = None) -> TrainResult:
+          resume_epochs: int | None = None, resume_fields: tuple[str, ...] = ("out",),
+          exist_ok: bool = False) -> TrainResult:
     """Train ``cfg.model`` on ``cfg.data``; writes best.pt, last.pt and metrics.csv into ``cfg.out``.
 
-    ``resume`` continues from a last.pt (model, optimizer, step, elapsed time, best metrics) where
-    it stopped, even mid-epoch, with the data order and augmentation an uninterrupted run would
-    have had; the configuration saved in that checkpoint is used, with only ``out`` taken from
-    ``cfg`` and the epoch count from ``resume_epochs`` when given (to extend a finished run).
+    A fresh run refuses an ``out`` that holds an earlier run unless ``exist_ok`` (then it starts
+    that folder's metrics.csv anew). ``resume`` continues from a last.pt (model, optimizer, step,
+    elapsed time, best metrics) where it stopped, even mid-epoch, with the data order and
+    augmentation an uninterrupted run would have had; the configuration saved in that checkpoint
+    is used, with the ``resume_fields`` (a subset of :data:`RESUME_FIELDS`) taken from ``cfg``
+    and the epoch count from ``resume_epochs`` when given (to extend a finished run).
     """
     start_ckpt: Checkpoint | None = None
-    if resume:
+    if not resume:
+        check_fresh_out(cfg.out, exist_ok)
+        if exist_ok and (Path(cfg.out) / "metrics.csv").exists():
+            (Path(cfg.out) / "metrics.csv").unlink()  # a replaced run's rows would mix with the new ones
+    else:
+        bad = set(resume_fields) - set(RESUME_FIELDS)
+        if bad:
+            raise UsageError(f"a resumed run cannot change {', '.join(sorted(bad))}")
         start_ckpt = load_checkpoint(resume)
         if "optimizer" not in start_ckpt.resume_state:
             raise CheckpointError(f"{resume} has no optimizer state (it is a best.pt); resume from last.pt")
@@ -231,7 +262,10 @@ def train(cfg: TrainConfig, resume: str | os.PathLike | None = None, progress: b
         data, root = saved.data, start_ckpt.dataset.get("root")
         if "://" not in data and not Path(data).exists() and root and Path(root).exists():
             data = root  # saved relative to another working directory (older checkpoints)
-        cfg = replace(saved, out=cfg.out, data=data, epochs=resume_epochs or saved.epochs)
+        kept = {f: getattr(cfg, f) for f in resume_fields}
+        if "data" not in resume_fields:
+            kept["data"] = data
+        cfg = replace(saved, **kept, epochs=resume_epochs or saved.epochs)
     if "://" not in cfg.data and Path(cfg.data).exists():
         cfg = replace(cfg, data=_portable_root(cfg.data))  # last.pt then resumes from any directory
 
