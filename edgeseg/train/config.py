@@ -54,6 +54,9 @@ class TrainConfig:
     val_max_images: int = 0  # >0: validate on the first N images only (fast feedback)
     threads: int = 0  # torch intra-op threads; 0 = all cores
     init_weights: str = ""  # checkpoint to start from (fine-tuning); tensors whose shape differs start fresh
+    # >"": train on the other sequences of train_split + val_split and validate on this one (honest CV)
+    holdout_sequence: str = ""
+    sequences: tuple[str, ...] = ()  # file-name prefixes that name the sequences; () = CamVid's, ("auto",)
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -91,7 +94,7 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        for k in ("imgsz", "scale", "mean", "std"):
+        for k in ("imgsz", "scale", "mean", "std", "sequences"):
             d[k] = list(d[k])
         return d
 
@@ -99,7 +102,7 @@ class TrainConfig:
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         known = {f.name for f in fields(cls)}
         kw = {k: v for k, v in d.items() if k in known}
-        for k in ("imgsz", "scale", "mean", "std"):
+        for k in ("imgsz", "scale", "mean", "std", "sequences"):
             if k in kw:
                 kw[k] = tuple(kw[k])
         return cls(**kw)
