@@ -63,6 +63,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="train on the hardest FRACTION of pixels (0 = off)")
     p.add_argument("--no-flip", action="store_true")
     p.add_argument("--no-photometric", action="store_true")
+    p.add_argument("--augment", default="", metavar="A,B,..",
+                   help="robustness augmentations: exposure, gamma, lowlight, noise, blur, shadow, horizon, or all")
     p.add_argument("--time-budget", type=finite_float, default=0.0, metavar="MIN",
                    help="fit the LR schedule to this many minutes and stop on time")
     p.add_argument("--out", default=None,
@@ -87,6 +89,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace):
     from pathlib import Path
 
+    from edgeseg.data.robust_transforms import parse_augment
     from edgeseg.runtime.sizes import parse_hw
     from edgeseg.train.config import TrainConfig
 
@@ -101,7 +104,8 @@ def config_from_args(args: argparse.Namespace):
         amp=not args.no_amp, workers=args.workers, threads=args.threads, cache=not args.no_cache,
         seed=args.seed, max_steps=args.max_steps, time_budget_min=args.time_budget, val_every=args.val_every,
         val_max_images=args.val_images, init_weights=args.weights, holdout_sequence=args.holdout_sequence,
-        sequences=tuple(s for s in args.sequences.split(",") if s.strip()))
+        sequences=tuple(s for s in args.sequences.split(",") if s.strip()),
+        augment=parse_augment(args.augment))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -261,7 +261,7 @@ def _train(cfg: TrainConfig, start: Checkpoint | None, dist_info: DistInfo, show
     from edgeseg.data import train_transform
 
     transform = train_transform(crop=cfg.imgsz, scale=cfg.scale, flip=cfg.flip, photometric=cfg.photometric,
-                                ignore_index=train_ds.ignore_index)
+                                ignore_index=train_ds.ignore_index, augment=cfg.augment)
     view = _TrainView(train_ds, transform, seed)
     if len(view) < cfg.batch * dist_info.world_size:
         raise UsageError(f"{cfg.data} ({cfg.train_split}) has {len(view)} images, fewer than one batch of "
