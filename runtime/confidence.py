@@ -67,6 +67,24 @@ def softmax_top2(logits: np.ndarray, scale: float | None = None) -> tuple[np.nda
     return p1, shifted * p1  # p2 = exp(l2 - l1) * p1
 
 
+def softmax(logits: np.ndarray, scale: float | None = None) -> np.ndarray:
+    """(C, h, w) logits -> (C, h, w) float32 class probabilities (a new array)."""
+    _check(logits)
+    top = None
+    for plane in _planes(logits, scale):
+        top = plane.copy() if top is None else cv2.max(top, plane, dst=top)  # (h, w) running maximum
+    probs = np.empty(logits.shape, np.float32)  # (C, h, w)
+    total = np.zeros_like(top)
+    for k, plane in enumerate(_planes(logits, scale)):
+        cv2.subtract(plane, top, dst=probs[k])
+        cv2.exp(probs[k], dst=probs[k])
+        cv2.add(total, probs[k], dst=total)
+    cv2.divide(1.0, total, dst=total)
+    for k in range(len(probs)):
+        cv2.multiply(probs[k], total, dst=probs[k])
+    return probs
+
+
 def confidence_map(logits: np.ndarray, kind: str = "max_softmax", scale: float | None = None) -> np.ndarray:
     """(C, h, w) logits -> (h, w) float32 confidence in [0, 1] (see the module docstring)."""
     if kind not in KINDS:
