@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import cv2
@@ -193,3 +194,23 @@ class FilteredSegmenter:
 
     def __exit__(self, *exc: object) -> None:
         self.segmenter.close()
+
+
+def measure_flicker(segmenter: Any, frames: Iterable[np.ndarray], temporal_filter: TemporalFilter | None = None,
+                    compensate: bool = True) -> dict[str, Any]:
+    """Run ``segmenter`` over ``frames`` (BGR, in order) and measure flicker, plain and (when
+    ``compensate``) motion-compensated, of its class maps or of ``temporal_filter``'s."""
+    plain = FlickerMeter()
+    moved = FlickerMeter(compensate=True) if compensate else None
+    n = 0
+    for frame in frames:
+        res = segmenter(frame)
+        class_map = temporal_filter.update(res) if temporal_filter is not None else res.class_map
+        plain.update(class_map)
+        if moved is not None:
+            moved.update(class_map, frame)
+        n += 1
+    out: dict[str, Any] = {"frames": n, "flicker": plain.summary()}
+    if moved is not None:
+        out["flicker_compensated"] = moved.summary()
+    return out

@@ -118,3 +118,18 @@ def test_predict_temporal_filter_option(tiny_onnx, tmp_path, capsys):
     assert main(["predict", str(tiny_onnx), "--source", src, "--temporal-filter", "0.5", "--workers", "2",
                  "--save", str(tmp_path / "out2.mp4")]) != 0
     assert "--workers 1" in capsys.readouterr().err
+
+
+def test_val_flicker_reports_plain_and_compensated(tiny_onnx, tmp_path, capsys):
+    import json
+
+    from edgeseg.cli import main
+
+    out = tmp_path / "f.json"
+    assert main(["val", str(tiny_onnx), "--flicker", "synthetic://?frames=4&size=48x64", "--threads", "1",
+                 "--json", str(out)]) == 0
+    assert "motion-compensated" in capsys.readouterr().out
+    report = json.loads(out.read_text())
+    assert report["frames"] == 4 and report["flicker"]["pairs"] == 3
+    assert 0.0 <= report["flicker_compensated"]["mean"] <= 1.0
+    assert main(["val", str(tiny_onnx), "--flicker", "synthetic://?frames=1&size=48x64"]) != 0
