@@ -23,7 +23,8 @@ import numpy as np
 
 from . import zoo
 from .backends.base import Backend
-from .confidence import LOW_CONFIDENCE, FrameConfidence, confidence_map, frame_confidence
+from .confidence import KINDS as CONFIDENCE_KINDS
+from .confidence import LOW_CONFIDENCE, FrameConfidence, frame_confidence, softmax_top2
 from .errors import BackendUnavailableError, ModelFormatError, UsageError, unknown_name
 from .metadata import LAYOUT_UINT8, OUTPUT_CLASS_MAP, ModelMeta, class_ids
 from .preprocess import Postprocessor, Preprocessor, check_fit, check_frame, content_box, resize_nearest
@@ -66,11 +67,13 @@ class Result:
             if self._logits is None:
                 raise UsageError("this model outputs class ids (exported with --fuse-argmax), so it has no "
                                  "confidence; use an export without --fuse-argmax")
-            conf = confidence_map(self._logits, kind, self._scale)  # (h, w) float32
+            if kind not in CONFIDENCE_KINDS:
+                raise unknown_name("confidence kind", kind, CONFIDENCE_KINDS)
+            p1, p2 = softmax_top2(self._logits, self._scale)  # (h, w) float32 each: both kinds in one pass
             if self._box is not None:
                 top, left, ch, cw = self._box
-                conf = conf[top:top + ch, left:left + cw]
-            self._conf[kind] = conf
+                p1, p2 = p1[top:top + ch, left:left + cw], p2[top:top + ch, left:left + cw]
+            self._conf["max_softmax"], self._conf["margin"] = p1, p1 - p2
         return self._conf[kind]
 
     def confidence_map(self, kind: str = "max_softmax") -> np.ndarray:

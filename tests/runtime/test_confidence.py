@@ -63,6 +63,8 @@ def test_result_confidence_is_lazy_and_matches_the_model(tiny_model):
     assert score.mean == pytest.approx(float(expected.mean()), abs=1e-4)
     assert score.low_share == pytest.approx(float((expected < 0.6).mean()), abs=1e-3)
     assert res.confidence_map("margin").max() <= 1.0
+    with pytest.raises(UsageError, match="margin"):
+        res.confidence_map("margins")
     assert later.frame_confidence().mean != pytest.approx(score.mean)
 
 
