@@ -80,8 +80,9 @@ def summarise(folds: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def markdown(report: dict[str, Any]) -> str:
+    extra = " ".join(report["extra_args"]) or "none"
     lines = [f"Leave-one-sequence-out CV: `{report['model']}`, {report['minutes']} min per fold, "
-             f"data {report['data']}", "",
+             f"data {report['data']}, extra train arguments: {extra}", "",
              "| held-out sequence | frames | final mIoU | epochs |", "|---|---|---|---|"]
     for f in report["folds"]:
         shown = "-" if f["final_miou"] is None else f"{f['final_miou']:.2f}"

@@ -17,16 +17,8 @@ from edgeseg.data.sequences import (
 from edgeseg.runtime.errors import DatasetError, UsageError
 from tests.testkit import data_trees as dt
 
-TRAIN = ["0001TP_006690", "0001TP_006720", "0006R0_f01230", "0016E5_00390", "0016E5_00420"]
-VAL = ["0016E5_07959", "Seq05VD_f00000"]
-
-
-def camvid_tree(root, train=TRAIN, val=VAL):
-    for split, names in (("train", train), ("val", val)):
-        for i, name in enumerate(names):
-            dt.write(root / split / f"{name}.png", dt.image(i))
-            dt.write(root / f"{split}annot" / f"{name}.png", dt.label([i % 11, 11]))
-    return root
+camvid_tree = dt.camvid_sequence_tree
+TRAIN = dt.CAMVID_TRAIN_NAMES
 
 
 def test_sequence_of_camvid_names_and_longest_prefix_wins():
