@@ -3,7 +3,7 @@
     python benchmarks/temporal_stability.py --video highway.mp4 --synthetic-frames 60 --json temporal.json
 
 For each clip the model (default: the bundled INT8 CamVid model) runs once per frame and every
-filter setting (``--alphas``; "off" = the plain class maps) sees the same results, so the
+filter setting (``--alphas``; "off" = the plain class maps, ``logit:0.5`` = averaging logits) sees the same results, so the
 settings differ only by the filter. Per setting: flicker (share of pixels changing class between
 consecutive frames), plain and motion-compensated; the filter's milliseconds per frame (median);
 agreement with the unfiltered maps; and, on the procedural clip (exact labels), mIoU. Clips: a
@@ -31,9 +31,9 @@ from edgeseg.runtime.temporal import FlickerMeter, TemporalFilter
 class Setting:
     """One filter setting's meters over a clip."""
 
-    def __init__(self, alpha: float | None, num_classes: int) -> None:
-        self.alpha = alpha
-        self.filter = TemporalFilter(alpha) if alpha is not None else None
+    def __init__(self, alpha: float | None, num_classes: int, space: str = "probability") -> None:
+        self.alpha, self.space = alpha, space
+        self.filter = TemporalFilter(alpha, space=space) if alpha is not None else None
         self.plain, self.moved = FlickerMeter(), FlickerMeter(compensate=True)
         self.ms: list[float] = []
         self.agree: list[float] = []
@@ -54,7 +54,8 @@ class Setting:
 
     def summary(self) -> dict[str, Any]:
         p, m = self.plain.summary(), self.moved.summary()
-        return {"filter": "off" if self.alpha is None else f"alpha={self.alpha}",
+        name = "off" if self.alpha is None else f"alpha={self.alpha}" + (" (logit)" if self.space == "logit" else "")
+        return {"filter": name,
                 "flicker_mean": round(100 * p["mean"], 3), "flicker_p90": round(100 * p["p90"], 3),
                 "flicker_compensated_mean": round(100 * m["mean"], 3),
                 "filter_ms_median": round(statistics.median(self.ms), 2) if self.ms else 0.0,
@@ -83,8 +84,17 @@ def synthetic_frames(n: int, size: tuple[int, int], seed: int) -> Iterator[tuple
         yield gen.clip_frame(i)  # (H, W, 3) uint8 BGR, (H, W) uint8 exact labels
 
 
-def run_clip(seg: Segmenter, frames: Iterator, alphas: list[float | None]) -> list[dict[str, Any]]:
-    settings = [Setting(a, len(seg.classes)) for a in alphas]
+def parse_setting(text: str) -> tuple[float | None, str]:
+    """'off', '0.5' (probability space) or 'logit:0.5' -> (alpha or None, space)."""
+    text = text.strip()
+    if text == "off":
+        return None, "probability"
+    space, _, value = text.rpartition(":")
+    return float(value), space or "probability"
+
+
+def run_clip(seg: Segmenter, frames: Iterator, alphas: list[tuple[float | None, str]]) -> list[dict[str, Any]]:
+    settings = [Setting(a, len(seg.classes), space) for a, space in alphas]
     for frame, label in frames:
         res = seg(frame)
         for s in settings:
@@ -99,11 +109,12 @@ def main() -> int:
     p.add_argument("--frames", type=int, default=0, help="video frames (0 = all)")
     p.add_argument("--synthetic-frames", type=int, default=60, help="procedural clip length (0 = skip)")
     p.add_argument("--synthetic-size", default="360x480")
-    p.add_argument("--alphas", default="off,0.7,0.5,0.3", help="filter settings: 'off' or the newest frame's weight")
+    p.add_argument("--alphas", default="off,0.7,0.5,0.3,logit:0.5",
+                   help="filter settings: 'off', the newest frame's weight, or logit:WEIGHT (averaging logits)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", default=None, metavar="PATH")
     args = p.parse_args()
-    alphas = [None if a.strip() == "off" else float(a) for a in args.alphas.split(",")]
+    alphas = [parse_setting(a) for a in args.alphas.split(",")]
     report: dict[str, Any] = {"model": args.model, "threads": args.threads, "clips": {}}
     with Segmenter(args.model, threads=args.threads) as seg:
         if args.video and Path(args.video).is_file():

@@ -111,19 +111,28 @@ class FlickerMeter:
 
 
 class TemporalFilter:
-    """Exponential average of per-class probabilities over frames, reset on scene cuts.
+    """Exponential average of per-class scores over frames, reset on scene cuts.
 
     ``alpha``: weight of the newest frame (1 = no smoothing). ``cut_threshold``: mean absolute
-    grey-level change of a 32x18 thumbnail above which a frame starts a new scene. Feed it
-    results in frame order: ``class_map = filt.update(result)``.
+    grey-level change of a 32x18 thumbnail above which a frame starts a new scene. ``space``:
+    ``"probability"`` averages softmax probabilities; ``"logit"`` averages the raw logits, which
+    for the class map is averaging log-probabilities (the per-pixel softmax normaliser is the same
+    for every class, so it never changes the argmax) and skips the softmax: cheaper, and a very
+    sure frame weighs more. Feed it results in frame order: ``class_map = filt.update(result)``.
     """
 
-    def __init__(self, alpha: float = 0.5, cut_threshold: float = 40.0) -> None:
+    SPACES = ("probability", "logit")
+
+    def __init__(self, alpha: float = 0.5, cut_threshold: float = 40.0, space: str = "probability") -> None:
         if not 0.0 < alpha <= 1.0:
             raise UsageError(f"temporal filter alpha {alpha} must be in (0, 1] (1 = no smoothing)")
         if not cut_threshold > 0:
             raise UsageError(f"scene-cut threshold {cut_threshold} must be > 0 grey levels")
-        self.alpha, self.cut_threshold = float(alpha), float(cut_threshold)
+        if space not in self.SPACES:
+            from .errors import unknown_name
+
+            raise unknown_name("temporal filter space", space, self.SPACES)
+        self.alpha, self.cut_threshold, self.space = float(alpha), float(cut_threshold), space
         self.cuts = 0  # scene cuts seen (resets after the first frame)
         self.last_ms = 0.0
         self._state: np.ndarray | None = None  # (C, h, w) float32 smoothed probabilities
@@ -147,19 +156,22 @@ class TemporalFilter:
         if logits is None:
             raise UsageError("the temporal filter needs the model's logits; this model outputs class ids "
                              "(exported with --fuse-argmax), so re-export it without --fuse-argmax")
-        probs = softmax(logits, result._scale)  # (C, h, w) float32
+        if self.space == "probability":
+            scores = softmax(logits, result._scale)  # (C, h, w) float32
+        else:  # uint8 logits: q alone ranks like (q - zero) * scale, as scale > 0
+            scores = logits if logits.dtype == np.float32 else logits.astype(np.float32)  # (C, h, w)
         if result._box is not None:
             top, left, ch, cw = result._box
-            probs = probs[:, top:top + ch, left:left + cw]
+            scores = scores[:, top:top + ch, left:left + cw]
         if self._is_cut(result.frame) and self._state is not None:
             self.cuts += 1
             self._state = None
-        if self._state is None or self._state.shape != probs.shape:
-            self._state = np.ascontiguousarray(probs)
+        if self._state is None or self._state.shape != scores.shape:
+            self._state = np.array(scores, np.float32, order="C", copy=True)  # never the result's own logits
         else:
-            cv2.addWeighted(probs.reshape(probs.shape[0], -1), self.alpha,
-                            self._state.reshape(probs.shape[0], -1), 1.0 - self.alpha, 0.0,
-                            dst=self._state.reshape(probs.shape[0], -1))
+            cv2.addWeighted(scores.reshape(scores.shape[0], -1), self.alpha,
+                            self._state.reshape(scores.shape[0], -1), 1.0 - self.alpha, 0.0,
+                            dst=self._state.reshape(scores.shape[0], -1))
         lowres = self._post.argmax(self._state)  # (h, w) uint8
         out = resize_nearest(lowres, result.class_map.shape)  # (H, W) uint8
         self.last_ms = (time.perf_counter() - t) * 1e3

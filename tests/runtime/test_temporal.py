@@ -78,6 +78,24 @@ def test_filter_holds_a_class_through_a_one_frame_blip_and_resets_on_a_cut():
     assert (unfiltered.update(FakeResult(blip, frame)) == 1).all()
     with pytest.raises(UsageError):
         TemporalFilter(alpha=0)
+    with pytest.raises(UsageError, match="logit"):
+        TemporalFilter(space="logits")
+
+
+@pytest.mark.parametrize("space", TemporalFilter.SPACES)
+def test_filter_spaces_smooth_without_touching_the_results(space):
+    frame = np.full((4, 4, 3), 100, np.uint8)
+    a = np.zeros((2, 4, 4), np.float32)
+    a[0] = 2.0
+    blip = np.zeros_like(a)
+    blip[1] = 1.0
+    first = FakeResult(a.copy(), frame)
+    filt = TemporalFilter(alpha=0.4, space=space)
+    filt.update(first)
+    assert (filt.update(FakeResult(blip, frame)) == 0).all()
+    np.testing.assert_array_equal(first._logits, a)  # the filter's state is its own copy
+    q = FakeResult(np.array([[[200]], [[10]]], np.uint8), frame[:1, :1])  # quantized logits
+    assert TemporalFilter(space=space).update(q)[0, 0] == 0
 
 
 def test_filtered_segmenter_runs_in_the_pipeline_in_order(tiny_model, tmp_path):
