@@ -65,8 +65,8 @@ class Result:
         """(h, w) float32 confidence at model resolution, the letterbox border cut off (cached)."""
         if kind not in self._conf:
             if self._logits is None:
-                raise UsageError("this model outputs class ids (exported with --fuse-argmax), so it has no "
-                                 "confidence; use an export without --fuse-argmax")
+                raise UsageError("this result has no logits, so no confidence: the model outputs class ids "
+                                 "(use an export without --fuse-argmax), or the Segmenter's keep_logits is False")
             if kind not in CONFIDENCE_KINDS:
                 raise unknown_name("confidence kind", kind, CONFIDENCE_KINDS)
             p1, p2 = softmax_top2(self._logits, self._scale)  # (h, w) float32 each: both kinds in one pass
@@ -202,6 +202,10 @@ class Segmenter:
             (mean-colour border, cropped off again in the class map).
     """
 
+    #: results keep a reference to their logits (model resolution) for :attr:`Result.confidence`;
+    #: set False when holding many results, to hold only their class maps.
+    keep_logits: bool = True
+
     def __init__(self, model: str | Path, backend: str = "auto", device: str = "cpu", *,
                  threads: int | None = None, imgsz: str | int | tuple[int, int] | None = None,
                  classes: Sequence[str] | None = None, palette: Sequence[Sequence[int]] | None = None,
@@ -316,7 +320,7 @@ class Segmenter:
             lowres = lowres[top:top + ch, left:left + cw]  # the picture without its border
         class_map = resize_nearest(lowres, frame.shape[:2])  # (H, W) uint8
         logits = None
-        if self.meta.output_kind != OUTPUT_CLASS_MAP:  # kept for Result.confidence, computed only if asked
+        if self.keep_logits and self.meta.output_kind != OUTPUT_CLASS_MAP:  # for Result.confidence, if asked
             logits = out[index] if self.backend.fresh_outputs else out[index].copy()  # (C, h, w)
         post_ms = (time.perf_counter() - t) * 1e3
         timings = {"preprocess_ms": preprocess_ms, "infer_ms": infer_ms, "postprocess_ms": post_ms}

@@ -154,8 +154,8 @@ class TemporalFilter:
         t = time.perf_counter()
         logits = getattr(result, "_logits", None)
         if logits is None:
-            raise UsageError("the temporal filter needs the model's logits; this model outputs class ids "
-                             "(exported with --fuse-argmax), so re-export it without --fuse-argmax")
+            raise UsageError("the temporal filter needs the model's logits: use an export without --fuse-argmax, "
+                             "and leave the Segmenter's keep_logits True")
         if self.space == "probability":
             scores = softmax(logits, result._scale)  # (C, h, w) float32
         else:  # uint8 logits: q alone ranks like (q - zero) * scale, as scale > 0

@@ -84,6 +84,15 @@ def test_class_map_models_say_they_have_no_confidence(make_tiny_onnx):
         _ = res.confidence
 
 
+def test_segmenter_can_drop_the_logits(tiny_model):
+    with Segmenter(tiny_model.path) as seg:
+        seg.keep_logits = False  # a caller holding many results keeps only their class maps
+        res = seg(np.zeros((48, 64, 3), np.uint8))
+    assert res._logits is None
+    with pytest.raises(UsageError, match="keep_logits"):
+        res.frame_confidence()
+
+
 def test_bundled_int8_model_gives_sane_confidence():
     with Segmenter("camvid-unet-lite.int8", threads=1) as seg:
         assert seg.meta.output_quant is not None
