@@ -85,6 +85,7 @@ def run_flicker(args: argparse.Namespace) -> int:
     from itertools import islice
 
     from edgeseg.runtime import Segmenter
+    from edgeseg.runtime.errors import UsageError
     from edgeseg.runtime.fileio import write_json
     from edgeseg.runtime.sources import open_source
     from edgeseg.runtime.temporal import measure_flicker
@@ -92,15 +93,11 @@ def run_flicker(args: argparse.Namespace) -> int:
     with Segmenter(args.model, backend=args.backend, device=args.device, threads=args.threads) as seg, \
             open_source(args.flicker, reconnect=False) as source:
         if source.is_live:
-            from edgeseg.runtime.errors import UsageError
-
             raise UsageError(f"--flicker {args.flicker!r} is a live source; give a file, folder or synthetic:// clip")
         frames = (f.image for f in source)
         result = measure_flicker(seg, islice(frames, args.max_images or None))
     plain, moved = result["flicker"], result["flicker_compensated"]
     if not plain["pairs"]:
-        from edgeseg.runtime.errors import UsageError
-
         raise UsageError(f"--flicker {args.flicker}: fewer than 2 frames, so there is nothing to compare")
     print(f"{args.model} on {args.flicker} ({result['frames']} frames): share of pixels changing class per frame")
     print(f"{'':<22}{'mean':>8}{'median':>8}{'p90':>8}")
