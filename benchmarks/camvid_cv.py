@@ -8,7 +8,8 @@ Each fold trains ``edgeseg train --holdout-sequence SEQ`` in its own process for
 it ends with on sequence SEQ. Only that final validation runs (unless the pass-through arguments
 set ``--val-every``): picking the best epoch on the held-out sequence would tune on it. Arguments
 after ``--`` go to ``edgeseg train`` unchanged. Writes ``cv.json`` and ``cv.md`` (per-fold and
-mean mIoU, per-class IoU) into ``--out``.
+mean mIoU, per-class IoU) into ``--out``. Rerunning the same command reuses the folds that
+finished and resumes an interrupted one from its ``last.pt`` (``--fresh`` retrains all).
 
 SegNet's CamVid copy (train 367, val 101) holds three sequences, 0001TP, 0006R0 and 0016E5;
 Seq05VD frames are in its test split, so they form a fold only where train/ or val/ has them.
@@ -51,13 +52,22 @@ def final_miou(run_dir: Path) -> float | None:
 
 
 def run_fold(args: argparse.Namespace, seq: str, extra: list[str]) -> dict[str, Any]:
+    """Train and score one fold; a fold finished earlier is reused, an interrupted one resumed."""
     out = Path(args.out) / f"fold-{seq}"
     cmd = fold_command(args, seq, out, extra)
-    print(f"fold {seq}: {' '.join(cmd[1:])}", flush=True)
     t0 = time.perf_counter()
-    done = subprocess.run(cmd, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"error: fold {seq} failed (exit {done.returncode}); see the output above")
+    if (out / "summary.json").is_file() and not args.fresh:
+        print(f"fold {seq}: done earlier, reusing {out / 'summary.json'} (--fresh retrains)", flush=True)
+    else:
+        run = cmd
+        if (out / "last.pt").is_file() and not args.fresh:  # interrupted: carry on with its saved config
+            run = [*cmd[:4], "--resume", str(out / "last.pt"), "--out", str(out),
+                   "--json", str(out / "summary.json"), "--quiet"]
+        print(f"fold {seq}: {' '.join(run[1:])}", flush=True)
+        done = subprocess.run(run, check=False)
+        if done.returncode != 0:
+            raise SystemExit(f"error: fold {seq} failed (exit {done.returncode}); see the output above; "
+                             "rerun to resume it")
     summary = json.loads((out / "summary.json").read_text())
     best = summary["best_metrics"]
     return {"sequence": seq, "final_miou": final_miou(out), "best_miou": best.get("miou"),
@@ -113,6 +123,8 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=0, help="torch threads per fold (0 = all cores)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/cv", help="folder for the fold runs, cv.json and cv.md")
+    p.add_argument("--fresh", action="store_true",
+                   help="retrain every fold (default: reuse finished folds, resume interrupted ones from last.pt)")
     args = p.parse_args(argv)
     if not args.minutes > 0:
         p.error("--minutes must be > 0")

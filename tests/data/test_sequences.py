@@ -76,17 +76,3 @@ def test_unknown_file_in_the_folder_fails_before_training(tmp_path):
     with pytest.raises(DatasetError, match="frame_0001.png starts with none of the known sequences"):
         load_holdout(root, "0001TP")
 
-
-def test_training_with_a_held_out_sequence_validates_on_it(tmp_path):
-    from edgeseg.cli import main
-
-    root = camvid_tree(tmp_path / "cv")
-    out = tmp_path / "run"
-    code = main(["train", "--data", str(root), "--holdout-sequence", "0006R0", "--model", "unet_lite",
-                 "--imgsz", "12x16", "--scale", "1-1", "--epochs", "1", "--batch", "2", "--workers", "0",
-                 "--threads", "1", "--out", str(out), "--json", str(out / "s.json"), "--quiet"])
-    assert code == 0
-    import json
-
-    best = json.loads((out / "s.json").read_text())["best_metrics"]
-    assert best["split"] == "0006R0"
