@@ -118,3 +118,19 @@ def frame_confidence(conf: np.ndarray, threshold: float = LOW_CONFIDENCE, kind: 
     return FrameConfidence(mean=float(conf.mean()) if conf.size else 0.0,
                            low_share=float(np.count_nonzero(conf < threshold)) / n,
                            threshold=float(threshold), kind=kind)
+
+
+def shade_uncertain(image: np.ndarray, conf: np.ndarray, threshold: float = LOW_CONFIDENCE,
+                    strength: float = 0.6) -> np.ndarray:
+    """A copy of ``image`` (H, W, 3) uint8 with the pixels whose ``conf`` (H, W) is below
+    ``threshold`` washed towards dark grey by ``strength``: where not to trust the mask."""
+    if image.shape[:2] != conf.shape:
+        raise UsageError(f"image {image.shape[:2]} and confidence {conf.shape} differ in size")
+    if not 0.0 <= strength <= 1.0:
+        raise UsageError(f"shading strength {strength} must be in [0, 1]")
+    out = image.copy()
+    low = conf < threshold  # (H, W) bool
+    if low.any():
+        grey = np.full_like(out[low], 64)  # (n, 3) uint8 dark grey
+        out[low] = cv2.addWeighted(out[low], 1.0 - strength, grey, strength, 0.0)
+    return out

@@ -24,7 +24,7 @@ import numpy as np
 from . import zoo
 from .backends.base import Backend
 from .confidence import KINDS as CONFIDENCE_KINDS
-from .confidence import LOW_CONFIDENCE, FrameConfidence, frame_confidence, softmax_top2
+from .confidence import LOW_CONFIDENCE, FrameConfidence, frame_confidence, shade_uncertain, softmax_top2
 from .errors import BackendUnavailableError, ModelFormatError, UsageError, unknown_name
 from .metadata import LAYOUT_UINT8, OUTPUT_CLASS_MAP, ModelMeta, class_ids
 from .preprocess import Postprocessor, Preprocessor, check_fit, check_frame, content_box, resize_nearest
@@ -89,6 +89,12 @@ class Result:
     def confidence(self) -> np.ndarray:
         """(H, W) float32 max-softmax confidence at frame size (see :meth:`confidence_map`)."""
         return self.confidence_map("max_softmax")
+
+    def shade_uncertain(self, image: np.ndarray | None = None, threshold: float = LOW_CONFIDENCE,
+                        kind: str = "max_softmax") -> np.ndarray:
+        """``image`` (default: :meth:`overlay`) with the pixels below ``threshold`` greyed out."""
+        base = self.overlay() if image is None else image
+        return shade_uncertain(base, self.confidence_map(kind), threshold)
 
     def frame_confidence(self, threshold: float = LOW_CONFIDENCE, kind: str = "max_softmax") -> FrameConfidence:
         """Mean confidence and share of pixels below ``threshold``, at model resolution (cheaper,

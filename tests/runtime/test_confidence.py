@@ -99,3 +99,20 @@ def test_bundled_int8_model_gives_sane_confidence():
         res = seg(np.full((360, 480, 3), 128, np.uint8))
     conf = res.confidence
     assert conf.shape == (360, 480) and 1 / 11 - 1e-6 <= conf.min() and conf.max() <= 1.0 + 1e-6
+
+
+def test_shade_uncertain_greys_out_only_low_confidence_pixels(tiny_model):
+    from edgeseg.runtime.confidence import shade_uncertain
+
+    image = np.full((2, 2, 3), 200, np.uint8)
+    conf = np.array([[0.2, 0.9], [0.9, 0.9]], np.float32)
+    out = shade_uncertain(image, conf, threshold=0.5, strength=0.5)
+    assert (out[0, 0] == 132).all() and (out[1:] == 200).all() and (out[0, 1] == 200).all()
+    assert (image == 200).all()  # the input is left alone
+    with pytest.raises(UsageError):
+        shade_uncertain(image, conf[:1])
+    frame = np.random.default_rng(4).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    with Segmenter(tiny_model.path) as seg:
+        res = seg(frame)
+    shaded = res.shade_uncertain(threshold=1.01)  # every pixel is below: all shaded
+    assert shaded.shape == frame.shape and (shaded != res.overlay()).any()

@@ -151,3 +151,13 @@ def test_val_flicker_reports_plain_and_compensated(tiny_onnx, tmp_path, capsys):
     assert report["frames"] == 4 and report["flicker"]["pairs"] == 3
     assert 0.0 <= report["flicker_compensated"]["mean"] <= 1.0
     assert main(["val", str(tiny_onnx), "--flicker", "synthetic://?frames=1&size=48x64"]) != 0
+
+
+def test_temporal_and_confidence_modules_do_not_need_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['torch'] = None; "
+            "import edgeseg.runtime.temporal, edgeseg.runtime.confidence, edgeseg.cli.val_cmd; print('ok')")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
