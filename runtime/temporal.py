@@ -197,7 +197,9 @@ class FilteredSegmenter:
         return res
 
     def __getattr__(self, name: str) -> Any:
-        if name in self._STAGES:  # the pipeline then runs frames one by one, in order, through __call__
+        # The pipeline then runs frames one by one, in order, through __call__. "segmenter" and
+        # "filter" are only missing before __init__ (e.g. copy/pickle): no recursion then.
+        if name in self._STAGES or name in ("segmenter", "filter"):
             raise AttributeError(name)
         return getattr(self.segmenter, name)
 
