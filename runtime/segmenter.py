@@ -18,10 +18,13 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from . import zoo
 from .backends.base import Backend
+from .confidence import KINDS as CONFIDENCE_KINDS
+from .confidence import LOW_CONFIDENCE, FrameConfidence, frame_confidence, shade_uncertain, softmax_top2
 from .errors import BackendUnavailableError, ModelFormatError, UsageError, unknown_name
 from .metadata import LAYOUT_UINT8, OUTPUT_CLASS_MAP, ModelMeta, class_ids
 from .preprocess import Postprocessor, Preprocessor, check_fit, check_frame, content_box, resize_nearest
@@ -37,12 +40,19 @@ SUFFIX_BACKEND = {".onnx": "onnxruntime", ".xml": "openvino", ".engine": "tensor
 
 
 class Result:
-    """One segmented frame. ``class_map`` is owned by the result (later calls never overwrite it)."""
+    """One segmented frame. ``class_map`` is owned by the result (later calls never overwrite it).
 
-    __slots__ = ("frame", "class_map", "timings", "classes", "palette", "_lut", "_color")
+    Confidence (:attr:`confidence`, :meth:`confidence_map`, :meth:`frame_confidence`) is computed
+    from the model's logits on first use only; models that output class ids have none.
+    """
+
+    __slots__ = ("frame", "class_map", "timings", "classes", "palette", "_lut", "_color", "_logits",
+                 "_scale", "_box", "_conf")
 
     def __init__(self, frame: np.ndarray, class_map: np.ndarray, timings: dict[str, float],
-                 classes: tuple[str, ...], palette: tuple[tuple[int, int, int], ...], lut: np.ndarray) -> None:
+                 classes: tuple[str, ...], palette: tuple[tuple[int, int, int], ...], lut: np.ndarray,
+                 logits: np.ndarray | None = None, logit_scale: float | None = None,
+                 box: tuple[int, int, int, int] | None = None) -> None:
         self.frame = frame  # (H, W, 3) uint8 BGR, the input as given (not copied)
         self.class_map = class_map  # (H, W) uint8 class ids
         self.timings = timings  # preprocess_ms, infer_ms, postprocess_ms and their sum, total_ms
@@ -50,6 +60,50 @@ class Result:
         self.palette = palette  # RGB
         self._lut = lut
         self._color: np.ndarray | None = None
+        self._logits = logits  # (C, h, w) float32 or uint8 (quantized, times _scale) at model resolution
+        self._scale = logit_scale
+        self._box = box  # (top, left, h, w) of the picture in the model input (letterbox), else None
+        self._conf: dict[str, np.ndarray] = {}
+
+    def _lowres_confidence(self, kind: str) -> np.ndarray:
+        """(h, w) float32 confidence at model resolution, the letterbox border cut off (cached)."""
+        if kind not in self._conf:
+            if self._logits is None:
+                raise UsageError("this result has no logits, so no confidence: the model outputs class ids "
+                                 "(use an export without --fuse-argmax), or the Segmenter's keep_logits is False")
+            if kind not in CONFIDENCE_KINDS:
+                raise unknown_name("confidence kind", kind, CONFIDENCE_KINDS)
+            p1, p2 = softmax_top2(self._logits, self._scale)  # (h, w) float32 each: both kinds in one pass
+            if self._box is not None:
+                top, left, ch, cw = self._box
+                p1, p2 = p1[top:top + ch, left:left + cw], p2[top:top + ch, left:left + cw]
+            self._conf["max_softmax"], self._conf["margin"] = p1, p1 - p2
+        return self._conf[kind]
+
+    def confidence_map(self, kind: str = "max_softmax") -> np.ndarray:
+        """(H, W) float32 per-pixel confidence in [0, 1] at frame size: ``"max_softmax"`` (the
+        winning class's probability) or ``"margin"`` (its lead over the runner-up)."""
+        conf = self._lowres_confidence(kind)
+        h, w = self.class_map.shape
+        if conf.shape == (h, w):
+            return conf
+        return cv2.resize(conf, (w, h), interpolation=cv2.INTER_LINEAR)  # (H, W) float32
+
+    @property
+    def confidence(self) -> np.ndarray:
+        """(H, W) float32 max-softmax confidence at frame size (see :meth:`confidence_map`)."""
+        return self.confidence_map("max_softmax")
+
+    def shade_uncertain(self, image: np.ndarray | None = None, threshold: float = LOW_CONFIDENCE,
+                        kind: str = "max_softmax") -> np.ndarray:
+        """``image`` (default: :meth:`overlay`) with the pixels below ``threshold`` greyed out."""
+        base = self.overlay() if image is None else image
+        return shade_uncertain(base, self.confidence_map(kind), threshold)
+
+    def frame_confidence(self, threshold: float = LOW_CONFIDENCE, kind: str = "max_softmax") -> FrameConfidence:
+        """Mean confidence and share of pixels below ``threshold``, at model resolution (cheaper,
+        and the same statistics for a stretched frame)."""
+        return frame_confidence(self._lowres_confidence(kind), threshold, kind)
 
     def colorize(self) -> np.ndarray:
         """(H, W, 3) uint8 BGR colour mask (computed once, then cached)."""
@@ -167,6 +221,10 @@ class Segmenter:
             (mean-colour border, cropped off again in the class map).
     """
 
+    #: results keep a reference to their logits (model resolution) for :attr:`Result.confidence`;
+    #: set False when holding many results, to hold only their class maps.
+    keep_logits: bool = True
+
     def __init__(self, model: str | Path, backend: str = "auto", device: str = "cpu", *,
                  threads: int | None = None, imgsz: str | int | tuple[int, int] | None = None,
                  classes: Sequence[str] | None = None, palette: Sequence[Sequence[int]] | None = None,
@@ -274,14 +332,21 @@ class Segmenter:
         """Raw output item ``index`` -> :class:`Result` at the frame's size (argmax, resize)."""
         t = time.perf_counter()
         lowres = self._lowres_map(out, index)  # (h, w) uint8 at the model's resolution
+        box = None
         if self.fit != "stretch":
-            top, left, ch, cw = content_box(frame.shape[:2], lowres.shape, self.fit)
+            box = content_box(frame.shape[:2], lowres.shape, self.fit)
+            top, left, ch, cw = box
             lowres = lowres[top:top + ch, left:left + cw]  # the picture without its border
         class_map = resize_nearest(lowres, frame.shape[:2])  # (H, W) uint8
+        logits = None
+        if self.keep_logits and self.meta.output_kind != OUTPUT_CLASS_MAP:  # for Result.confidence, if asked
+            logits = out[index] if self.backend.fresh_outputs else out[index].copy()  # (C, h, w)
         post_ms = (time.perf_counter() - t) * 1e3
         timings = {"preprocess_ms": preprocess_ms, "infer_ms": infer_ms, "postprocess_ms": post_ms,
                    "total_ms": preprocess_ms + infer_ms + post_ms}
-        return Result(frame, class_map, timings, self.meta.classes, self.meta.palette, self._lut)
+        scale = self.meta.output_quant[0] if self.meta.output_quant else None
+        return Result(frame, class_map, timings, self.meta.classes, self.meta.palette, self._lut,
+                      logits=logits, logit_scale=scale, box=box)
 
     def _lowres_map(self, out: np.ndarray, i: int) -> np.ndarray:
         """Model output for batch item ``i`` -> (h, w) uint8 class ids at model resolution."""

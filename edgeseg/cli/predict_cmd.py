@@ -61,6 +61,9 @@ def add_model_arguments(parser: argparse.ArgumentParser, workers_default: int | 
     parser.add_argument("--workers", type=workers_value, default=workers_default,
                         help=f"{WORKERS_HELP} (default {workers_default})")
     parser.add_argument("--alpha", type=finite_float, default=0.5, help="mask opacity for --visualize overlay (0-1)")
+    parser.add_argument("--temporal-filter", type=finite_float, default=None, metavar="ALPHA",
+                        help="smooth class scores over frames (weight of the newest frame, e.g. 0.5; "
+                             "resets on scene cuts; runs frames one at a time)")
     parser.add_argument("--json", metavar="OUT", default=None, help="write the run's statistics to this JSON file")
 
 
@@ -339,6 +342,11 @@ def load_segmenter(args: argparse.Namespace, frames: int | None = None):
     if args.threads is not None and args.threads < 1:
         raise UsageError(f"--threads {args.threads} must be at least 1")
     asked_threads = args.threads
+    smooth = getattr(args, "temporal_filter", None)
+    if smooth is not None:  # the filter needs frames in order: one inference at a time
+        if args.workers not in ("auto", 1):
+            raise UsageError(f"--temporal-filter needs frames in order; use --workers 1, not {args.workers}")
+        args.workers = 1
     auto = args.workers == "auto"
     if auto:
         args.workers, args.threads = plan_workers("auto", args.threads, backend_kind(args.model, args.backend),
@@ -357,6 +365,10 @@ def load_segmenter(args: argparse.Namespace, frames: int | None = None):
         seg = load()
     try:
         check_workers(args.workers, seg, label="--workers")  # refused before any output file is created
+        if smooth is not None:
+            from edgeseg.runtime.temporal import FilteredSegmenter, TemporalFilter
+
+            return FilteredSegmenter(seg, TemporalFilter(alpha=smooth))
     except UsageError:
         seg.close()
         raise

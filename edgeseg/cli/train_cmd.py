@@ -44,6 +44,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default="synthetic://",
                    help="dataset folder (CamVid, Cityscapes, images/+masks/) or synthetic://?n=200&size=240x320")
     p.add_argument("--layout", default="auto", help="dataset layout: auto, camvid, cityscapes, folder, synthetic")
+    p.add_argument("--holdout-sequence", default="", metavar="SEQ",
+                   help="train on the other sequences of train+val and validate on sequence SEQ "
+                        "(file-name prefix, e.g. 0016E5): leave-one-sequence-out validation")
+    p.add_argument("--sequences", default="", metavar="A,B,..",
+                   help="file-name prefixes that name the sequences (default: CamVid's; 'auto': up to the first '_')")
     p.add_argument("--imgsz", default="360x480", help="training crop HxW (validation runs at native size)")
     p.add_argument("--scale", default="0.5-2.0", help="random rescale range before cropping")
     p.add_argument("--epochs", type=int, default=None,
@@ -58,6 +63,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="train on the hardest FRACTION of pixels (0 = off)")
     p.add_argument("--no-flip", action="store_true")
     p.add_argument("--no-photometric", action="store_true")
+    p.add_argument("--augment", default="", metavar="A,B,..",
+                   help="robustness augmentations: exposure, gamma, lowlight, noise, blur, shadow, horizon, or all")
     p.add_argument("--time-budget", type=finite_float, default=0.0, metavar="MIN",
                    help="fit the LR schedule to this many minutes and stop on time")
     p.add_argument("--out", default=None,
@@ -86,6 +93,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace):
     from pathlib import Path
 
+    from edgeseg.data.robust_transforms import parse_augment
     from edgeseg.runtime.sizes import parse_hw
     from edgeseg.train.config import TrainConfig
 
@@ -99,7 +107,9 @@ def config_from_args(args: argparse.Namespace):
         class_weight_cap=args.class_weight_cap, ohem_fraction=args.ohem, device=args.device,
         amp=not args.no_amp, workers=args.workers, threads=args.threads, cache=not args.no_cache,
         seed=args.seed, max_steps=args.max_steps, time_budget_min=args.time_budget, val_every=args.val_every,
-        val_max_images=args.val_images, init_weights=args.weights)
+        val_max_images=args.val_images, init_weights=args.weights, holdout_sequence=args.holdout_sequence,
+        sequences=tuple(s for s in args.sequences.split(",") if s.strip()),
+        augment=parse_augment(args.augment))
 
 
 # flag dest -> TrainConfig field a resumed run takes from the command line (see trainer.RESUME_FIELDS)

@@ -21,6 +21,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="inference size of an exported model with a dynamic input size, e.g. 360x480 "
                         "(a checkpoint is scored at each image's own size)")
     p.add_argument("--max-images", type=int, default=0, help="score the first N images only (0 = all)")
+    p.add_argument("--flicker", default=None, metavar="SOURCE",
+                   help="instead of mIoU: temporal flicker (share of pixels changing class between frames, "
+                        "plain and motion-compensated) over a video, folder or synthetic:// clip")
     p.add_argument("--json", default=None, metavar="PATH", help="write the metrics as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -35,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--threads {args.threads} must be at least 1")
     if args.max_images < 0:
         raise UsageError(f"--max-images {args.max_images} must be at least 0 (0 = all images)")
+    if args.flicker:
+        return run_flicker(args)
     model_path = Path(args.model)
     is_checkpoint = model_path.suffix == ".pt"
     data = args.data
@@ -79,4 +84,32 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         write_json(args.json, {"model": str(args.model), "data": str(data), "split": args.split,
                                "backend": backend, **metrics.to_dict()})
+    return 0
+
+
+def run_flicker(args: argparse.Namespace) -> int:
+    """``--flicker SOURCE``: flicker of the model's class maps over a clip (first --max-images frames)."""
+    from itertools import islice
+
+    from edgeseg.runtime import Segmenter
+    from edgeseg.runtime.errors import UsageError
+    from edgeseg.runtime.fileio import write_json
+    from edgeseg.runtime.sources import open_source
+    from edgeseg.runtime.temporal import measure_flicker
+
+    with Segmenter(args.model, backend=args.backend, device=args.device, threads=args.threads) as seg, \
+            open_source(args.flicker, reconnect=False) as source:
+        if source.is_live:
+            raise UsageError(f"--flicker {args.flicker!r} is a live source; give a file, folder or synthetic:// clip")
+        frames = (f.image for f in source)
+        result = measure_flicker(seg, islice(frames, args.max_images or None))
+    plain, moved = result["flicker"], result["flicker_compensated"]
+    if not plain["pairs"]:
+        raise UsageError(f"--flicker {args.flicker}: fewer than 2 frames, so there is nothing to compare")
+    print(f"{args.model} on {args.flicker} ({result['frames']} frames): share of pixels changing class per frame")
+    print(f"{'':<22}{'mean':>8}{'median':>8}{'p90':>8}")
+    for name, s in (("plain", plain), ("motion-compensated", moved)):
+        print(f"{name:<22}" + "".join(f"{100 * s[k]:7.2f}%" for k in ("mean", "median", "p90")))
+    if args.json:
+        write_json(args.json, {"model": str(args.model), "source": str(args.flicker), **result})
     return 0

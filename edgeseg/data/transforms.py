@@ -193,17 +193,27 @@ class Identity(Transform):
 def train_transform(crop: tuple[int, int] | str | int | None = (360, 480),
                     scale: tuple[float, float] | None = (0.5, 2.0), flip: bool = True,
                     photometric: bool = True, ignore_index: int = 255,
-                    fill: tuple[int, int, int] = (0, 0, 0), seed: int | None = None) -> Compose:
-    """The standard training pipeline: scale -> crop -> flip -> photometric (each optional)."""
+                    fill: tuple[int, int, int] = (0, 0, 0), seed: int | None = None,
+                    augment: Sequence[str] = ()) -> Compose:
+    """The standard training pipeline: scale -> crop -> flip -> photometric (each optional).
+
+    ``augment`` adds robustness augmentations by name (see ``robust_transforms.ROBUST``):
+    horizon shift after the scale, the photometric ones after the jitter.
+    """
+    from .robust_transforms import robust_transforms
+
+    extra_geometric, extra_photometric = robust_transforms(augment, ignore_index=ignore_index, fill=fill)
     steps: list[Transform] = []
     if scale is not None and tuple(scale) != (1.0, 1.0):
         steps.append(RandomScale(scale))
+    steps += extra_geometric
     if crop is not None:
         steps.append(RandomCrop(crop, ignore_index=ignore_index, fill=fill))
     if flip:
         steps.append(HorizontalFlip(0.5))
     if photometric:
         steps.append(PhotometricJitter())
+    steps += extra_photometric
     return Compose(steps, rng=seed)
 
 

@@ -28,6 +28,7 @@ class TrainConfig:
     scale: tuple[float, float] = (0.5, 2.0)  # random rescale before the crop: the small-data workhorse
     flip: bool = True
     photometric: bool = True
+    augment: tuple[str, ...] = ()  # robustness augmentations by name (data.robust_transforms), off by default
     epochs: int = 100
     batch: int = 8
     optimizer: str = "adamw"
@@ -54,8 +55,14 @@ class TrainConfig:
     val_max_images: int = 0  # >0: validate on the first N images only (fast feedback)
     threads: int = 0  # torch intra-op threads; 0 = all cores
     init_weights: str = ""  # checkpoint to start from (fine-tuning); tensors whose shape differs start fresh
+    # >"": train on the other sequences of train_split + val_split and validate on this one (honest CV)
+    holdout_sequence: str = ""
+    sequences: tuple[str, ...] = ()  # file-name prefixes that name the sequences; () = CamVid's, ("auto",)
 
     def __post_init__(self) -> None:
+        from edgeseg.data.robust_transforms import parse_augment
+
+        parse_augment(self.augment)  # an unknown name fails here, not after the dataset loads
         if self.optimizer not in OPTIMIZERS:
             raise UsageError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
         if self.class_weighting not in CLASS_WEIGHTING:
@@ -91,7 +98,7 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        for k in ("imgsz", "scale", "mean", "std"):
+        for k in ("imgsz", "scale", "mean", "std", "sequences", "augment"):
             d[k] = list(d[k])
         return d
 
@@ -99,7 +106,7 @@ class TrainConfig:
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         known = {f.name for f in fields(cls)}
         kw = {k: v for k, v in d.items() if k in known}
-        for k in ("imgsz", "scale", "mean", "std"):
+        for k in ("imgsz", "scale", "mean", "std", "sequences", "augment"):
             if k in kw:
                 kw[k] = tuple(kw[k])
         return cls(**kw)

@@ -182,8 +182,15 @@ def _class_weight_tensor(cfg: TrainConfig, dataset: Any, device: torch.device) -
 def _load_datasets(cfg: TrainConfig) -> tuple[Any, Any]:
     from edgeseg.data import build_dataset, check_dataset
 
-    train_ds = build_dataset(cfg.data, cfg.train_split, layout=cfg.layout, cache=cfg.cache)
-    val_ds = build_dataset(cfg.data, cfg.val_split, layout=cfg.layout, cache=cfg.cache)
+    if cfg.holdout_sequence:
+        from edgeseg.data.sequences import load_holdout, parse_sequences
+
+        train_ds, val_ds = load_holdout(cfg.data, cfg.holdout_sequence, (cfg.train_split, cfg.val_split),
+                                        layout=cfg.layout, prefixes=parse_sequences(cfg.sequences),
+                                        cache=cfg.cache)
+    else:
+        train_ds = build_dataset(cfg.data, cfg.train_split, layout=cfg.layout, cache=cfg.cache)
+        val_ds = build_dataset(cfg.data, cfg.val_split, layout=cfg.layout, cache=cfg.cache)
     # Scan every pair up front: a bad label found after an hour of training is an hour lost.
     check_dataset(train_ds)
     check_dataset(val_ds)
@@ -296,7 +303,7 @@ def _train(cfg: TrainConfig, start: Checkpoint | None, dist_info: DistInfo, show
     from edgeseg.data import train_transform
 
     transform = train_transform(crop=cfg.imgsz, scale=cfg.scale, flip=cfg.flip, photometric=cfg.photometric,
-                                ignore_index=train_ds.ignore_index)
+                                ignore_index=train_ds.ignore_index, augment=cfg.augment)
     view = _TrainView(train_ds, transform, seed)
     if len(view) < cfg.batch * dist_info.world_size:
         raise UsageError(f"{cfg.data} ({cfg.train_split}) has {len(view)} images, fewer than one batch of "
@@ -433,7 +440,7 @@ def _train(cfg: TrainConfig, start: Checkpoint | None, dist_info: DistInfo, show
                     metrics = evaluate_model(model, val_ds, mean=cfg.mean, std=cfg.std, device=device,
                                              channels_last=cfg.channels_last, amp=use_amp,
                                              max_images=cfg.val_max_images)
-                    last_metrics = {**metrics.to_dict(), "epoch": epoch, "split": cfg.val_split}
+                    last_metrics = {**metrics.to_dict(), "epoch": epoch, "split": val_ds.split}
                     row.update(val_miou=metrics.miou, val_pixel_acc=metrics.pixel_accuracy)
                     if not best or metrics.miou > float(best.get("miou", -math.inf)):
                         best = dict(last_metrics)

@@ -23,6 +23,8 @@ class Backend(abc.ABC):
     #: whether ``infer`` may run in several threads at once (the pipeline's ``workers``); a
     #: backend that reuses one execution context or set of buffers across calls says False.
     concurrent_runs: ClassVar[bool] = False
+    #: whether ``infer`` returns a new array each call (a Result may then keep the logits without a copy).
+    fresh_outputs: ClassVar[bool] = False
 
     def __init__(self, path: str | Path, device: str = "cpu", **options: Any) -> None:
         self.path = Path(path)

@@ -91,6 +91,7 @@ class OnnxRuntimeBackend(Backend):
 
     name = "onnxruntime"
     concurrent_runs = True  # InferenceSession.run is thread-safe, and each call returns fresh arrays
+    fresh_outputs = True
 
     def __init__(self, path: str | Path, device: str = "cpu", *, threads: int | None = None,
                  providers: Sequence[str] | None = None, classes: Sequence[str] | None = None,

@@ -21,6 +21,7 @@ class PyTorchBackend(Backend):
     """Options: ``threads`` (torch intra-op threads; process-wide in torch, so set only when given)."""
 
     name = "pytorch"
+    fresh_outputs = True  # every call makes a new output tensor
 
     def __init__(self, path: str | Path, device: str = "cpu", *, threads: int | None = None,
                  **options: Any) -> None:

@@ -78,3 +78,17 @@ def cityscapes_tree(root: Path, split: str = "train", cities: tuple[str, ...] = 
             write(root / "gtFine" / split / city / f"{stem}_gtFine_labelIds.png", label([7, 26, 1, 23]))
             write(root / "gtFine" / split / city / f"{stem}_gtFine_color.png", image(99))
     return root
+
+
+CAMVID_TRAIN_NAMES = ["0001TP_006690", "0001TP_006720", "0006R0_f01230", "0016E5_00390", "0016E5_00420"]
+CAMVID_VAL_NAMES = ["0016E5_07959", "Seq05VD_f00000"]
+
+
+def camvid_sequence_tree(root: Path, train: list[str] = CAMVID_TRAIN_NAMES,
+                         val: list[str] = CAMVID_VAL_NAMES) -> Path:
+    """A CamVid tree whose file names carry sequence prefixes (train/ val/ and their annot/)."""
+    for split, names in (("train", train), ("val", val)):
+        for i, name in enumerate(names):
+            write(root / split / f"{name}.png", image(i))
+            write(root / f"{split}annot" / f"{name}.png", label([i % 11, 11]))
+    return root
