@@ -61,7 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from edgeseg.runtime.errors import UsageError
     from edgeseg.runtime.metadata import class_ids
-    from edgeseg.runtime.pipeline import StreamError, run_pipeline
+    from edgeseg.runtime.pipeline import StopEvent, StreamError, run_pipeline
     from edgeseg.runtime.sinks import MjpegSink, WindowSink, open_sink
     from edgeseg.runtime.sources import open_source
     from edgeseg.runtime.visualize import check_alpha
@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     except BaseException:
         seg.close()
         raise
-    stop = threading.Event()
+    stop = StopEvent()
     timer = threading.Timer(args.duration, stop.set) if args.duration else None
     caught: list = []
     try:

@@ -13,16 +13,14 @@ The helpers at the bottom (model options, signal handling, the summary) are shar
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
-import signal
 import sys
-import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from . import finite_float
+from .signals import stop_on_signals  # noqa: F401 - shared with demo and bench
 
 HELP = "segment images, folders and videos (every frame)"
 DEFAULT_MODEL = "camvid-unet-lite"
@@ -71,7 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from edgeseg.runtime.errors import UsageError
-    from edgeseg.runtime.pipeline import run_pipeline
+    from edgeseg.runtime.pipeline import StopEvent, run_pipeline
     from edgeseg.runtime.sources import open_source
     from edgeseg.runtime.visualize import check_alpha
 
@@ -86,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         if args.max_frames is not None:
             total = min(args.max_frames, total or args.max_frames)
         seg = load_segmenter(args, frames=total)
-        stop = threading.Event()
+        stop = StopEvent()
         try:
             sink = _output_sink(source, args.save, total)
             with _progress(total, "predict") as progress, stop_on_signals(stop) as caught:
@@ -278,32 +276,6 @@ def status_fields(stats: Any) -> dict[str, Any]:
     if stats.corrupt:
         fields["corrupt"] = stats.corrupt
     return fields
-
-
-@contextlib.contextmanager
-def stop_on_signals(stop: threading.Event) -> Iterator[list]:
-    """SIGINT/SIGTERM set ``stop`` (the run ends at the next frame and outputs are finalised).
-
-    A second signal raises KeyboardInterrupt for a user who does not want to wait. Yields a
-    list that holds ``[signal name, number]`` once a signal arrived.
-    """
-    caught: list = []
-    if threading.current_thread() is not threading.main_thread():
-        yield caught  # signal handlers can only be installed from the main thread
-        return
-
-    def handler(signum: int, _frame: Any) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt
-        caught[:] = [signal.Signals(signum).name, signum]
-        stop.set()
-
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield caught
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
 
 
 def finish_report(stats: Any, seg: Any, args: argparse.Namespace, extra: dict | None = None) -> dict:
