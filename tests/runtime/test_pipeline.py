@@ -17,7 +17,14 @@ from edgeseg.runtime import Segmenter
 from edgeseg.runtime.errors import SourceError, UsageError
 from edgeseg.runtime.metadata import ModelMeta, default_palette
 from edgeseg.runtime.mjpeg import MjpegServer
-from edgeseg.runtime.pipeline import STAGES, LatencyHistogram, StopEvent, StreamError, plan_workers, run_pipeline
+from edgeseg.runtime.pipeline import (
+    STAGES,
+    LatencyHistogram,
+    StopEvent,
+    StreamError,
+    plan_workers,
+    run_pipeline,
+)
 from edgeseg.runtime.sinks import Sink, open_sink
 from edgeseg.runtime.sources import open_source
 from edgeseg.runtime.visualize import colorize, palette_lut
