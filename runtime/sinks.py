@@ -315,14 +315,21 @@ def write_image(path: Path, image: np.ndarray, quality: int = 95) -> None:
 class MjpegSink(Sink):
     """Serve the rendered frames as MJPEG (see :mod:`edgeseg.runtime.mjpeg`)."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 8080, quality: int = 80) -> None:
-        self.server = MjpegServer(host, port, quality)
+    def __init__(self, host: str = "127.0.0.1", port: int = 8080, quality: int = 80, page: dict | None = None) -> None:
+        self.server = MjpegServer(host, port, quality, page=page)  # page: the web view at / (see MjpegServer)
         self.name = f"mjpeg:{self.server.url}"
         self.frames = 0
 
     @property
     def url(self) -> str:
         return self.server.url
+
+    @property
+    def page_url(self) -> str:
+        return self.server.page_url
+
+    def set_stats(self, figures: dict) -> None:
+        self.server.set_stats(figures)
 
     def write(self, image: np.ndarray, frame: Frame | None = None) -> None:
         self.server.publish(as_bgr(image, f"MJPEG stream {self.server.url}"))

@@ -91,10 +91,12 @@ def test_stream_killed_mid_run_exits_1_with_clear_error_and_valid_video(tiny_onn
 
 
 @pytest.mark.skipif(gui_problem() is None, reason="this machine can open windows")
-def test_show_on_headless_is_one_line(tiny_onnx: Path, capsys) -> None:
-    assert main(["demo", str(tiny_onnx), "--source", "synthetic://?frames=2", "--show"]) == 1
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error: cannot open a window") and len(err.splitlines()) == 1
+def test_show_on_headless_says_so_once_and_serves_the_web_view(tiny_onnx: Path, capsys) -> None:
+    assert main(["demo", str(tiny_onnx), "--source", "synthetic://?frames=2", "--show",
+                 "--serve", "127.0.0.1:0"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].startswith("edgeseg: cannot open a window") and err[0].endswith("showing the web view instead")
+    assert err[1].startswith("serving the demo at http://127.0.0.1:")
 
 
 @pytest.mark.parametrize("extra, words", [
