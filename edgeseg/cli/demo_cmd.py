@@ -63,6 +63,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-wait-fresh", action="store_true",
                         help="live sources: always take the newest frame at once (more FPS) instead of waiting "
                              "for the next one when it is over half a frame interval old (less latency)")
+    parser.add_argument("--in-turn", action="store_true",
+                        help="several cameras: one inference per camera frame instead of one batched inference "
+                             "per tick (on some CPUs a batch does not pay; see benchmarks/multicam_bench.py)")
     add_result_arguments(parser)
 
 
@@ -261,7 +264,7 @@ def _run_many(args, seg, uris: list[str], names: list[str], window, result_sinks
                 timer.start()
             stats = run_cameras(seg, uris, cam_sinks, mosaic_sinks=mosaic, result_sinks=result_sinks, names=names,
                                 render=args.visualize, alpha=args.alpha, ignore=args.ignore_class,
-                                hud=not args.no_hud, stop=stop, max_frames=args.max_frames,
+                                hud=not args.no_hud, stop=stop, max_frames=args.max_frames, batched=not args.in_turn,
                                 open_kw={"timeout": args.timeout, "reconnect": 0, "loop": args.loop},
                                 on_event=event, on_progress=progress_cb)
     finally:
