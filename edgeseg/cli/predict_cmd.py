@@ -65,6 +65,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--visualize", choices=("overlay", "mask", "side"), default="overlay",
                         help="overlay (mask blended over the frame), mask (colour mask) or side (frame | mask)")
     parser.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
+    from .run_outputs import add_result_arguments
+
+    add_result_arguments(parser)  # --save-ids DIR, --save out.mcap, --bag-images
 
 
 def run(args: argparse.Namespace) -> int:
@@ -86,10 +89,14 @@ def run(args: argparse.Namespace) -> int:
         seg = load_segmenter(args, frames=total)
         stop = StopEvent()
         try:
-            sink = _output_sink(source, args.save, total)
+            from .run_outputs import is_bag, open_result_sinks
+
+            sinks = [] if is_bag(args.save) else [_output_sink(source, args.save, total)]
+            results = open_result_sinks(args, seg.meta)  # class ids: --save-ids DIR, --save out.mcap
             with _progress(total, "predict") as progress, stop_on_signals(stop) as caught:
-                stats = run_pipeline(seg, source, [sink], render=args.visualize, alpha=args.alpha,
+                stats = run_pipeline(seg, source, sinks, render=args.visualize, alpha=args.alpha,
                                      max_frames=args.max_frames, stop=stop, workers=args.workers,
+                                     result_sinks=results,
                                      on_progress=lambda s: progress.update(1, **status_fields(s)))
             finish_report(stats, seg, args)
         finally:
