@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from testkit.video import count_frames
 
 from edgeseg.cli import main
 from edgeseg.runtime import Segmenter
@@ -16,8 +17,6 @@ from edgeseg.runtime.errors import UsageError
 from edgeseg.runtime.mjpeg import MjpegServer, free_port
 from edgeseg.runtime.multicam import camera_names, per_camera_path, run_cameras
 from edgeseg.runtime.sinks import Sink
-
-from ..testkit.video import count_frames
 
 pytestmark = pytest.mark.timing  # wall-clock checks
 
