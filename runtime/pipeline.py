@@ -24,7 +24,7 @@ from .metadata import class_ids
 from .render import RENDERS, Renderer
 from .runners import End, FrameRecord, InOrderRunner, LatestFrameRunner, Runner, batch_slots
 from .sinks import Sink
-from .sources import Source
+from .sources import Frame, FrameStatus, Source
 from .stats import CPU_STAGES, STAGES, LatencyHistogram, PipelineStats, StreamError
 from .visualize import check_alpha
 
@@ -126,7 +126,7 @@ def run_pipeline(segmenter: Any, source: Source, sinks: Iterable[Sink] = (), ren
                  on_progress: Callable[[PipelineStats], None] | None = None, *, ignore: Sequence[int | str] = (),
                  hud: bool = False, stop: threading.Event | None = None,
                  wait_for_fresh: bool = True, workers: int = 1, result_sinks: Iterable[Any] = (),
-                 camera: str = "cam0") -> PipelineStats:
+                 camera: str = "cam0", on_event: Callable[[str], None] | None = None) -> PipelineStats:
     """Segment ``source`` frame by frame into ``sinks``; returns the run's statistics.
 
     ``render``: ``"overlay"`` (mask blended at ``alpha``), ``"mask"``, ``"side"`` (frame | mask) or
@@ -145,7 +145,11 @@ def run_pipeline(segmenter: Any, source: Source, sinks: Iterable[Sink] = (), ren
     a newer frame's is dropped (counted in ``drops``), so the output never steps back in time.
     ``result_sinks``: outputs of class ids (``write_result(camera, index, capture_time, frame,
     class_map)``, e.g. :class:`~edgeseg.runtime.id_sink.ClassIdFolderSink`), fed in order under the
-    name ``camera``. ``on_progress(stats)`` runs in the calling thread after every frame.
+    name ``camera``. ``on_progress(stats)`` runs in the calling thread after every frame;
+    ``on_event(line)`` hears at once when a live stream is lost, each reconnect attempt, and when
+    it is back. While it is lost the picture sinks get a "NO SIGNAL" card (with the outage time)
+    a few times a second, so a recording shows the gap; the outage is kept out of the FPS and
+    reported as ``outage_s``.
 
     The sinks are closed (files finalised) when this returns or raises. A source that fails
     mid-run raises :class:`StreamError` (with ``.stats``) after the outputs are closed.
@@ -166,12 +170,17 @@ def run_pipeline(segmenter: Any, source: Source, sinks: Iterable[Sink] = (), ren
     opts = {"wait_for_fresh": wait_for_fresh} if latest else {"max_frames": max_frames}
     runner = kind(segmenter, source, stats, camera=camera, workers=workers, **opts)
     counters = SourceCounters(source, stats, runner)
+    outages = NoSignal(outputs)
     end: End | None = None
     try:
         with runner:
             while not stop.is_set():
                 rec = runner.next()  # capture, pre-process and inference ran in the runner's threads
+                if latest:
+                    _outages(runner, stats, on_event)
                 if rec is None:
+                    if stats.outage_since is not None:
+                        outages.card(draw, stats)
                     continue
                 if isinstance(rec, End):
                     end = rec
@@ -215,6 +224,34 @@ def _finish_run(end: End, stop: threading.Event, stats: PipelineStats, outputs: 
             raise end.exc
         raise StreamError(end.message or "the source failed", stats)
     return stats
+
+
+def _outages(runner: Any, stats: PipelineStats, on_event: Callable[[str], None] | None) -> None:
+    for kind, line in runner.outage_events():
+        stats.outage(kind != "back")
+        if on_event is not None:
+            on_event(line + (f" after {stats.outage_s:.1f} s without frames" if kind == "back" else ""))
+
+
+CARD_EVERY_S = 0.2  # while a stream is lost, the picture sinks get a NO SIGNAL card this often
+
+
+class NoSignal:
+    """Writes "NO SIGNAL" cards (with the outage time) to the picture sinks while a stream is lost."""
+
+    def __init__(self, outputs: Outputs) -> None:
+        self.outputs, self.last = outputs, 0.0
+
+    def card(self, draw: Renderer, stats: PipelineStats) -> None:
+        now = time.perf_counter()
+        if now - self.last < CARD_EVERY_S or draw.last_shape is None:
+            return
+        self.last = now
+        card = draw.no_signal(stats.outage_s_total)  # (H, W, 3) at the size of the last image
+        frame = Frame(FrameStatus.OK, card, now)
+        for sink in self.outputs.sinks:
+            _guard(sink, sink.write, card, frame)
+        stats.no_signal_cards += 1
 
 
 def postprocess(segmenter: Any, rec: FrameRecord, stats: PipelineStats) -> None:

@@ -303,6 +303,9 @@ class LatestFrameRunner(Runner):
         self.slot = None if self.direct else LatestSlot()
         self.wait_for_fresh = wait_for_fresh and self.direct and hasattr(self.source, "wait_newer")
         self.live_timeout = float(getattr(self.source, "timeout", 5.0))
+        self.events: queue.SimpleQueue = queue.SimpleQueue()  # (kind, line) of the source's outages
+        if hasattr(self.source, "listener"):
+            self.source.listener = lambda kind, line: self.events.put((kind, line))
         self.q_out: queue.Queue = queue.Queue(maxsize=self.workers)
         self.newest_shown = -float("inf")  # capture time of the newest record handed out
         self._ended = 0  # workers that have met the end of the source
@@ -420,6 +423,17 @@ class LatestFrameRunner(Runner):
             return rec
 
     def _drain(self) -> None:
+        if hasattr(self.source, "listener"):
+            self.source.listener = None
         _drain(self.q_out)
         if self.slot is not None:
             _drain(self.slot)
+
+    def outage_events(self) -> list[tuple[str, str]]:
+        """The source's outage news since the last call: ``("lost" | "retry" | "back", line)``."""
+        out = []
+        while True:
+            try:
+                out.append(self.events.get_nowait())
+            except queue.Empty:
+                return out

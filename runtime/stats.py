@@ -98,6 +98,7 @@ class PipelineStats:
     _recent: deque = field(default_factory=lambda: deque(maxlen=32), repr=False)  # last render times
     outage_s: float = 0.0  # seconds a live source was lost, outages that ended
     outage_since: float | None = None  # perf_counter() when the current outage began
+    no_signal_cards: int = 0  # "NO SIGNAL" pictures written to the outputs during outages
 
     @property
     def elapsed_s(self) -> float:
@@ -184,6 +185,7 @@ class PipelineStats:
             "fresh_waits": self.fresh_waits,
             "duration_s": round(self.elapsed_s, 3),
             "outage_s": round(self.outage_s_total, 3),
+            "no_signal_cards": self.no_signal_cards,
             "latency_ms": {s: trio(h) for s, h in self.latency.items()},
             "capture_to_render_ms": trio(self.capture_to_render),
             "cpu_ms_per_frame": self.cpu_ms_per_frame(),

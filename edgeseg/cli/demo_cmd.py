@@ -194,7 +194,8 @@ def _run_one(args, seg, uri: str, name: str, window, result_sinks: list, stop) -
                 stats = run_pipeline(seg, source, sinks, render=args.visualize, alpha=args.alpha,
                                      max_frames=args.max_frames, ignore=ignore, hud=not args.no_hud, stop=stop,
                                      wait_for_fresh=not args.no_wait_fresh, workers=args.workers,
-                                     result_sinks=result_sinks, camera=name, on_progress=progress_cb)
+                                     result_sinks=result_sinks, camera=name, on_progress=progress_cb,
+                                     on_event=lambda line: _say(line, progress))
             except StreamError as e:
                 finish_report(e.stats, seg, args, {"source_uri": source.uri})
                 print_summary(e.stats, sys.stderr, args)
@@ -210,6 +211,11 @@ def _run_one(args, seg, uri: str, name: str, window, result_sinks: list, stop) -
             sink.close()  # already closed by the pipeline on every normal path; here for early failures
         source.close()
     return _exit_code(caught)
+
+
+def _say(line: str, progress) -> None:
+    """One line on stderr at once (below the live status line on a terminal)."""
+    print(f"\nedgeseg: {line}" if progress.tty else f"edgeseg: {line}", file=sys.stderr, flush=True)
 
 
 def _exit_code(caught: list) -> int:
@@ -257,7 +263,7 @@ def _run_many(args, seg, uris: list[str], names: list[str], window, result_sinks
                 server.set_stats(_live_figures([(c.name, c.stats) for c in st.cameras]))
 
         def event(line: str) -> None:
-            print(f"\nedgeseg: {line}" if progress.tty else f"edgeseg: {line}", file=sys.stderr, flush=True)
+            _say(line, progress)
 
         with Progress(None, "demo", show_rate=False) as progress, stop_on_signals(stop) as caught:
             if timer:

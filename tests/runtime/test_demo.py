@@ -87,7 +87,11 @@ def test_stream_killed_mid_run_exits_1_with_clear_error_and_valid_video(tiny_onn
     d = json.loads(report.read_text())
     assert d["stopped_by"] == "error" and d["frames"] > 0
     video = next(x for x in d["sinks"] if x["sink"] == "video")
-    assert count_frames(out)[0] == video["frames"] == d["frames"] + video["repeats"] - video["skipped"]
+    # every frame written, and the NO SIGNAL cards of the outage (the recording shows the gap)
+    assert count_frames(out)[0] == video["frames"] == (d["frames"] + d["no_signal_cards"] + video["repeats"]
+                                                       - video["skipped"])
+    assert d["no_signal_cards"] >= 1 and d["outage_s"] > 0
+    assert "lost, reconnecting (attempt 1/1)" in err  # said at once, before the error line
 
 
 @pytest.mark.skipif(gui_problem() is None, reason="this machine can open windows")

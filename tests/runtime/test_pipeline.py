@@ -161,7 +161,8 @@ def test_stream_dying_mid_run_raises_clearly_and_video_stays_valid(tmp_path: Pat
     assert "stopped and did not come back after 2 reconnect attempts" in str(e.value)
     stats = e.value.stats
     assert stats.stopped_by == "error" and stats.frames > 5
-    assert out.is_file() and count_frames(out) == stats.frames  # finalised, playable, every frame written
+    # finalised, playable, every frame written (and the NO SIGNAL cards of the outage before the end)
+    assert out.is_file() and count_frames(out) == stats.frames + stats.no_signal_cards
 
 
 def test_sink_failure_stops_and_other_outputs_are_finalised(tmp_path: Path) -> None:
@@ -474,3 +475,41 @@ def test_cheap_stages_report_their_cpu_time(tiny_onnx: Path, tmp_path: Path) -> 
 ])
 def test_plan_workers(workers, threads, kind, device, frames, cpus, planned) -> None:
     assert plan_workers(workers, threads, kind, device, frames, cpus) == planned
+
+
+def test_a_lost_stream_is_announced_at_once_shown_as_no_signal_and_kept_out_of_the_fps() -> None:
+    from edgeseg.runtime.mjpeg import free_port
+
+    port = free_port()
+    frames = [np.full((48, 64, 3), v, np.uint8) for v in (0, 100, 200)]
+    first = MjpegServer(port=port)
+    first.play(frames, fps=30)
+    src = open_source(first.url, timeout=1.0, reconnect=3, backoff=(0.3, 0.6))
+    lines: list[str] = []
+    stop, sink, back = threading.Event(), ListSink(), []
+
+    def outage() -> None:
+        time.sleep(0.6)
+        first.stop()
+        time.sleep(1.2)
+        back.append(MjpegServer(port=port))
+        back[0].play(frames, fps=30)
+        time.sleep(1.0)
+        stop.set()
+
+    t = threading.Thread(target=outage)
+    t.start()
+    try:
+        stats = run_pipeline(FakeSegmenter(), src, [sink], hud=True, stop=stop, on_event=lines.append)
+    finally:
+        t.join()
+        src.close()
+        for s in back:
+            s.stop()
+    assert any("lost, reconnecting (attempt 1/3)" in ln for ln in lines), lines
+    assert any("is back" in ln and "without frames" in ln for ln in lines), lines
+    assert stats.reconnects == 1 and 0.5 < stats.outage_s_total < 3.0
+    cards = [im for im in sink.images if (im == 32).all(axis=2).mean() > 0.5 and (im[:, :, 2] > 200).any()]
+    assert len(cards) == stats.no_signal_cards >= 2
+    live = stats.duration_s - stats.outage_s_total
+    assert stats.fps == pytest.approx(stats.frames / live, rel=1e-6)  # FPS over live time only
