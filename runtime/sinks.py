@@ -102,13 +102,16 @@ class WindowSink(Sink):
             raise SourceError(problem)
         self.title = title
         self.name = f"window:{title}"
+        self.frames = 0
         self._open = False
 
     def write(self, image: np.ndarray, frame: Frame | None = None) -> None:
         if not self._open:
             cv2.namedWindow(self.title, cv2.WINDOW_NORMAL)
+            cv2.resizeWindow(self.title, image.shape[1], image.shape[0])  # 1:1 at first; the user may resize
             self._open = True
         cv2.imshow(self.title, image)
+        self.frames += 1
         key = cv2.waitKey(1) & 0xFF
         if key in (ord("q"), 27):  # q or Esc
             self.stop_requested = True
@@ -121,6 +124,9 @@ class WindowSink(Sink):
             self._open = False
             cv2.destroyWindow(self.title)
             cv2.waitKey(1)
+
+    def describe(self) -> dict:
+        return {"sink": "window", "title": self.title, "frames": self.frames}
 
 
 class VideoSink(Sink):
