@@ -70,6 +70,17 @@ def per_camera_path(pattern: str, index: int, name: str, cameras: int, option: s
     return pattern.replace("{i}", str(index)).replace("{name}", name)
 
 
+LIVE_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "v4l2://", "csi://")
+
+
+def retryable(uri: str, error: BaseException) -> bool:
+    """Whether a source that failed to open may work later: a camera or a stream, not a file or a typo."""
+    if isinstance(error, UsageError):
+        return False
+    low = uri.strip().lower()
+    return low.startswith(LIVE_SCHEMES) or low.isdigit() or low.startswith("/dev/video")
+
+
 @dataclass(eq=False)
 class Camera:
     """One camera of a multi-camera run: its source (None while it is being opened), outputs and stats."""
@@ -214,6 +225,9 @@ class BatchRunner:
                 try:
                     source = self.opener(cam.uri)
                 except EdgesegError as e:
+                    if first and not retryable(cam.uri, e):
+                        self._put(e)  # a missing file or a bad URI: waiting will not fix it
+                        return
                     delay = min(max(delay * 2, REOPEN_BACKOFF[0]), REOPEN_BACKOFF[1])
                     why = f"cannot open {cam.uri}: {e}" if first else "stream lost"
                     self._put(CameraEvent(cam, "failed", f"camera {cam.name}: {why}; reconnecting "

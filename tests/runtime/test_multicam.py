@@ -195,3 +195,34 @@ def test_demo_with_two_sources_and_one_save_path_is_one_clear_error(tiny_onnx: P
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "put {i} or {name} in it" in err
     assert not list(tmp_path.iterdir())
+
+
+def test_cameras_of_different_sizes_share_one_mosaic(tiny_onnx: Path) -> None:
+    mosaic = ListSink()
+    stats = run_cameras(Segmenter(tiny_onnx), ["synthetic://?size=48x64&frames=5&fps=10",
+                                               "synthetic://?size=90x120&frames=5&fps=25",
+                                               "synthetic://?size=60x60&frames=5"], mosaic_sinks=[mosaic])
+    assert [c.stats.frames for c in stats.cameras] == [5, 5, 5] and stats.stopped_by == "eos"
+    assert mosaic.images and all(im.shape == (96, 128, 3) for im in mosaic.images)  # 2x2 cells of the first size
+
+
+@pytest.mark.parametrize("bad, words", [("missing.mp4", "source missing.mp4 does not exist"),
+                                        ("synthetic://?size=bad", "is not a size")])
+def test_a_missing_file_among_cameras_is_one_clear_error(tiny_onnx: Path, tmp_path: Path, capsys, bad, words) -> None:
+    out = tmp_path / "cam{i}.mp4"
+    rc = main(["demo", str(tiny_onnx), "--source", "synthetic://?size=48x64&frames=50&realtime=1", "--source", bad,
+               "--save", str(out)])
+    err = capsys.readouterr().err
+    assert rc in (1, 2) and [ln for ln in err.splitlines() if ln.startswith("error:")] == [
+        next(ln for ln in err.splitlines() if ln.startswith("error:"))] and words in err
+    assert "Traceback" not in err
+
+
+def test_when_no_camera_opens_the_run_ends_with_one_error(tiny_onnx: Path, capsys) -> None:
+    dead = [f"http://127.0.0.1:{free_port()}/stream" for _ in range(2)]
+    rc = main(["demo", str(tiny_onnx), "--source", dead[0], "--source", dead[1], "--json", "/dev/null",
+               "--timeout", "1"])
+    err = capsys.readouterr().err.splitlines()
+    assert rc == 1 and [ln for ln in err if ln.startswith("error:")] == [
+        "error: none of the 2 cameras could be opened; check the --source values (each camera's error is above)"]
+    assert sum("cannot open" in ln for ln in err) == 2
