@@ -408,6 +408,9 @@ def run_cameras(segmenter: Any, sources: Sequence[str | Source], sinks: Sequence
         raise
     finally:
         stats.duration_s = time.perf_counter() - stats.started
+        for cam in cameras:
+            cam.stats.outage(False)  # an outage still running ends with the run
+            cam.stats.duration_s = stats.duration_s
         if failure is None:
             stats.stopped_by = (getattr(stop, "reason", "") or "stop") if end == "stop" else end
         with _finishing(stop):

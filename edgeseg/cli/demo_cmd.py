@@ -281,7 +281,14 @@ def _run_many(args, seg, uris: list[str], names: list[str], window, result_sinks
     report = {"command": args.command, "model": str(seg.path), **stats.to_dict()}
     if args.json:
         write_json(args.json, report)
-    print(stats.status_line(), file=sys.stdout)
+    agg = report["aggregate"]
+    print(f"{agg['frames']} frames from {agg['cameras']} cameras in {agg['duration_s']:.1f} s: {agg['fps']:.1f} FPS "
+          f"in all ({'one batched inference per tick' if agg['batched'] else 'one inference per frame'})")
+    for cam in report["cameras"]:
+        c2r = cam["capture_to_render_ms"]
+        lat = f"capture->render p50 {c2r['p50']:.0f} p99 {c2r['p99']:.0f} ms" if c2r["n"] else "no frames"
+        print(f"  {cam['name']}: {cam['frames']} frames, {cam['fps']:.1f} FPS, {lat}, drops {cam['drops']}, "
+              f"reconnects {cam['reconnects']}, outage {cam['outage_s']:.1f} s")
     for d in stats.sinks:
         where = d.get("path") or d.get("url") or d.get("sink")
         print(f"output: {where} ({d.get('frames', 0)} frames)")
