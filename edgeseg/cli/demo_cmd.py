@@ -58,7 +58,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=finite_float, default=5.0,
                         help="seconds without a frame before a live read times out (default 5)")
     parser.add_argument("--reconnect", type=int, default=5,
-                        help="reconnect attempts when a live stream drops, with backoff (default 5; 0 = none)")
+                        help="reconnect attempts when a live stream drops, with backoff (default 5; 0 = none); with "
+                             "several cameras each one is retried until the run ends")
     parser.add_argument("--loop", action="store_true", help="loop a video file or clip source")
     parser.add_argument("--no-wait-fresh", action="store_true",
                         help="live sources: always take the newest frame at once (more FPS) instead of waiting "
