@@ -83,6 +83,7 @@ OPEN = {"timeout": 2.0, "reconnect": 0}
 
 def test_two_cameras_run_one_batched_inference_per_tick(make_tiny_onnx) -> None:
     seg = Segmenter(make_tiny_onnx(batch=None).path)  # dynamic batch
+    assert seg.batch_capacity is None and seg.info["batch"] == "dynamic"
     probe, results = BatchProbe(seg), FakeResultSink()
     sinks = [[ListSink()], [ListSink()]]
     with _server(40) as a, _server(200) as b:
@@ -106,6 +107,7 @@ def test_two_cameras_run_one_batched_inference_per_tick(make_tiny_onnx) -> None:
 def test_a_batch_1_model_runs_the_cameras_in_turn_and_says_so_once(tiny_onnx: Path) -> None:
     events: list[str] = []
     probe = BatchProbe(Segmenter(tiny_onnx))
+    assert probe.seg.batch_capacity == 1 == probe.seg.info["batch"]
     with _server(40) as a, _server(200) as b:
         stats = run_cameras(probe, [a.url, b.url], max_frames=5, open_kw=OPEN, on_event=events.append)
     assert [c.stats.frames for c in stats.cameras] == [5, 5] and set(probe.sizes) == {1}
