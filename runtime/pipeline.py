@@ -209,6 +209,7 @@ def run_pipeline(segmenter: Any, source: Source, sinks: Iterable[Sink] = (), ren
         raise
     finally:
         stats.duration_s = time.perf_counter() - stats.started
+        stats.outage(False)  # an outage still running ends with the run
         counters.update(final=True)
     return _finish_run(end, stop, stats, outputs)
 
