@@ -330,36 +330,12 @@ def run_cameras(segmenter: Any, sources: Sequence[str | Source], sinks: Sequence
     (to compare). ``on_event(line)`` hears at once of cameras that fail, die or come back.
     Other arguments as :func:`~edgeseg.runtime.pipeline.run_pipeline`.
     """
-    if render not in RENDERS:
-        raise UsageError(f"unknown render mode {render!r}; choose one of overlay, mask, side or None")
-    check_alpha(alpha)
-    if not sources:
-        raise UsageError("run_cameras needs at least one source")
-    if len(sources) > MAX_CAMERAS:
-        raise UsageError(f"{len(sources)} cameras is more than {MAX_CAMERAS}; run several processes")
-    if max_frames is not None and max_frames < 1:
-        raise UsageError(f"max_frames must be at least 1, got {max_frames}")
-    uris = [s if isinstance(s, str) else s.uri for s in sources]
-    cam_names = camera_names(uris, names)
-    sinks = list(sinks) or [[] for _ in uris]
-    if len(sinks) != len(uris):
-        raise UsageError(f"sinks has {len(sinks)} entries for {len(uris)} cameras; give one list per camera")
+    uris = _check(sources, sinks, render, alpha, max_frames)
+    cameras = _cameras(segmenter.meta, uris, names, sinks, render, alpha, ignore, hud)
     notify = on_event or (lambda line: log.warning("%s", line))
-    meta = segmenter.meta
-    ignore_ids = class_ids(ignore, meta.classes)
-    cameras = [Camera(n, u, list(s), Renderer(render, meta.palette, meta.classes, alpha, ignore_ids, hud))
-               for n, u, s in zip(cam_names, uris, sinks, strict=True)]
-    for cam in cameras:
-        cam.outputs = Outputs(cam.sinks)
     stats = MultiStats(cameras)
-    cap = getattr(segmenter, "fixed_batch", None)
-    stats.batch, stats.batched = cap or 0, batched and cap != 1 and len(cameras) > 1
-    if batched and cap is not None and cap < len(cameras):
-        name = getattr(getattr(segmenter, "path", None), "name", "the model")
-        notify(f"{name} takes {cap} frame{'s' if cap != 1 else ''} per inference, so the {len(cameras)} cameras "
-               "run in turn; export with --batch N or --dynamic for one inference per tick")
-    opener = _opener(open_kw or {})
-    runner = BatchRunner(segmenter, cameras, opener, max_frames, batched)
+    _say_batching(segmenter, stats, batched, notify)
+    runner = BatchRunner(segmenter, cameras, _opener(open_kw or {}), max_frames, batched)
     shared = Outputs(mosaic_sinks, result_sinks)
     mosaic = Mosaic(len(cameras))
     for cam, src in zip(cameras, sources, strict=True):
@@ -416,6 +392,45 @@ def run_cameras(segmenter: Any, sources: Sequence[str | Source], sinks: Sequence
         with _finishing(stop):
             _close_all(cameras, shared, stats, quiet=failure is not None)
     return stats
+
+
+def _check(sources: Sequence[str | Source], sinks: Sequence[Sequence[Sink]], render: str | None, alpha: float,
+           max_frames: int | None) -> list[str]:
+    """The arguments of :func:`run_cameras` checked; the cameras' URIs."""
+    if render not in RENDERS:
+        raise UsageError(f"unknown render mode {render!r}; choose one of overlay, mask, side or None")
+    check_alpha(alpha)
+    if not sources:
+        raise UsageError("run_cameras needs at least one source")
+    if len(sources) > MAX_CAMERAS:
+        raise UsageError(f"{len(sources)} cameras is more than {MAX_CAMERAS}; run several processes")
+    if max_frames is not None and max_frames < 1:
+        raise UsageError(f"max_frames must be at least 1, got {max_frames}")
+    if sinks and len(sinks) != len(sources):
+        raise UsageError(f"sinks has {len(sinks)} entries for {len(sources)} cameras; give one list per camera")
+    return [s if isinstance(s, str) else s.uri for s in sources]
+
+
+def _cameras(meta: Any, uris: list[str], names: Sequence[str | None] | None, sinks: Sequence[Sequence[Sink]],
+             render: str | None, alpha: float, ignore: Sequence[int | str], hud: bool) -> list[Camera]:
+    ignore_ids = class_ids(ignore, meta.classes)
+    cameras = []
+    for i, (name, uri) in enumerate(zip(camera_names(uris, names), uris, strict=True)):
+        own = list(sinks[i]) if sinks else []
+        cam = Camera(name, uri, own, Renderer(render, meta.palette, meta.classes, alpha, ignore_ids, hud))
+        cam.outputs = Outputs(own)
+        cameras.append(cam)
+    return cameras
+
+
+def _say_batching(segmenter: Any, stats: MultiStats, batched: bool, notify: Callable[[str], None]) -> None:
+    """Record the artifact's batch capacity; say once when the cameras must take turns."""
+    cap, n = getattr(segmenter, "fixed_batch", None), len(stats.cameras)
+    stats.batch, stats.batched = cap or 0, batched and cap != 1 and n > 1
+    if batched and cap is not None and cap < n:
+        name = getattr(getattr(segmenter, "path", None), "name", "the model")
+        notify(f"{name} takes {cap} frame{'s' if cap != 1 else ''} per inference, so the {n} cameras "
+               "run in turn; export with --batch N or --dynamic for one inference per tick")
 
 
 def _opener(kw: dict[str, Any]) -> Callable[[str], Source]:
