@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import base64
 import errno
+import html
 import http.client
 import ipaddress
+import json
 import logging
 import re
 import select
@@ -46,6 +48,10 @@ MAX_CLIENTS = 8  # each client is one thread; a handful is plenty for monitoring
 SNAPSHOT_EVERY_S = 0.5  # with no stream client connected, refresh the snapshot at most this often
 SEND_TIMEOUT_S = 5.0  # a stalled client is dropped instead of holding its thread forever
 REQUEST_TIMEOUT_S = 10.0  # a connection that sends no request in time is closed (one thread each)
+REQUEST_DEADLINE_S = 5.0  # the whole request head must arrive within this, however slowly it trickles
+MAX_HANDLERS = 32  # connections handled at once (one thread each); more are answered 503 and closed
+LISTEN_BACKLOG = 256  # connections the kernel queues for accept: a crowd gets an answer, not a timeout
+MAX_STATS_BYTES = 64 << 10  # /stats.json
 MAX_PART_BYTES = 32 << 20  # largest JPEG part a client accepts (an 8K frame at quality 100 is ~15 MB)
 MAX_HEADER_BYTES = 16 << 10  # the header block of one part
 READ_CHUNK = 64 << 10  # bytes asked of the socket at a time
@@ -137,13 +143,27 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("mjpeg %s: " + format, self.client_address[0], *args)
 
     def do_GET(self) -> None:  # noqa: N802 - stdlib name
+        self.server.request_read(self.connection)
         path = self.path.split("?", 1)[0]
-        if path in ("/", "/stream", "/stream.mjpg"):
+        page = self.server.owner.page_html
+        if path == "/" and page is not None:
+            self._send(page, "text/html; charset=utf-8")
+        elif path == "/stats.json" and page is not None:
+            self._send(self.server.owner.stats_json, "application/json")
+        elif path in ("/", "/stream", "/stream.mjpg"):
             self._stream()
         elif path == "/snapshot.jpg":
             self._snapshot()
         else:
             self.send_error(HTTPStatus.NOT_FOUND, "try / (stream) or /snapshot.jpg")
+
+    def _send(self, body: bytes, ctype: str) -> None:
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(body)
 
     def _snapshot(self) -> None:
         owner = self.server.owner
@@ -191,21 +211,49 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True  # a restarted server can take its port back at once
+    request_queue_size = LISTEN_BACKLOG
+    block_on_close = False  # stop() drops connections itself; don't wait on handler threads
     owner: MjpegServer
 
     def server_activate(self) -> None:
         self._open: set[socket.socket] = set()  # connections being handled, for drop_connections
+        self._pending: dict[socket.socket, float] = {}  # connections still sending their request -> deadline
         self._open_lock = threading.Lock()
         super().server_activate()
 
     def process_request(self, request: socket.socket, client_address: object) -> None:
         with self._open_lock:
-            self._open.add(request)
+            busy = len(self._open) >= MAX_HANDLERS
+            if not busy:
+                self._open.add(request)
+                self._pending[request] = time.monotonic() + REQUEST_DEADLINE_S
+        if busy:  # answered here, without a thread: a crowd cannot grow the thread count
+            _refuse(request)
+            return
         super().process_request(request, client_address)
+
+    def request_read(self, request: socket.socket) -> None:
+        """The handler has the whole request: its deadline no longer applies."""
+        with self._open_lock:
+            self._pending.pop(request, None)
+
+    def service_actions(self) -> None:
+        """Between accepts (every poll interval): cut connections whose request is overdue."""
+        now = time.monotonic()
+        with self._open_lock:
+            overdue = [s for s, t in self._pending.items() if t < now]
+            for s in overdue:
+                del self._pending[s]
+        for sock in overdue:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # its handler's read returns at once and the thread ends
+            except OSError:
+                pass
 
     def shutdown_request(self, request: socket.socket) -> None:
         with self._open_lock:
             self._open.discard(request)
+            self._pending.pop(request, None)
         super().shutdown_request(request)
 
     def drop_connections(self) -> None:
@@ -217,6 +265,20 @@ class _Server(ThreadingHTTPServer):
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass  # already closed by its handler
+
+
+def _refuse(sock: socket.socket) -> None:
+    """A short 503 on a connection beyond MAX_HANDLERS, sent without waiting, then closed."""
+    try:
+        sock.setblocking(False)
+        sock.send(b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain\r\nRetry-After: 5\r\n"
+                  b"Connection: close\r\n\r\ntoo many connections; try again later\n")
+    except OSError:
+        pass
+    try:
+        sock.close()
+    except OSError:
+        pass
 
 
 class _Server6(_Server):
@@ -232,6 +294,59 @@ def _bind_advice(e: OSError) -> str:
     return "give an address of this machine, e.g. 127.0.0.1 (this machine only) or 0.0.0.0 (all interfaces)"
 
 
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>
+body {{ margin: 0; background: #111; color: #eee; font: 14px system-ui, sans-serif; display: flex; flex-wrap: wrap; }}
+main {{ flex: 1 1 640px; padding: 8px; }} main img {{ width: 100%; height: auto; background: #000; }}
+aside {{ flex: 0 0 260px; padding: 8px 12px; }} h1 {{ font-size: 16px; margin: 4px 0 8px; }}
+h2 {{ font-size: 13px; margin: 14px 0 6px; color: #aaa; text-transform: uppercase; }}
+#legend li {{ list-style: none; margin: 2px 0; }} #legend {{ padding: 0; margin: 0; }}
+.swatch {{ display: inline-block; width: 14px; height: 14px; margin-right: 6px; vertical-align: -2px; border: 1px solid #555; }}
+table {{ border-collapse: collapse; width: 100%; }} td, th {{ padding: 2px 4px; text-align: right; }}
+td:first-child, th:first-child {{ text-align: left; }} .lost {{ color: #f55; font-weight: bold; }}
+</style></head>
+<body><main><img id="stream" src="/stream" alt="live segmentation stream"></main>
+<aside><h1>{title}</h1>
+<h2>Cameras</h2><table id="stats"><thead><tr><th>camera</th><th>FPS</th><th>p50 ms</th><th>p99 ms</th><th>drops</th></tr></thead>
+<tbody>{rows}</tbody></table><p id="updated">waiting for figures</p>
+<h2>Classes</h2><ul id="legend">{legend}</ul></aside>
+<script>
+async function refresh() {{
+  try {{
+    const r = await fetch('/stats.json', {{cache: 'no-store'}});
+    const d = await r.json();
+    const body = document.querySelector('#stats tbody');
+    body.replaceChildren(...(d.cameras || []).map(c => {{
+      const tr = document.createElement('tr');
+      const cells = c.no_signal ? [c.name, 'NO SIGNAL ' + c.outage_s + ' s', '', '', c.drops]
+        : [c.name, c.fps.toFixed(1), c.latency_p50_ms ?? '-', c.latency_p99_ms ?? '-', c.drops];
+      for (const v of cells) {{ const td = document.createElement('td'); td.textContent = v; tr.appendChild(td); }}
+      if (c.no_signal) tr.className = 'lost';
+      return tr;
+    }}));
+    document.getElementById('updated').textContent = 'frames: ' + (d.cameras || []).map(c => c.frames).join(' / ');
+  }} catch (e) {{ document.getElementById('updated').textContent = 'no figures (' + e + ')'; }}
+}}
+setInterval(refresh, 500); refresh();
+</script></body></html>
+"""
+
+
+def render_page(page: dict) -> bytes:
+    """The web view's HTML: the stream, a legend with the class colours, a live figures table."""
+    esc = html.escape
+    classes = [str(c) for c in page.get("classes", [])]
+    palette = list(page.get("palette", []))
+    legend = "".join(
+        f'<li><span class="swatch" style="background: rgb({int(c[0])}, {int(c[1])}, {int(c[2])})"></span>'
+        f"{esc(name)}</li>" for name, c in zip(classes, palette, strict=False))
+    rows = "".join(f"<tr><td>{esc(str(n))}</td><td>-</td><td>-</td><td>-</td><td>-</td></tr>"
+                   for n in page.get("cameras", []))
+    return PAGE.format(title=esc(str(page.get("title", "edgeseg"))), legend=legend, rows=rows).encode("utf-8")
+
+
 class MjpegServer:
     """``with MjpegServer(port=0) as srv: srv.publish(frame_bgr)``; read it at ``srv.url``.
 
@@ -239,7 +354,11 @@ class MjpegServer:
     (encoded here, at most once per frame and only while someone can see it) or ready JPEG bytes.
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = DEFAULT_PORT, quality: int = 80) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = DEFAULT_PORT, quality: int = 80,
+                 page: dict | None = None) -> None:
+        # page: serve the web view at / (title, classes, palette (RGB), cameras); the stream moves to /stream
+        self.page_html: bytes | None = render_page(page) if page is not None else None
+        self.stats_json = b"{}"
         if not 1 <= int(quality) <= 100:
             raise UsageError(f"JPEG quality {quality} is out of range; use 1-100")
         self.host, self.quality = host, int(quality)
@@ -275,6 +394,17 @@ class MjpegServer:
     @property
     def clients(self) -> int:
         return self._clients
+
+    @property
+    def page_url(self) -> str:
+        """The web view (or the stream, for a server without a page)."""
+        return self.url[: -len("/stream")] + "/" if self.page_html is not None else self.url
+
+    def set_stats(self, figures: dict) -> None:
+        """What ``/stats.json`` serves from now on (live figures for the page)."""
+        body = json.dumps(figures, allow_nan=False, default=str).encode("utf-8")
+        if len(body) <= MAX_STATS_BYTES:
+            self.stats_json = body
 
     def __enter__(self) -> MjpegServer:
         return self

@@ -22,8 +22,9 @@ class Progress:
     """
 
     def __init__(self, total: int | None, desc: str = "", stream: TextIO | None = None,
-                 enabled: bool = True, log_every: float = 10.0) -> None:
+                 enabled: bool = True, log_every: float = 10.0, show_rate: bool = True) -> None:
         self.total, self.desc = total, desc
+        self.show_rate = show_rate  # False where a field already gives the rate (one FPS figure, not two)
         self.stream = stream or sys.stderr
         self.enabled = enabled
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
@@ -58,7 +59,8 @@ class Progress:
             eta = (self.total - self.n) / rate if rate > 0 else 0.0
             parts.append(f"[{_fmt_time(elapsed)}<{_fmt_time(eta)}, {rate:.2f} it/s]")
         else:
-            parts.append(f"{self.n} [{_fmt_time(elapsed)}, {rate:.2f} it/s]")
+            parts.append(f"{self.n} [{_fmt_time(elapsed)}, {rate:.2f} it/s]" if self.show_rate
+                         else f"{self.n} [{_fmt_time(elapsed)}]")
         for k, v in self.fields.items():
             parts.append(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}")
         return " ".join(parts)

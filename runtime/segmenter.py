@@ -276,8 +276,18 @@ class Segmenter:
         """Segment one uint8 (H, W, 3) BGR frame (safe to call from several threads at once)."""
         return self.batch([frame])[0]
 
+    @property
+    def batch_capacity(self) -> int | None:
+        """Frames one inference of this artifact takes: its fixed batch (1 for most exports), or
+        None when the batch is dynamic (any number). ``edgeseg export --batch N`` or ``--dynamic``."""
+        return self.fixed_batch
+
     def batch(self, frames: Sequence[np.ndarray]) -> list[Result]:
         """Segment several frames (e.g. one per camera) with as few inferences as the model allows.
+
+        The artifact's :attr:`batch_capacity` decides how many: a dynamic batch runs all frames in
+        one inference; a fixed batch N runs them N at a time (the last inference padded), so a
+        batch-1 artifact runs them one after another.
 
         Timings per result: its own pre- and post-processing, and its share of the batch's
         inference time (batch time / frames in the batch).
@@ -391,7 +401,7 @@ class Segmenter:
             "palette": [list(c) for c in self.meta.palette],
             "input_size": list(self.input_size),
             "dynamic_hw": self.meta.dynamic_hw,
-            "batch": self.fixed_batch or "dynamic",
+            "batch": self.fixed_batch or "dynamic",  # frames per inference (batch_capacity)
             "precision": self.meta.precision,
             "int8_target": self.meta.int8_target,
             "layout": self.meta.input_layout,

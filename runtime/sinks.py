@@ -104,13 +104,16 @@ class WindowSink(Sink):
             raise SourceError(problem)
         self.title = title
         self.name = f"window:{title}"
+        self.frames = 0
         self._open = False
 
     def write(self, image: np.ndarray, frame: Frame | None = None) -> None:
         if not self._open:
             cv2.namedWindow(self.title, cv2.WINDOW_NORMAL)
+            cv2.resizeWindow(self.title, image.shape[1], image.shape[0])  # 1:1 at first; the user may resize
             self._open = True
         cv2.imshow(self.title, image)
+        self.frames += 1
         key = cv2.waitKey(1) & 0xFF
         if key in (ord("q"), 27):  # q or Esc
             self.stop_requested = True
@@ -123,6 +126,9 @@ class WindowSink(Sink):
             self._open = False
             cv2.destroyWindow(self.title)
             cv2.waitKey(1)
+
+    def describe(self) -> dict:
+        return {"sink": "window", "title": self.title, "frames": self.frames}
 
 
 class VideoSink(Sink):
@@ -381,14 +387,21 @@ def write_image(path: Path, image: np.ndarray, quality: int = 95) -> None:
 class MjpegSink(Sink):
     """Serve the rendered frames as MJPEG (see :mod:`edgeseg.runtime.mjpeg`)."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 8080, quality: int = 80) -> None:
-        self.server = MjpegServer(host, port, quality)
+    def __init__(self, host: str = "127.0.0.1", port: int = 8080, quality: int = 80, page: dict | None = None) -> None:
+        self.server = MjpegServer(host, port, quality, page=page)  # page: the web view at / (see MjpegServer)
         self.name = f"mjpeg:{self.server.url}"
         self.frames = 0
 
     @property
     def url(self) -> str:
         return self.server.url
+
+    @property
+    def page_url(self) -> str:
+        return self.server.page_url
+
+    def set_stats(self, figures: dict) -> None:
+        self.server.set_stats(figures)
 
     def write(self, image: np.ndarray, frame: Frame | None = None) -> None:
         self.server.publish(as_bgr(image, f"MJPEG stream {self.server.url}"))

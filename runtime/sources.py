@@ -42,6 +42,7 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -369,6 +370,8 @@ class _LiveSource(Source):
         self._shape: tuple[int, ...] | None = None  # shape of the last decoded frame (capture thread)
         self._read_error: SourceError | None = None  # why the last read failed, when the reader said so
         self._stop = threading.Event()
+        # listener(kind, line): "lost" / "retry" / "back" as an outage unfolds (called in the capture thread)
+        self.listener: Callable[[str, str], None] | None = None
         self._thread = threading.Thread(target=self._run, name=f"capture:{uri[:40]}", daemon=True)
         self._thread.start()
 
@@ -465,6 +468,8 @@ class _LiveSource(Source):
                 level = logging.WARNING if isinstance(self._read_error, MjpegProtocolError) else logging.INFO
                 log.log(level, "%s%s", self._read_error, "; reconnecting" if self.max_reconnects else "")
                 self._read_error = None
+            if self.max_reconnects:
+                self._tell("lost", f"stream {self.uri} lost, reconnecting (attempt 1/{self.max_reconnects})")
             if not self._reconnect():
                 return
             failed, self._shape = 0, None
@@ -479,8 +484,12 @@ class _LiveSource(Source):
             except SourceError as e:
                 last = str(e)
                 delay = min(delay * 2, self.backoff[1])
+                if _attempt + 1 < self.max_reconnects:
+                    self._tell("retry", f"stream {self.uri} lost, reconnecting "
+                                        f"(attempt {_attempt + 2}/{self.max_reconnects})")
                 continue
             self.reconnects += 1
+            self._tell("back", f"stream {self.uri} is back (reconnect {_attempt + 1}/{self.max_reconnects})")
             return True
         if self.max_reconnects == 0:
             self._stop_with(Frame(FrameStatus.EOS, index=self._index, message=f"stream {self.uri} ended"))
@@ -489,6 +498,10 @@ class _LiveSource(Source):
                                   message=f"stream {self.uri} stopped and did not come back after "
                                           f"{self.max_reconnects} reconnect attempts ({last})"))
         return False
+
+    def _tell(self, kind: str, line: str) -> None:
+        if self.listener is not None:
+            self.listener(kind, line)
 
     def _stop_with(self, frame: Frame) -> None:
         with self._cond:

@@ -19,18 +19,16 @@ The helpers at the bottom (model options, signal handling, the summary) are shar
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
-import signal
 import sys
-import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from edgeseg.runtime.zoo import DEFAULT_MODEL
 
 from . import finite_float
+from .signals import stop_on_signals  # noqa: F401 - shared with demo and bench
 
 HELP = "segment images, folders and videos (every frame)"
 DEFAULT_SAVE_DIR = Path("runs") / "predict"
@@ -90,6 +88,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ignore-class", metavar="NAME", nargs="+", action="extend", default=[],
                         help="classes left unpainted (names or ids), e.g. Sky Road")
     parser.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
+    from .run_outputs import add_result_arguments
+
+    add_result_arguments(parser)  # --save-ids DIR, --save out.mcap, --bag-images
 
 
 def resolve_model_and_source(args: argparse.Namespace) -> None:
@@ -115,7 +116,7 @@ def resolve_model_and_source(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     from edgeseg.runtime.errors import UsageError
     from edgeseg.runtime.metadata import class_ids
-    from edgeseg.runtime.pipeline import run_pipeline
+    from edgeseg.runtime.pipeline import StopEvent, run_pipeline
     from edgeseg.runtime.sources import open_source
     from edgeseg.runtime.visualize import check_alpha
 
@@ -131,16 +132,23 @@ def run(args: argparse.Namespace) -> int:
         if args.max_frames is not None:
             total = min(args.max_frames, total or args.max_frames)
         seg = load_segmenter(args, frames=total)
-        stop = threading.Event()
+        stop = StopEvent()
         try:
+            from .run_outputs import is_bag, open_result_sinks
+
             ignore = class_ids(args.ignore_class, seg.meta.classes)
-            save_dir = DEFAULT_SAVE_DIR if args.exist_ok else next_run_dir(DEFAULT_SAVE_DIR)
-            sink = _output_sink(source, args.save, total, save_dir=save_dir, exist_ok=args.exist_ok)
-            if args.legend:
-                sink = LegendSink(sink, seg.meta.classes, seg.meta.palette, ignore)
+            sinks = []
+            if not is_bag(args.save):
+                save_dir = DEFAULT_SAVE_DIR if args.exist_ok else next_run_dir(DEFAULT_SAVE_DIR)
+                sink = _output_sink(source, args.save, total, save_dir=save_dir, exist_ok=args.exist_ok)
+                if args.legend:
+                    sink = LegendSink(sink, seg.meta.classes, seg.meta.palette, ignore)
+                sinks.append(sink)
+            results = open_result_sinks(args, seg.meta)  # class ids: --save-ids DIR, --save out.mcap
             with _progress(total, "predict") as progress, stop_on_signals(stop) as caught:
-                stats = run_pipeline(seg, source, [sink], render=args.visualize, alpha=args.alpha, ignore=ignore,
+                stats = run_pipeline(seg, source, sinks, render=args.visualize, alpha=args.alpha, ignore=ignore,
                                      max_frames=args.max_frames, stop=stop, workers=args.workers,
+                                     result_sinks=results,
                                      on_progress=lambda s: progress.update(1, **status_fields(s)))
             finish_report(stats, seg, args)
         finally:
@@ -396,32 +404,6 @@ def status_fields(stats: Any) -> dict[str, Any]:
     if stats.corrupt:
         fields["corrupt"] = stats.corrupt
     return fields
-
-
-@contextlib.contextmanager
-def stop_on_signals(stop: threading.Event) -> Iterator[list]:
-    """SIGINT/SIGTERM set ``stop`` (the run ends at the next frame and outputs are finalised).
-
-    A second signal raises KeyboardInterrupt for a user who does not want to wait. Yields a
-    list that holds ``[signal name, number]`` once a signal arrived.
-    """
-    caught: list = []
-    if threading.current_thread() is not threading.main_thread():
-        yield caught  # signal handlers can only be installed from the main thread
-        return
-
-    def handler(signum: int, _frame: Any) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt
-        caught[:] = [signal.Signals(signum).name, signum]
-        stop.set()
-
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield caught
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
 
 
 def finish_report(stats: Any, seg: Any, args: argparse.Namespace, extra: dict | None = None) -> dict:

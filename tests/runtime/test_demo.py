@@ -87,14 +87,20 @@ def test_stream_killed_mid_run_exits_1_with_clear_error_and_valid_video(tiny_onn
     d = json.loads(report.read_text())
     assert d["stopped_by"] == "error" and d["frames"] > 0
     video = next(x for x in d["sinks"] if x["sink"] == "video")
-    assert count_frames(out)[0] == video["frames"] == d["frames"] + video["repeats"] - video["skipped"]
+    # every frame written, and the NO SIGNAL cards of the outage (the recording shows the gap)
+    assert count_frames(out)[0] == video["frames"] == (d["frames"] + d["no_signal_cards"] + video["repeats"]
+                                                       - video["skipped"])
+    assert d["no_signal_cards"] >= 1 and d["outage_s"] > 0
+    assert "lost, reconnecting (attempt 1/1)" in err  # said at once, before the error line
 
 
 @pytest.mark.skipif(gui_problem() is None, reason="this machine can open windows")
-def test_show_on_headless_is_one_line(tiny_onnx: Path, capsys) -> None:
-    assert main(["demo", str(tiny_onnx), "--source", "synthetic://?frames=2", "--show"]) == 1
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error: cannot open a window") and len(err.splitlines()) == 1
+def test_show_on_headless_says_so_once_and_serves_the_web_view(tiny_onnx: Path, capsys) -> None:
+    assert main(["demo", str(tiny_onnx), "--source", "synthetic://?frames=2", "--show",
+                 "--serve", "127.0.0.1:0"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].startswith("edgeseg: cannot open a window") and err[0].endswith("showing the web view instead")
+    assert err[1].startswith("serving the demo at http://127.0.0.1:")
 
 
 @pytest.mark.parametrize("extra, words", [

@@ -209,5 +209,5 @@ def test_sigterm_leaves_a_finalised_playable_video(tiny_onnx: Path, tmp_path: Pa
     assert "stopped by SIGTERM" in res.stderr
     n, _ = count_frames(out)
     report = json.loads((tmp_path / "r.json").read_text())
-    assert n == report["frames"] > 0 and report["stopped_by"] == "stop"
+    assert n == report["frames"] > 0 and report["stopped_by"] == "SIGTERM"  # as the console says
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp files left behind
