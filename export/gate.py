@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,7 +58,8 @@ def quantize_with_gate(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, 
                        val: ImageSet, fp32_miou: float, max_miou_drop: float = 1.0, method: str = "minmax",
                        target: str = "ort", per_channel: bool = True, cache_path: str | os.PathLike | None = None,
                        max_float_nodes: int = 32, threads: int = 0,
-                       failed_out: str | os.PathLike | None = None) -> tuple[QuantizeResult, GateReport]:
+                       failed_out: str | os.PathLike | None = None,
+                       skip_passes: Sequence[str] = ()) -> tuple[QuantizeResult, GateReport]:
     """Quantize ``onnx_in`` and enforce ``fp32_miou - int8_miou <= max_miou_drop`` on ``val``.
 
     Every attempt is written to a private temporary folder; only a model that passed is moved onto
@@ -74,14 +76,14 @@ def quantize_with_gate(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, 
     with tempfile.TemporaryDirectory(prefix="edgeseg-gate-") as tmp:
         work = Path(tmp)
         pre_path = work / "pre.onnx"
-        pre = preprocess_for_quant(onnx_in, pre_path, target)
+        pre = preprocess_for_quant(onnx_in, pre_path, target, skip_passes=skip_passes)
         ranges_at = Path(cache_path) if cache_path else work / "calib.json"  # calibrate once, reuse per attempt
         trial = work / "candidate.int8.onnx"  # every attempt lands here; onnx_out only gets a passed one
 
         def attempt(excluded: list[str]) -> tuple[QuantizeResult, float]:
             res = quantize_onnx(onnx_in, trial, calib=calib, method=method, target=target,
                                 per_channel=per_channel, cache_path=ranges_at, nodes_to_exclude=excluded,
-                                _pre=(pre_path, pre))
+                                skip_passes=skip_passes, _pre=(pre_path, pre))
             if not cache_path:
                 res.cache_path = None
             miou = score_maps(class_maps(res.path, val.images, size, threads), val, meta)["miou"]

@@ -267,7 +267,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, *, fmt: str = "onnx", preci
                 return _fail(result, str(e))
             failed_at.unlink()  # passed: the gate has written `path` itself
         _say(f"calibration cache {'reused' if qres.cache_hit else 'written'}: {cache.name}", progress)
-        if qres.subpixel_bilinear:
+        if qres.changed("subpixel_bilinear_head"):
             _say("the classifier and its bilinear x2 upsampling run quantized, as a sub-pixel convolution", progress)
         if qres.head_in_float:
             _say(f"kept in float by design: the classifier and what follows it ({len(qres.head_in_float)} nodes)",
