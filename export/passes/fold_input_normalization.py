@@ -2,7 +2,7 @@
 into the convolution after it, which then reads the uint8 frame (cast to float, 0..255) (``ort`` INT8).
 
 ONNX Runtime runs that 3 -> 3 Conv at about the cost of a whole layer, quantized or not, while the first
-real convolution costs the same on the raw frame (docs/benchmarks.md#passes). The quantizer gives the frame
+real convolution costs the same on the raw frame (docs/benchmarks.md#graph-passes). The quantizer gives the frame
 scale 1 and zero point 0, which hold every uint8 value exactly (raw_uint8_input then drops the Cast).
 
 The border: the first convolution zero-pads the *normalised* image; the raw value that normalises to 0 is

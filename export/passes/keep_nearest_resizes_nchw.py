@@ -2,7 +2,7 @@
 
 ONNX Runtime runs a U8S8 Q/DQ network channels-last: its layout transformer pushes transposes through the
 ops between QLinearConvs, a nearest Resize included, and a uint8 nearest x2 Resize in NHWC takes a generic
-per-element path while in NCHW it takes a dedicated x2 kernel (docs/benchmarks.md#passes). A transpose
+per-element path while in NCHW it takes a dedicated x2 kernel (docs/benchmarks.md#graph-passes). A transpose
 cannot be pushed through a Reshape, so (N, C, h, w) -> (N*C, 1, h, w) -> Resize x2 -> (N, C, 2h, 2w) keeps
 the Resize in NCHW; the folded axis is not resized, so the result is bit-identical.
 """

@@ -1,6 +1,6 @@
 """In a Q/DQ graph (``ort`` INT8): give each quantized convolution that reads fewer than 4 channels (an
 image) extra zero input channels, so ONNX Runtime runs it on MLAS's indirect int8 kernel, which wants input
-channels in multiples of 4; with 3 it takes the slower im2col path (docs/benchmarks.md#passes).
+channels in multiples of 4; with 3 it takes the slower im2col path (docs/benchmarks.md#graph-passes).
 
 The uint8 input is padded with its zero point (so it dequantizes to 0) and the weights with zero channels:
 bit-identical. The Pad runs on a 5-D view, (N, C, H, W, 1), which ONNX Runtime's transpose optimizer cannot

@@ -1,5 +1,5 @@
 """Give each Concat's inputs and output one calibration range, so ONNX Runtime's QLinearConcat copies
-bytes instead of requantizing every input through a lookup table (docs/benchmarks.md#passes).
+bytes instead of requantizing every input through a lookup table (docs/benchmarks.md#graph-passes).
 
 Works on the calibration ranges, before quantization; the float graph is only read. A U-Net decoder
 concatenates an upsampled map with an encoder skip, both ReLU outputs with similar ranges, so widening

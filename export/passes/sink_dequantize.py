@@ -2,7 +2,7 @@
 
 The quantizer leaves ops it does not know (a sub-pixel head's DepthToSpace, the crop after it) in float,
 so they move 4-byte elements that were 1 byte just before; below them the DequantizeLinear runs once at
-the end. Bit-identical (docs/benchmarks.md#passes).
+the end. Bit-identical (docs/benchmarks.md#graph-passes).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Replace each CRD DepthToSpace with a static input shape by Reshape -> 3-D Transpose -> Reshape ->
 4-D Transpose -> Reshape: the same permutation, which ONNX Runtime runs much faster than its element-wise
-six-axis DepthToSpace (docs/benchmarks.md#passes). Exact: only elements move. DCR mode and dynamic shapes
+six-axis DepthToSpace (docs/benchmarks.md#graph-passes). Exact: only elements move. DCR mode and dynamic shapes
 are left as they are.
 
 With x = (N, C*s*s, H, W) and output (N, C, H*s, W*s), channel c*s*s + a*s + b going to

@@ -9,7 +9,7 @@ order), read with a one-pixel shift: phase conv position j covers output rows 2j
 edges are repeated (Pad edge) as the Resize clamps its source coordinates, the first Slice drops the feature
 rows the final crop never reads, the last Slice undoes the shift and crops. Equal to the original up to
 float rounding; the new Conv quantizes. Float graphs run the original head faster, so only the INT8 flavour
-gets it (docs/benchmarks.md#passes). Needs static shapes.
+gets it (docs/benchmarks.md#graph-passes). Needs static shapes.
 """
 
 from __future__ import annotations
