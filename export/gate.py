@@ -69,7 +69,7 @@ def quantize_with_gate(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, 
     """
     if val.labels is None:
         raise ExportError(f"the INT8 accuracy gate needs labelled validation images; {val.source} has none")
-    from .onnx_export import read_meta
+    from .onnx_io import read_meta
 
     meta = read_meta(onnx_in)
     size = meta.input_size
@@ -152,6 +152,6 @@ class GateFailed(ExportError):
 
 def _probe_input(sess: Any, path: str | os.PathLike, val: ImageSet, size: tuple[int, int]) -> Any:
     """One validation image as the input of ``sess`` (the model at ``path``), repeated to a fixed batch."""
-    from .onnx_export import read_meta
+    from .onnx_io import read_meta
 
     return fill_batch(preprocess([val.images[0]], read_meta(path), size), session_batch(sess))

@@ -16,7 +16,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,8 +35,9 @@ from edgeseg.runtime.sizes import format_hw, parse_hw
 
 from .calibration import load_images
 from .gate import GateFailed, quantize_with_gate
-from .onnx_export import DEFAULT_OPSET, check_opset, read_meta, torch_to_onnx, with_output_stride
+from .onnx_io import DEFAULT_OPSET, check_opset, read_meta
 from .parity import EvalContext, check_parity, torch_reference
+from .passes import check_pass_names
 from .quantize import CALIB_METHODS, INT8_TARGETS, check_choice
 
 log = logging.getLogger("edgeseg.export")
@@ -70,7 +71,7 @@ class ExportResult:
         head = ("artifact", "size MB", "max|dlogit|", "agree %", "mIoU", "dmIoU", "latency ms", "status")
         lines = [head]
         ref = self.reference.get("miou")
-        lines.append(("pytorch (reference)", "-", "-", "-", _f(ref), "-", "-", ""))
+        lines.append((f"{self.reference.get('framework', 'pytorch')} (reference)", "-", "-", "-", _f(ref), "-", "-", ""))
         for r in self.rows:
             p = r.get("parity") or {}
             miou = (p.get("metrics") or {}).get("miou")
@@ -149,7 +150,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, *, fmt: str = "onnx", preci
                       opset: int = DEFAULT_OPSET, workspace_gb: float = 4.0, out: str | os.PathLike | None = None,
                       data: str | None = None, val_images: int = 0, keep_failed: bool = False,
                       simplify: bool = True, output_stride: int = 1, threads: int = 0,
-                      progress: bool = True) -> ExportResult:
+                      skip_passes: Sequence[str] = (), progress: bool = True) -> ExportResult:
     """Export an edgeseg checkpoint and check every artifact against PyTorch on real images.
 
     ``threads`` (0 = library defaults) applies to PyTorch and ONNX Runtime for the whole export.
@@ -158,6 +159,8 @@ def export_checkpoint(checkpoint: str | os.PathLike, *, fmt: str = "onnx", preci
     ``UsageError``/``CheckpointError``/``DatasetError``/``BackendUnavailableError`` for bad input.
     """
     from edgeseg.train.checkpoint import load_checkpoint
+
+    from .onnx_export import torch_to_onnx, with_output_stride
 
     if fmt not in FORMATS:
         raise unknown_name("format", fmt, FORMATS)
@@ -175,6 +178,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, *, fmt: str = "onnx", preci
     if not workspace_gb > 0:
         raise UsageError(f"--workspace {workspace_gb} must be a positive number of GB")
     check_opset(opset)
+    check_pass_names(skip_passes)
     if fmt == "engine":
         _require_tensorrt()
 
@@ -212,7 +216,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, *, fmt: str = "onnx", preci
     with atomic_path(fp32_path) as cand:
         torch_to_onnx(net, cand, meta=ckpt.meta(), imgsz=size, dynamic=dynamic, batch=batch, opset=opset,
                       fuse_preprocess=fuse_preprocess, fuse_argmax=fuse_argmax, simplify=simplify,
-                      output_stride=output_stride)
+                      output_stride=output_stride, skip_passes=skip_passes)
         meta = read_meta(cand)
         ctx = EvalContext(images=val, meta=meta, size=size)
         _say(f"PyTorch reference on {len(val)} validation images", progress)
@@ -257,7 +261,8 @@ def export_checkpoint(checkpoint: str | os.PathLike, *, fmt: str = "onnx", preci
             try:
                 qres, gate = quantize_with_gate(fp32_path, path, calib=calib_set, val=val, fp32_miou=fp32_miou,
                                                 max_miou_drop=max_miou_drop, method=calib_method, target=target,
-                                                cache_path=cache, threads=threads, failed_out=failed_at)
+                                                cache_path=cache, threads=threads, failed_out=failed_at,
+                                                skip_passes=skip_passes)
             except GateFailed as e:
                 row = _check(failed_at, path, ctx, threads, progress)
                 row["quantization"] = {**e.result.to_dict(), "path": str(path), "calib_source": str(calib_source),
@@ -311,10 +316,11 @@ def _torch_threads(threads: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _check(path: Path, final: Path, ctx: EvalContext, threads: int, progress: bool) -> dict[str, Any]:
+def _check(path: Path, final: Path, ctx: EvalContext, threads: int, progress: bool,
+           with_logits: bool = True) -> dict[str, Any]:
     """The report row of the artifact at ``path``, which is (or will be) named ``final``."""
     meta = read_meta(path)
-    parity = check_parity(path, ctx, threads=threads, progress=progress, name=final.name)
+    parity = check_parity(path, ctx, threads=threads, progress=progress, name=final.name, with_logits=with_logits)
     return {"artifact": str(final), "format": "onnx", "precision": meta.precision,
             "int8_target": meta.int8_target or None, "size_bytes": path.stat().st_size,
             "sha256": sha256_file(path), "imgsz": list(ctx.size), "dynamic": meta.dynamic_hw,
