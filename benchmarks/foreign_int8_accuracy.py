@@ -166,28 +166,28 @@ def evaluate(args: argparse.Namespace) -> None:
     import onnxruntime
 
     from edgeseg.export.calibration import ImageSet, load_images
-    from edgeseg.export.foreign import export_foreign
+    from edgeseg.export.foreign import export_onnx_model
     from edgeseg.runtime.metrics import ConfusionMatrix
     from edgeseg.runtime.segmenter import Segmenter
 
     out = Path(args.out)
     held_images, held_labels = _load(args.data, "train", lambda n: n.startswith(HELD_OUT))
     gate_val = load_images(args.data, "val", args.val_images, need_labels=True, what="validation")
-    calib = load_images(args.data, "train", args.calib_images, what="calibration")
-    calib = ImageSet(source=calib.source, ids=tuple(i for i in calib.ids if HELD_OUT not in i),
-                     images=tuple(im for i, im in zip(calib.ids, calib.images, strict=True) if HELD_OUT not in i),
-                     labels=None)
-    result = export_foreign(out / "espnet_like.onnx", precision="int8", calib=calib, val=gate_val,
-                            classes_file=out / "classes.txt", mean=MEAN, std=STD, pixel_range=1,
-                            ignore_index=IGNORE, out=out / "espnet_like_byo", calib_method=args.calib_method,
-                            max_miou_drop=args.max_miou_drop, threads=1, progress=True)
+    train_images, _ = _load(args.data, "train", lambda n: not n.startswith(HELD_OUT))
+    picks = np.linspace(0, len(train_images) - 1, args.calib_images).round().astype(int)
+    calib = ImageSet(source=f"{args.data} train (without {HELD_OUT})", ids=tuple(f"train{i}" for i in picks),
+                     images=tuple(train_images[i] for i in picks), labels=None)
+    result = export_onnx_model(out / "espnet_like.onnx", classes=out / "classes.txt", mean=MEAN, std=STD,
+                               ignore_index=IGNORE, precision="int8", calib=calib, val=gate_val,
+                               out=out / "espnet_like_byo", calib_method=args.calib_method,
+                               max_miou_drop=args.max_miou_drop, threads=1, progress=True)
     rows = {}
     for row in result.rows:
-        seg = Segmenter(row["artifact"], threads=1)
         cm = ConfusionMatrix(CLASSES, IGNORE)
-        for img, lab in zip(held_images, held_labels, strict=True):
-            cm.update(seg(img[:, :, ::-1].copy()).class_map, lab)
-        rows[row["precision"]] = {"artifact": row["artifact"], "miou": cm.miou() * 100,
+        with Segmenter(row["artifact"], threads=1) as seg:
+            for img, lab in zip(held_images, held_labels, strict=True):
+                cm.update(seg(np.ascontiguousarray(img[:, :, ::-1])).class_map, lab)  # RGB -> BGR frame
+        rows[row["precision"]] = {"artifact": row["artifact"], "miou": cm.summary(build_classes()).miou,
                                   "nodes_in_float": (row.get("gate") or {}).get("nodes_in_float")}
     report = {"held_out": f"CamVid train-split sequence {HELD_OUT} ({len(held_images)} images, void ignored)",
               "calib_images": len(calib), "gate_images": len(gate_val), "calib_method": args.calib_method,
