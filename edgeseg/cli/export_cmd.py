@@ -150,6 +150,14 @@ def _floats(flag: str, text: str | None) -> tuple[float, ...]:
 
 def _run_onnx(args: argparse.Namespace) -> int:
     """``edgeseg export model.onnx``: a segmentation ONNX made elsewhere -> edgeseg artifacts (no torch)."""
+    import importlib.util
+
+    from edgeseg.runtime.errors import BackendUnavailableError
+
+    needed = ("onnx", "onnxconverter_common") if args.precision == "fp16" else ("onnx",)
+    missing = [m for m in needed if importlib.util.find_spec(m) is None]
+    if missing:
+        raise BackendUnavailableError(f"exporting an ONNX model needs {missing[0]}: pip install 'edgeseg[quantize]'")
     from edgeseg.export.foreign import export_onnx_model
     from edgeseg.export.pipeline import ExportFailed
     from edgeseg.runtime.fileio import write_json
