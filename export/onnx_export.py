@@ -2,7 +2,7 @@
 
 Exporter choice: ``torch.onnx.export(..., dynamo=True)``. The TorchScript exporter
 (``dynamo=False``) still works in torch 2.13 but is deprecated and slated for removal
-(NOTES.md), and the dynamo graph is cleaner (BatchNorm folded, fewer shape ops). A model
+(docs/benchmarks.md#exporters), and the dynamo graph is cleaner (BatchNorm folded, fewer shape ops). A model
 that ``torch.export`` cannot trace falls back to the TorchScript exporter, and the
 artifact records which one was used (``extra["exporter"]``).
 """
@@ -65,8 +65,8 @@ class FusedPreprocess(nn.Module):
 
     The BGR -> RGB swap and ``(x/255 - mean)/std = x*scale + shift`` are one 1x1 convolution
     (3 -> 3, one non-zero weight per output channel), so the exported graph is Transpose -> Cast
-    -> Conv. ONNX Runtime ran the flip and broadcast Mul/Add this replaces at ~11 ms per 360x480
-    frame (1 thread). The ONNX Runtime INT8 flavour folds the conv into the first real one
+    -> Conv, which ONNX Runtime runs much faster than a channel flip and broadcast Mul/Add
+    (docs/benchmarks.md#fused-preprocessing). The ONNX Runtime INT8 flavour folds the conv into the first real one
     (the ``fold_input_normalization`` pass); elsewhere it stays float (``quantize.input_preprocessing``).
     """
 
@@ -102,7 +102,7 @@ class CoarseLogits(nn.Module):
     """An edgeseg model ending before its head's upsampling: logits at stride ``head_stride``.
 
     The runtime takes the argmax at that stride and upsamples the uint8 class map (nearest) to
-    the frame: the graph skips upsampling C float planes (unet_lite 360x480 INT8: ~5 ms less).
+    the frame: the graph skips upsampling C float planes (docs/benchmarks.md#output-stride).
     """
 
     def __init__(self, model: nn.Module) -> None:

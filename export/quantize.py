@@ -1,6 +1,6 @@
 """Post-training INT8 quantization (Q/DQ ONNX) with cached calibration and an accuracy gate.
 
-Two targets, because the fastest INT8 form differs (NOTES.md, measured):
+Two targets, because the fastest INT8 form differs (docs/benchmarks.md#int8-targets):
 
 * ``ort``: ONNX Runtime on x86 CPUs fuses only **U8S8** Q/DQ (uint8 activations, int8
   weights) into integer kernels; S8S8 ran dequantize -> FP32 conv -> quantize and was slower
@@ -50,7 +50,7 @@ CACHE_FORMAT = "edgeseg.calibration"
 CALIB_CHUNK = 8  # images per calibrator pass: bounds the activations held in memory at once
 
 # Calibrator options per method. ORT's entropy defaults (128 bins, 128 quantized bins) leave the
-# KL search a single candidate, so it returns the MinMax range (NOTES.md: byte-identical model);
+# KL search a single candidate, so it returns the MinMax range (a byte-identical model);
 # 2048 histogram bins folded to 128 make it a real search, as TensorRT's entropy calibrator does.
 METHOD_OPTIONS: dict[str, dict[str, Any]] = {
     "minmax": {},
@@ -140,7 +140,7 @@ def preprocess_for_quant(onnx_in: str | os.PathLike, out: Path, target: str = "o
     bilinear x2 as a quantizable sub-pixel convolution unless ``subpixel_head`` is off), with every node
     named. The passes' records travel in the model's ``metadata_props`` (:data:`PRE_PASSES_KEY`).
 
-    ``skip_symbolic_shape=True``: symbolic shape inference fails on dynamic-shape U-Nets (NOTES.md).
+    ``skip_symbolic_shape=True``: symbolic shape inference fails on dynamic-shape U-Nets.
     """
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -358,10 +358,8 @@ def resizes_logits(proto: onnx.ModelProto, tail: Sequence[str]) -> bool:
     """Whether the classifier tail upsamples the logits (a full-resolution export).
 
     Only then does a float classifier pay on ONNX Runtime: it runs conv + bilinear resize in its
-    blocked float layout (unet_lite 360x480, 1 thread: 27.6 -> 24.3 ms). Without a resize (an
-    ``--output-stride`` export) the quantized classifier is faster and scored no lower: bundled
-    unet_lite at stride 2, one interleaved run, 15.5 -> 14.1 ms (2 threads), 21.0 -> 19.4 ms
-    (1 thread), CamVid val mIoU 67.07 -> 67.33.
+    blocked float layout; without a resize (an ``--output-stride`` export) the quantized classifier is
+    faster and scores no lower (docs/benchmarks.md#output-stride).
     """
     ops = {n.name: n.op_type for n in proto.graph.node}
     return any(ops.get(name) in ("Resize", "Upsample") for name in tail)
@@ -377,8 +375,8 @@ def input_preprocessing(proto: onnx.ModelProto) -> list[str]:
     the weightless ones before the first Conv and, in edgeseg's own exports, that 1x1 normalising Conv
     (:func:`~edgeseg.export.passes.input_normalizer`). They stay float.
 
-    Quantized, ONNX Runtime ran an older export's Mul/Add normalisation as QLinearMul/QLinearAdd at
-    ~17 ms for a 360x480 frame (unet_lite, 1 thread), and rounding the normalised image gains nothing.
+    Quantized, ONNX Runtime runs such element-wise normalisation slower than in float, and rounding the
+    normalised image gains nothing.
     For the ``ort`` target with static shapes the normalising Conv is folded away first
     (the ``fold_input_normalization`` pass).
     """
@@ -395,7 +393,7 @@ def input_preprocessing(proto: onnx.ModelProto) -> list[str]:
                 names.append(node.name)
                 reached.extend(node.output)
     norm = input_normalizer(proto)
-    if norm is not None:  # raw 0..255 in, normalised out: exact in float; quantized it is slower (3.8 ms)
+    if norm is not None:  # raw 0..255 in, normalised out: exact in float; quantized it is slower
         names.append(norm.name)
     return names
 
