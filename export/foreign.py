@@ -123,10 +123,10 @@ def inspect_io(proto: onnx.ModelProto, source: str | os.PathLike) -> ModelIO:
         raise ModelFormatError(f"{source} has {len(inputs)} inputs ({', '.join(i.name for i in inputs)}); a "
                                "segmentation model takes one image batch (N, 3, H, W)")
     tt = inputs[0].type.tensor_type
-    if tt.elem_type not in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16):
+    if tt.elem_type != onnx.TensorProto.FLOAT:
         raise ModelFormatError(f"{source} input {inputs[0].name!r} is "
-                               f"{onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type)}, not float; edgeseg reads "
-                               "float NCHW image models")
+                               f"{onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type)}, not float32; edgeseg reads "
+                               "float32 NCHW image models (export the FP32 model; edgeseg makes the FP16 one)")
     dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in tt.shape.dim]
     if len(dims) != 4 or dims[1] not in (3, None):
         raise ModelFormatError(f"{source} input {inputs[0].name!r} has shape {_shape_text(dims)}; edgeseg needs "
@@ -219,8 +219,6 @@ def probe_output(onnx_in: str | os.PathLike, io: ModelIO, meta: ModelMeta, size:
 
     sess = ort_session(onnx_in, threads)
     x = np.repeat(preprocess([image], meta, size), session_batch(sess), axis=0)  # (N, 3, H, W)
-    if "float16" in sess.get_inputs()[0].type:
-        x = x.astype(np.float16)
     try:
         return tuple(sess.run(None, {io.input_name: x})[0].shape)
     except Exception as e:  # onnxruntime raises its own types
@@ -239,7 +237,6 @@ def float_reference(onnx_in: str | os.PathLike, images: ImageSet, meta: ModelMet
 
     sess = ort_session(onnx_in, threads)
     batch = session_batch(sess)
-    elem = sess.get_inputs()[0].type
     cm = ConfusionMatrix(meta.num_classes, meta.ignore_index)
     per_image_mb = meta.num_classes * size[0] * size[1] * 4 / 1e6 / meta.output_stride ** 2
     keep = per_image_mb * len(images) <= KEEP_LOGITS_MB
@@ -250,7 +247,7 @@ def float_reference(onnx_in: str | os.PathLike, images: ImageSet, meta: ModelMet
             if bgr:
                 x = np.ascontiguousarray(x[:, ::-1])
             x = np.repeat(x, batch, axis=0) if batch > 1 else x
-            y = sess.run(None, {io.input_name: x.astype(np.float16 if "float16" in elem else np.float32)})[0]
+            y = sess.run(None, {io.input_name: x})[0]
             y = y[0].astype(np.float32)  # (C, h, w)
             if not np.isfinite(y).all():
                 raise ModelFormatError(f"{onnx_in} outputs NaN or inf on {images.ids[i]}; check the model and "
