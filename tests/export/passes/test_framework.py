@@ -77,3 +77,14 @@ def test_pass_counts_reads_the_passes_entry_and_older_per_pass_keys():
         "split_depth_to_space": 4, "sink_dequantize": 2}
     assert pass_counts({"nchw_resizes": "4", "sunk_dequantize": "9", "raw_uint8_input": "conv"}) == {
         "keep_nearest_resizes_nchw": 4, "sink_dequantize": 9}
+
+
+@pytest.mark.parametrize("model", ["missing.pt", "missing.onnx"])
+def test_export_no_pass_names_a_close_match_before_any_work(model, tmp_path, capsys):
+    from edgeseg.cli import main
+
+    extra = ["--classes", str(tmp_path / "c.txt"), "--mean", "0,0,0", "--std", "1,1,1"] if model.endswith("onnx") else []
+    (tmp_path / "c.txt").write_text("a\nb\n", encoding="utf-8")
+    assert main(["export", str(tmp_path / model), "--no-pass", "sink_dequant", *extra]) != 0
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "error: unknown pass 'sink_dequant'; did you mean 'sink_dequantize'?")
