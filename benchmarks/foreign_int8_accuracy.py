@@ -188,7 +188,9 @@ def evaluate(args: argparse.Namespace) -> None:
             for img, lab in zip(held_images, held_labels, strict=True):
                 cm.update(seg(np.ascontiguousarray(img[:, :, ::-1])).class_map, lab)  # RGB -> BGR frame
         rows[row["precision"]] = {"artifact": row["artifact"], "miou": cm.summary(build_classes()).miou,
-                                  "nodes_in_float": (row.get("gate") or {}).get("nodes_in_float")}
+                                  "nodes_in_float": (row.get("gate") or {}).get("nodes_in_float"),
+                                  "gate_set_miou": row["parity"]["metrics"].get("miou"),
+                                  "latency_ms_1_thread": row["parity"]["latency_ms"]}
     report = {"held_out": f"CamVid train-split sequence {HELD_OUT} ({len(held_images)} images, void ignored)",
               "calib_images": len(calib), "gate_images": len(gate_val), "calib_method": args.calib_method,
               "onnxruntime": onnxruntime.__version__, "artifacts": rows}
