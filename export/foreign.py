@@ -9,7 +9,7 @@ plus the exact ``export`` graph passes and onnxslim when it changes no result.
 
 Every artifact is checked against the float ONNX as given: pixel agreement on the check images, mIoU on
 labelled ``--val`` images. The FP16 and INT8 gates compare mIoU with the FP32 artifact's; without labels
-they score against the float model's own class maps (pseudo-labels: 100 = identical predictions).
+they compare pixel agreement with the float model (percentage points below the FP32 artifact's ~100).
 """
 
 from __future__ import annotations
@@ -313,7 +313,9 @@ def export_onnx_model(onnx_in: str | os.PathLike, *, classes: str | os.PathLike,
     calib_set = load_images(calib, "train", calib_images, what="calibration") if isinstance(calib, (str, Path)) \
         else calib
     val_set = load_images(val, "val", val_images, what="validation") if isinstance(val, (str, Path)) else val
-    check_set = val_set or calib_set or load_images(CHECK_IMAGES, "val", 0, what="check")
+    # without --val the checks compare with the float model only: labels of calibration data may not even
+    # use the model's classes
+    check_set = val_set or _unlabelled(calib_set or load_images(CHECK_IMAGES, "val", 0, what="check"))
     if val_set is not None and val_set.classes is not None and len(val_set.classes) != len(names):
         raise DatasetError(f"--val {val} has {len(val_set.classes)} classes but --classes lists {len(names)}")
     meta = ModelMeta(classes=names, palette=default_palette(len(names)), mean=pre.mean, std=pre.std,
@@ -363,8 +365,12 @@ def export_onnx_model(onnx_in: str | os.PathLike, *, classes: str | os.PathLike,
     return result
 
 
+def _unlabelled(images: ImageSet) -> ImageSet:
+    return ImageSet(source=images.source, ids=images.ids, images=images.images, labels=None)
+
+
 def gate_images(ctx: EvalContext) -> ImageSet:
-    """The check images with labels: their own, or the float model's class maps (pseudo-labels)."""
+    """The check images with labels: their own, or the float model's class maps (scored by agreement)."""
     images = ctx.images
     if images.labels is not None:
         return images
@@ -373,32 +379,32 @@ def gate_images(ctx: EvalContext) -> ImageSet:
                     ignore_index=ctx.meta.ignore_index)
 
 
-def _scored(row: dict[str, Any], ctx: EvalContext, path: Path, threads: int) -> float:
-    """mIoU of ``path`` against the gate's labels (see :func:`gate_images`), recorded in ``row``."""
-    if ctx.images.labels is not None:
-        return row["parity"]["metrics"]["miou"]
-    from .parity import class_maps, score_maps
+def _scored(row: dict[str, Any], ctx: EvalContext) -> float:
+    """What the gates compare: mIoU on labelled check images, else pixel agreement with the float model."""
+    parity = row["parity"]
+    return parity["metrics"]["miou"] if ctx.images.labels is not None else parity["pixel_agreement"]
 
-    miou = score_maps(class_maps(path, ctx.images.images, ctx.size, threads), gate_images(ctx), ctx.meta)["miou"]
-    row["parity"]["agreement_miou"] = miou
-    return miou
+
+def _metric(ctx: EvalContext) -> str:
+    return "miou" if ctx.images.labels is not None else "pixel_accuracy"
 
 
 def _fp16(fp32_path: Path, base: Path, ctx: EvalContext, fp32_row: dict[str, Any], threads: int,
           max_drop: float, keep_failed: bool, progress: bool, result: ExportResult) -> None:
     from .fp16 import convert_fp16
 
-    ref = _scored(fp32_row, ctx, fp32_path, threads)
+    ref = _scored(fp32_row, ctx)
     path = artifact_path(base, "fp16")
     _say(f"converting to {path.name}", progress)
     with atomic_path(path) as cand:
         convert_fp16(fp32_path, cand)
         row = _check(cand, path, ctx, threads, progress, with_logits=ctx.reference.logits is not None)
-        drop = ref - _scored(row, ctx, cand, threads)
+        drop = ref - _scored(row, ctx)
         ok = drop <= max_drop
-        _finish(row, ok, keep_failed, "" if ok else f"mIoU drop {drop:.2f} > {max_drop:g}", result, candidate=cand)
+        what = "mIoU" if _metric(ctx) == "miou" else "pixel agreement"
+        _finish(row, ok, keep_failed, "" if ok else f"{what} drop {drop:.2f} > {max_drop:g}", result, candidate=cand)
     if not ok:
-        _fail(result, f"FP16 model {path.name} drops {drop:.2f} mIoU points below FP32 (limit {max_drop:g}); "
+        _fail(result, f"FP16 model {path.name} drops {drop:.2f} {what} points below FP32 (limit {max_drop:g}); "
                       f"report in {row['report']}")
 
 
@@ -407,7 +413,7 @@ def _int8(fp32_path: Path, base: Path, ctx: EvalContext, fp32_row: dict[str, Any
           progress: bool, result: ExportResult) -> None:
     from .gate import GateFailed, quantize_with_gate
 
-    ref = _scored(fp32_row, ctx, fp32_path, threads)
+    ref = _scored(fp32_row, ctx)
     path = artifact_path(base, "int8", int8_target=target)
     cache = base.with_name(f"{base.name}.calib.json" if target == "ort" else f"{base.name}.trt.calib.json")
     _say(f"quantizing to {path.name} ({method}, target {target}, {len(calib_set)} images)", progress)
@@ -416,17 +422,17 @@ def _int8(fp32_path: Path, base: Path, ctx: EvalContext, fp32_row: dict[str, Any
         try:
             qres, gate = quantize_with_gate(fp32_path, path, calib=calib_set, val=gate_images(ctx), fp32_miou=ref,
                                             max_miou_drop=max_drop, method=method, target=target, cache_path=cache,
-                                            threads=threads, failed_out=failed_at, skip_passes=skip_passes)
+                                            threads=threads, failed_out=failed_at, skip_passes=skip_passes,
+                                            metric=_metric(ctx))
         except GateFailed as e:
             row = _check(failed_at, path, ctx, threads, progress, with_logits=with_logits)
             row["quantization"] = {**e.result.to_dict(), "path": str(path), "calib_source": calib_set.source}
-            row["gate"] = e.report.to_dict()
+            row["gate"] = {**e.report.to_dict(), "metric": _metric(ctx)}
             _finish(row, False, keep_failed, str(e), result, candidate=failed_at)
             _fail(result, str(e))
         failed_at.unlink()  # passed: the gate has written `path` itself
     row = _check(path, path, ctx, threads, progress, with_logits=with_logits)
-    _scored(row, ctx, path, threads)
     row["quantization"] = {**qres.to_dict(), "calib_source": calib_set.source, "calib_ids": list(calib_set.ids)}
-    row["gate"] = gate.to_dict()
+    row["gate"] = {**gate.to_dict(), "metric": _metric(ctx)}
     _finish(row, True, True, "", result)
 

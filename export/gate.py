@@ -27,6 +27,7 @@ from .quantize import QuantizeResult, node_sensitivity, preprocess_for_quant, qu
 
 log = logging.getLogger("edgeseg.export")
 
+_METRIC_NAMES = {"miou": "mIoU", "pixel_accuracy": "pixel agreement"}  # the gate's score, as messages name it
 SENSITIVITY_IMAGES = 4  # images for the per-node error measurement (activations of every layer are kept)
 
 
@@ -59,13 +60,15 @@ def quantize_with_gate(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, 
                        target: str = "ort", per_channel: bool = True, cache_path: str | os.PathLike | None = None,
                        max_float_nodes: int = 32, threads: int = 0,
                        failed_out: str | os.PathLike | None = None,
-                       skip_passes: Sequence[str] = ()) -> tuple[QuantizeResult, GateReport]:
+                       skip_passes: Sequence[str] = (), metric: str = "miou") -> tuple[QuantizeResult, GateReport]:
     """Quantize ``onnx_in`` and enforce ``fp32_miou - int8_miou <= max_miou_drop`` on ``val``.
 
     Every attempt is written to a private temporary folder; only a model that passed is moved onto
     ``onnx_out`` (atomically), so a failed or interrupted gate leaves an existing ``onnx_out`` as it was.
     Raises :class:`GateFailed` when even ``max_float_nodes`` nodes in float do not pass; the last
     model tried is then written to ``failed_out`` when given (the caller decides whether to keep it).
+    ``metric``: the score compared, ``miou`` or ``pixel_accuracy`` (agreement, when ``val``'s labels are the
+    float model's own class maps).
     """
     if val.labels is None:
         raise ExportError(f"the INT8 accuracy gate needs labelled validation images; {val.source} has none")
@@ -86,7 +89,7 @@ def quantize_with_gate(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, 
                                 skip_passes=skip_passes, _pre=(pre_path, pre))
             if not cache_path:
                 res.cache_path = None
-            miou = score_maps(class_maps(res.path, val.images, size, threads), val, meta)["miou"]
+            miou = score_maps(class_maps(res.path, val.images, size, threads), val, meta)[metric]
             return res, miou
 
         res, miou = attempt([])
@@ -125,7 +128,8 @@ def quantize_with_gate(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, 
         if failed_out is not None:
             _publish(res, failed_out)
     raise GateFailed(
-        f"INT8 model {Path(onnx_out).name} loses {report.drop:.2f} mIoU points against FP32 "
+        f"INT8 model {Path(onnx_out).name} loses {report.drop:.2f} {_METRIC_NAMES.get(metric, metric)} points "
+        "against FP32 "
         f"({report.int8_miou:.2f} vs {fp32_miou:.2f}; limit {max_miou_drop:g}) even with "
         f"{len(report.nodes_in_float)} sensitive nodes in float; try --calib-method percentile, more "
         "--calib-images, --precision fp16, or a larger --max-miou-drop", report, res)
