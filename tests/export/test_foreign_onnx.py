@@ -152,6 +152,16 @@ def test_a_dynamic_shape_model_keeps_dynamic_sizes(tmp_path):
         assert _ort(int8, np.zeros(shape, np.float32)).shape == (shape[0], 4, *shape[2:])
 
 
+def test_fp16_of_a_foreign_model_is_gated_on_agreement_without_labels(tmp_path):
+    src = _save(_conv_net(), tmp_path / "h.onnx")
+    res = export_onnx_model(src, classes=_classes(tmp_path, 4), mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25),
+                            precision="fp16", calib=_images(3, (32, 48)), threads=1, progress=False)
+    fp16 = res.rows[-1]
+    assert fp16["precision"] == "fp16" and fp16["passed"] and fp16["parity"]["pixel_agreement"] >= 99.0
+    assert fp16["parity"]["metrics"] == {}  # no labels: agreement only
+    assert _ort(fp16["artifact"], np.zeros((1, 3, 32, 48), np.float32)).dtype == np.float32  # float32 IO kept
+
+
 @pytest.mark.parametrize("first", ["Conv", "Mul"])
 def test_a_bgr_model_takes_rgb_after_export(tmp_path, first):
     src = _save(_conv_net(first=first), tmp_path / "bgr.onnx")
