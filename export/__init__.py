@@ -9,6 +9,7 @@ touched by ``onnx_to_engine``)::
     quantize_with_gate(onnx_in, onnx_out, calib=..., val=..., fp32_miou=..., max_miou_drop=1.0)
     check_parity(artifact, EvalContext, ...) -> dict report
     export_checkpoint(checkpoint, fmt="onnx", precision="fp32", ...) -> ExportResult
+    export_onnx_model(model.onnx, classes=..., mean=..., std=..., precision=...)  # an ONNX made elsewhere
     onnx_to_engine(onnx_path, engine_path, ...)          # TensorRT (export/engine.py)
 """
 
@@ -39,6 +40,7 @@ _EXPORTS = {
     "ExportResult": "pipeline",
     "ExportFailed": "pipeline",
     "artifact_path": "pipeline",
+    "export_onnx_model": "foreign",
     "onnx_to_engine": "engine",
 }
 

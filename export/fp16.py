@@ -12,7 +12,7 @@ import onnx
 
 from edgeseg.runtime.errors import ExportError
 
-from .onnx_export import get_meta, load_onnx, run_onnx, save_onnx, set_meta
+from .onnx_io import get_meta, load_onnx, run_onnx, save_onnx, set_meta
 
 # Ops kept in float32 on top of the converter's defaults (which already include Resize/Upsample):
 # ArgMax must compare at full precision so near-ties resolve like the FP32 model, and

@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from .quantize import QuantizeResult, node_sensitivity, preprocess_for_quant, qu
 
 log = logging.getLogger("edgeseg.export")
 
+_METRIC_NAMES = {"miou": "mIoU", "pixel_accuracy": "pixel agreement"}  # the gate's score, as messages name it
 SENSITIVITY_IMAGES = 4  # images for the per-node error measurement (activations of every layer are kept)
 
 
@@ -57,13 +59,16 @@ def quantize_with_gate(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, 
                        val: ImageSet, fp32_miou: float, max_miou_drop: float = 1.0, method: str = "minmax",
                        target: str = "ort", per_channel: bool = True, cache_path: str | os.PathLike | None = None,
                        max_float_nodes: int = 32, threads: int = 0,
-                       failed_out: str | os.PathLike | None = None) -> tuple[QuantizeResult, GateReport]:
+                       failed_out: str | os.PathLike | None = None,
+                       skip_passes: Sequence[str] = (), metric: str = "miou") -> tuple[QuantizeResult, GateReport]:
     """Quantize ``onnx_in`` and enforce ``fp32_miou - int8_miou <= max_miou_drop`` on ``val``.
 
     Every attempt is written to a private temporary folder; only a model that passed is moved onto
     ``onnx_out`` (atomically), so a failed or interrupted gate leaves an existing ``onnx_out`` as it was.
     Raises :class:`GateFailed` when even ``max_float_nodes`` nodes in float do not pass; the last
     model tried is then written to ``failed_out`` when given (the caller decides whether to keep it).
+    ``metric``: the score compared, ``miou`` or ``pixel_accuracy`` (agreement, when ``val``'s labels are the
+    float model's own class maps).
     """
     if target == "openvino":  # NNCF into OpenVINO IR, scored on OpenVINO (export/ov_int8.py)
         from .ov_int8 import quantize_for_openvino
@@ -73,7 +78,7 @@ def quantize_with_gate(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, 
                                      failed_out=failed_out)
     if val.labels is None:
         raise ExportError(f"the INT8 accuracy gate needs labelled validation images; {val.source} has none")
-    from .onnx_export import read_meta
+    from .onnx_io import read_meta
 
     meta = read_meta(onnx_in)
     size = meta.input_size
@@ -81,17 +86,17 @@ def quantize_with_gate(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, 
     with tempfile.TemporaryDirectory(prefix="edgeseg-gate-") as tmp:
         work = Path(tmp)
         pre_path = work / "pre.onnx"
-        pre = preprocess_for_quant(onnx_in, pre_path, target)
+        pre = preprocess_for_quant(onnx_in, pre_path, target, skip_passes=skip_passes)
         ranges_at = Path(cache_path) if cache_path else work / "calib.json"  # calibrate once, reuse per attempt
         trial = work / "candidate.int8.onnx"  # every attempt lands here; onnx_out only gets a passed one
 
         def attempt(excluded: list[str]) -> tuple[QuantizeResult, float]:
             res = quantize_onnx(onnx_in, trial, calib=calib, method=method, target=target,
                                 per_channel=per_channel, cache_path=ranges_at, nodes_to_exclude=excluded,
-                                _pre=(pre_path, pre))
+                                skip_passes=skip_passes, _pre=(pre_path, pre))
             if not cache_path:
                 res.cache_path = None
-            miou = score_maps(class_maps(res.path, val.images, size, threads), val, meta)["miou"]
+            miou = score_maps(class_maps(res.path, val.images, size, threads), val, meta)[metric]
             return res, miou
 
         res, miou = attempt([])
@@ -130,7 +135,8 @@ def quantize_with_gate(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, 
         if failed_out is not None:
             _publish(res, failed_out)
     raise GateFailed(
-        f"INT8 model {Path(onnx_out).name} loses {report.drop:.2f} mIoU points against FP32 "
+        f"INT8 model {Path(onnx_out).name} loses {report.drop:.2f} {_METRIC_NAMES.get(metric, metric)} points "
+        "against FP32 "
         f"({report.int8_miou:.2f} vs {fp32_miou:.2f}; limit {max_miou_drop:g}) even with "
         f"{len(report.nodes_in_float)} sensitive nodes in float; try --calib-method percentile, more "
         "--calib-images, --precision fp16, or a larger --max-miou-drop", report, res)
@@ -176,6 +182,6 @@ class GateFailed(ExportError):
 
 def _probe_input(sess: Any, path: str | os.PathLike, val: ImageSet, size: tuple[int, int]) -> Any:
     """One validation image as the input of ``sess`` (the model at ``path``), repeated to a fixed batch."""
-    from .onnx_export import read_meta
+    from .onnx_io import read_meta
 
     return fill_batch(preprocess([val.images[0]], read_meta(path), size), session_batch(sess))

@@ -2,24 +2,20 @@
 
 Exporter choice: ``torch.onnx.export(..., dynamo=True)``. The TorchScript exporter
 (``dynamo=False``) still works in torch 2.13 but is deprecated and slated for removal
-(NOTES.md), and the dynamo graph is cleaner (BatchNorm folded, fewer shape ops). A model
+(docs/benchmarks.md#exporters), and the dynamo graph is cleaner (BatchNorm folded, fewer shape ops). A model
 that ``torch.export`` cannot trace falls back to the TorchScript exporter, and the
 artifact records which one was used (``extra["exporter"]``).
 """
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import io
 import logging
 import os
-import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import onnx
 import torch
 from torch import nn
@@ -27,8 +23,7 @@ from torch.nn import functional as F
 
 from edgeseg import __version__
 from edgeseg.models.subpixel import with_subpixel_upsampling
-from edgeseg.runtime.errors import CheckpointError, ExportError, ModelFormatError, UsageError
-from edgeseg.runtime.fileio import atomic_path
+from edgeseg.runtime.errors import CheckpointError, ExportError, UsageError
 from edgeseg.runtime.metadata import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -41,14 +36,27 @@ from edgeseg.runtime.metadata import (
 )
 from edgeseg.runtime.sizes import parse_hw
 
-from .ort_layout import SPLIT_D2S_KEY, split_depth_to_space
+from .onnx_io import (  # noqa: F401 - re-exported: callers import these from here
+    DEFAULT_OPSET,
+    MIN_OPSET,
+    check_opset,
+    get_meta,
+    load_onnx,
+    newest_opset,
+    opset_of,
+    quiet,
+    read_meta,
+    run_onnx,
+    save_onnx,
+    set_meta,
+    simplify_onnx,
+)
+from .passes import passes_meta, run_stage
 
 log = logging.getLogger("edgeseg.export")
 
 INPUT_NAME = "images"
 OUTPUT_NAMES = {OUTPUT_LOGITS: "logits", OUTPUT_CLASS_MAP: "class_map"}
-DEFAULT_OPSET = 18  # the dynamo exporter's native opset; >= 17 as the design asks
-MIN_OPSET = 17
 EXPORTERS = ("dynamo", "torchscript")
 
 
@@ -57,9 +65,9 @@ class FusedPreprocess(nn.Module):
 
     The BGR -> RGB swap and ``(x/255 - mean)/std = x*scale + shift`` are one 1x1 convolution
     (3 -> 3, one non-zero weight per output channel), so the exported graph is Transpose -> Cast
-    -> Conv. ONNX Runtime ran the flip and broadcast Mul/Add this replaces at ~11 ms per 360x480
-    frame (1 thread). The ONNX Runtime INT8 flavour folds the conv into the first real one
-    (``ort_layout.fold_input_normalization``); elsewhere it stays float (``quantize.input_preprocessing``).
+    -> Conv, which ONNX Runtime runs much faster than a channel flip and broadcast Mul/Add
+    (docs/benchmarks.md#fused-preprocessing). The ONNX Runtime INT8 flavour folds the conv into the first real one
+    (the ``fold_input_normalization`` pass); elsewhere it stays float (``quantize.input_preprocessing``).
     """
 
     def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float]) -> None:
@@ -94,7 +102,7 @@ class CoarseLogits(nn.Module):
     """An edgeseg model ending before its head's upsampling: logits at stride ``head_stride``.
 
     The runtime takes the argmax at that stride and upsamples the uint8 class map (nearest) to
-    the frame: the graph skips upsampling C float planes (unet_lite 360x480 INT8: ~5 ms less).
+    the frame: the graph skips upsampling C float planes (docs/benchmarks.md#output-stride).
     """
 
     def __init__(self, model: nn.Module) -> None:
@@ -195,46 +203,6 @@ def _shape_problem(model: nn.Module, h: int, w: int, num_classes: int, stride: i
     return None
 
 
-@functools.cache
-def newest_opset() -> int:
-    """The newest ai.onnx opset that both the installed onnx and ONNX Runtime support.
-
-    Every export is checked in ONNX Runtime, so a newer opset (which the exporters would write
-    anyway, or silently replace by their own) could never pass. Found by loading a one-node model.
-    """
-    import onnxruntime as ort
-    from onnx import TensorProto, helper
-
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
-    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "probe", [x], [y])
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 4
-    for version in range(onnx.defs.onnx_opset_version(), MIN_OPSET, -1):
-        ops = [helper.make_opsetid("", version)]
-        try:
-            probe = helper.make_model(graph, opset_imports=ops, ir_version=helper.find_min_ir_version_for(ops))
-            ort.InferenceSession(probe.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-        except Exception:  # ONNX Runtime raises its own Fail type for an opset (or IR version) it does not know
-            continue
-        return version
-    return MIN_OPSET
-
-
-def check_opset(opset: int) -> int:
-    """``opset`` when edgeseg can export and check it; a UsageError naming the supported range otherwise."""
-    newest = newest_opset()
-    if not MIN_OPSET <= opset <= newest:
-        raise UsageError(f"--opset {opset} is not supported: choose {MIN_OPSET} to {newest} (the newest the "
-                         f"installed ONNX Runtime loads; default {DEFAULT_OPSET})")
-    return opset
-
-
-def opset_of(proto: onnx.ModelProto) -> int | None:
-    """The ai.onnx opset a model imports (None when it imports none)."""
-    return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
-
-
 def torch_to_onnx(model_or_checkpoint: Any, out: str | os.PathLike, *, imgsz: Any,
                   dynamic: bool = False, batch: int = 1, opset: int = DEFAULT_OPSET,
                   fuse_preprocess: bool = False, fuse_argmax: bool = False,
@@ -242,7 +210,7 @@ def torch_to_onnx(model_or_checkpoint: Any, out: str | os.PathLike, *, imgsz: An
                   palette: Sequence[Sequence[int]] | None = None, mean: Sequence[float] | None = None,
                   std: Sequence[float] | None = None, ignore_index: int = 255,
                   simplify: bool = True, exporter: str = "dynamo", output_stride: int = 1,
-                  subpixel: bool = True) -> Path:
+                  subpixel: bool = True, skip_passes: Iterable[str] = ()) -> Path:
     """Export a checkpoint (path or Checkpoint) or any fully convolutional ``nn.Module`` to ONNX.
 
     ``dynamic=True`` makes batch, height and width dynamic (``imgsz`` is then the preferred size).
@@ -294,13 +262,13 @@ def torch_to_onnx(model_or_checkpoint: Any, out: str | os.PathLike, *, imgsz: An
     if simplify:
         proto, note = simplify_onnx(proto, example.numpy())
         new_meta = new_meta.with_(extra={**dict(new_meta.extra), "simplified": note})
-    split = split_depth_to_space(proto)  # exact; ONNX Runtime's own DepthToSpace is slow (ort_layout)
+    records = run_stage("export", proto, skip=skip_passes)  # exact rewrites every float export gets
     written = opset_of(proto)
     if written != opset:  # the exporters were checked; this catches a rewrite after them
         raise ExportError(f"the ONNX graph for {out} ended up at opset {written}, not the --opset {opset} asked "
                           f"for; export with --opset {written} or --no-simplify")
     new_meta = new_meta.with_(extra={**dict(new_meta.extra), "opset": str(written),
-                                     SPLIT_D2S_KEY: str(len(split))})
+                                     **passes_meta(records)})
     set_meta(proto, new_meta)
     try:
         onnx.checker.check_model(proto, full_check=True)
@@ -324,23 +292,6 @@ def _export(net: nn.Module, example: torch.Tensor, opset: int, dynamic: bool, dy
     return proto, "torchscript"
 
 
-@contextlib.contextmanager
-def _quiet() -> Any:
-    """Silence exporter chatter (progress prints, deprecation warnings, torchvision notices)."""
-    # torch logs a failed trace at ERROR before raising; the fallback below reports it in one line.
-    loggers = [logging.getLogger(n) for n in ("torch", "torch.onnx", "torch.export", "torch._dynamo", "torch._guards",
-                                              "torch.fx", "onnxscript", "onnx_ir")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.CRITICAL)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for lg, lvl in zip(loggers, levels, strict=True):
-            lg.setLevel(lvl)
-
 
 def _export_dynamo(net: nn.Module, example: torch.Tensor, opset: int, dynamic: bool,
                    dyn_axes: dict[int, str], out_name: str) -> onnx.ModelProto:
@@ -351,7 +302,7 @@ def _export_dynamo(net: nn.Module, example: torch.Tensor, opset: int, dynamic: b
         # guard instead. The branches are shape arithmetic only, so the graph still runs at any size
         # (tested at sizes on both sides of such guards).
         shapes = ({i: torch.export.Dim.DYNAMIC for i in dyn_axes},)
-    with _quiet(), torch.inference_mode(False), torch.no_grad():
+    with quiet(), torch.inference_mode(False), torch.no_grad():
         prog = torch.onnx.export(net, (example,), dynamo=True, opset_version=opset, verbose=False,
                                  input_names=[INPUT_NAME], output_names=[out_name], dynamic_shapes=shapes,
                                  external_data=False, optimize=True)
@@ -385,7 +336,7 @@ def _export_torchscript(net: nn.Module, example: torch.Tensor, opset: int, dynam
         axes = {INPUT_NAME: dyn_axes, out_name: out_axes}
     buf = io.BytesIO()
     try:
-        with _quiet(), torch.no_grad():
+        with quiet(), torch.no_grad():
             torch.onnx.export(net, (example,), buf, dynamo=False, opset_version=opset,
                               input_names=[INPUT_NAME], output_names=[out_name], dynamic_axes=axes,
                               do_constant_folding=True)
@@ -396,89 +347,3 @@ def _export_torchscript(net: nn.Module, example: torch.Tensor, opset: int, dynam
     return onnx.load_from_string(buf.getvalue())
 
 
-def simplify_onnx(proto: onnx.ModelProto, example: np.ndarray) -> tuple[onnx.ModelProto, str]:
-    """Simplify with onnxslim, keeping the result only if ONNX Runtime gives the same outputs.
-
-    Returns ``(model, note)``; ``note`` says what happened (``"onnxslim"`` or why it was skipped).
-    """
-    try:
-        import onnxslim
-    except ImportError:
-        return proto, "skipped: onnxslim not installed"
-    try:
-        with _quiet():
-            slim = onnxslim.slim(onnx.ModelProto.FromString(proto.SerializeToString()))
-    except Exception as e:  # a simplifier bug must not break the export
-        return proto, f"skipped: onnxslim failed ({type(e).__name__})"
-    if slim is None:
-        return proto, "skipped: onnxslim returned nothing"
-    try:
-        before = run_onnx(proto, example)
-        after = run_onnx(slim, example)
-    except Exception as e:
-        return proto, f"skipped: simplified model does not run ({type(e).__name__})"
-    if before.dtype != after.dtype or before.shape != after.shape:
-        return proto, "skipped: onnxslim changed the output type or shape"
-    if before.dtype.kind in "iu":
-        same = np.array_equal(before, after)
-    else:
-        same = bool(np.allclose(before, after, rtol=1e-4, atol=1e-4))
-    if not same:
-        return proto, "skipped: onnxslim changed the results"
-    return slim, "onnxslim"
-
-
-def run_onnx(proto_or_path: onnx.ModelProto | str | os.PathLike, x: np.ndarray) -> np.ndarray:
-    """One ONNX Runtime CPU run (single output) of a model held in memory or on disk."""
-    import onnxruntime as ort
-
-    src = proto_or_path.SerializeToString() if isinstance(proto_or_path, onnx.ModelProto) else str(proto_or_path)
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    sess = ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"])
-    return sess.run(None, {sess.get_inputs()[0].name: x})[0]
-
-
-# -- metadata and files ---------------------------------------------------------------------------
-
-def set_meta(proto: onnx.ModelProto, meta: ModelMeta) -> None:
-    """Replace all ``edgeseg.*`` metadata_props with ``meta`` (other keys are kept)."""
-    keep = [(p.key, p.value) for p in proto.metadata_props if not p.key.startswith("edgeseg.")]
-    del proto.metadata_props[:]
-    for k, v in keep + list(meta.to_props().items()):
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = k, v
-    proto.producer_name = "edgeseg"
-    proto.producer_version = __version__
-
-
-def get_meta(proto: onnx.ModelProto, source: str = "model") -> ModelMeta:
-    return ModelMeta.from_props({p.key: p.value for p in proto.metadata_props}, source)
-
-
-def load_onnx(path: str | os.PathLike) -> onnx.ModelProto:
-    """Load an ONNX file; a missing or corrupt file raises ModelFormatError with the path."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelFormatError(f"ONNX model {path} does not exist")
-    try:
-        proto = onnx.load(str(path))
-    except Exception as e:  # protobuf DecodeError and friends
-        raise ModelFormatError(f"{path} is not a readable ONNX model ({type(e).__name__}); "
-                               "re-export it with 'edgeseg export'") from None
-    if not proto.graph.node:
-        raise ModelFormatError(f"{path} is not a valid ONNX model (empty graph); re-export it with 'edgeseg export'")
-    return proto
-
-
-def read_meta(path: str | os.PathLike) -> ModelMeta:
-    return get_meta(load_onnx(path), str(path))
-
-
-def save_onnx(proto: onnx.ModelProto, out: str | os.PathLike) -> Path:
-    """Write atomically: temp file beside ``out``, renamed only when complete."""
-    out = Path(out)
-    with atomic_path(out) as tmp:
-        onnx.save(proto, str(tmp))
-    log.info("wrote %s (%.1f MB)", out, out.stat().st_size / 1e6)
-    return out

@@ -26,7 +26,7 @@ from edgeseg.runtime.preprocess import resize_nearest
 from edgeseg.runtime.progress import Progress
 
 from .calibration import ImageSet, fill_batch, preprocess
-from .onnx_export import read_meta
+from .onnx_io import read_meta
 
 
 def ort_session(path: str | os.PathLike, threads: int = 0, spin: bool = False) -> ort.InferenceSession:

@@ -16,7 +16,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,8 +35,9 @@ from edgeseg.runtime.sizes import format_hw, parse_hw
 
 from .calibration import load_images
 from .gate import GateFailed, quantize_with_gate
-from .onnx_export import DEFAULT_OPSET, check_opset, read_meta, torch_to_onnx, with_output_stride
+from .onnx_io import DEFAULT_OPSET, check_opset, read_meta
 from .parity import EvalContext, check_parity, torch_reference
+from .passes import check_pass_names
 from .quantize import CALIB_METHODS, INT8_TARGETS, check_choice
 
 log = logging.getLogger("edgeseg.export")
@@ -70,7 +71,7 @@ class ExportResult:
         head = ("artifact", "size MB", "max|dlogit|", "agree %", "mIoU", "dmIoU", "latency ms", "status")
         lines = [head]
         ref = self.reference.get("miou")
-        lines.append(("pytorch (reference)", "-", "-", "-", _f(ref), "-", "-", ""))
+        lines.append((f"{self.reference.get('framework', 'pytorch')} (reference)", "-", "-", "-", _f(ref), "-", "-", ""))
         for r in self.rows:
             p = r.get("parity") or {}
             miou = (p.get("metrics") or {}).get("miou")
@@ -151,7 +152,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, *, fmt: str = "onnx", preci
                       opset: int = DEFAULT_OPSET, workspace_gb: float = 4.0, out: str | os.PathLike | None = None,
                       data: str | None = None, val_images: int = 0, keep_failed: bool = False,
                       simplify: bool = True, output_stride: int = 1, threads: int = 0,
-                      progress: bool = True) -> ExportResult:
+                      skip_passes: Sequence[str] = (), progress: bool = True) -> ExportResult:
     """Export an edgeseg checkpoint and check every artifact against PyTorch on real images.
 
     ``threads`` (0 = library defaults) applies to PyTorch and ONNX Runtime for the whole export.
@@ -160,6 +161,8 @@ def export_checkpoint(checkpoint: str | os.PathLike, *, fmt: str = "onnx", preci
     ``UsageError``/``CheckpointError``/``DatasetError``/``BackendUnavailableError`` for bad input.
     """
     from edgeseg.train.checkpoint import load_checkpoint
+
+    from .onnx_export import torch_to_onnx, with_output_stride
 
     if fmt not in FORMATS:
         raise unknown_name("format", fmt, FORMATS)
@@ -177,6 +180,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, *, fmt: str = "onnx", preci
     if not workspace_gb > 0:
         raise UsageError(f"--workspace {workspace_gb} must be a positive number of GB")
     check_opset(opset)
+    check_pass_names(skip_passes)
     if precision == "int8" and target == "openvino":
         from .ov_int8 import check_export
 
@@ -219,7 +223,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, *, fmt: str = "onnx", preci
     with atomic_path(fp32_path) as cand:
         torch_to_onnx(net, cand, meta=ckpt.meta(), imgsz=size, dynamic=dynamic, batch=batch, opset=opset,
                       fuse_preprocess=fuse_preprocess, fuse_argmax=fuse_argmax, simplify=simplify,
-                      output_stride=output_stride)
+                      output_stride=output_stride, skip_passes=skip_passes)
         meta = read_meta(cand)
         ctx = EvalContext(images=val, meta=meta, size=size)
         _say(f"PyTorch reference on {len(val)} validation images", progress)
@@ -276,7 +280,8 @@ def export_checkpoint(checkpoint: str | os.PathLike, *, fmt: str = "onnx", preci
             try:
                 qres, gate = quantize_with_gate(fp32_path, path, calib=calib_set, val=val, fp32_miou=fp32_miou,
                                                 max_miou_drop=max_miou_drop, method=calib_method, target=target,
-                                                cache_path=cache, threads=threads, failed_out=failed_at)
+                                                cache_path=cache, threads=threads, failed_out=failed_at,
+                                                skip_passes=skip_passes)
             except GateFailed as e:
                 row = _check(failed_at, path, ctx, threads, progress)
                 row["quantization"] = {**e.result.to_dict(), "path": str(path), "calib_source": str(calib_source),
@@ -286,7 +291,7 @@ def export_checkpoint(checkpoint: str | os.PathLike, *, fmt: str = "onnx", preci
                 return _fail(result, str(e))
             failed_at.unlink()  # passed: the gate has written `path` itself
         _say(f"calibration cache {'reused' if qres.cache_hit else 'written'}: {cache.name}", progress)
-        if qres.subpixel_bilinear:
+        if qres.changed("subpixel_bilinear_head"):
             _say("the classifier and its bilinear x2 upsampling run quantized, as a sub-pixel convolution", progress)
         if qres.head_in_float:
             _say(f"kept in float by design: the classifier and what follows it ({len(qres.head_in_float)} nodes)",
@@ -347,10 +352,11 @@ def _check_exportable(ckpt: Any, checkpoint: str | os.PathLike) -> None:
                               "nothing was exported")
 
 
-def _check(path: Path, final: Path, ctx: EvalContext, threads: int, progress: bool) -> dict[str, Any]:
+def _check(path: Path, final: Path, ctx: EvalContext, threads: int, progress: bool,
+           with_logits: bool = True) -> dict[str, Any]:
     """The report row of the artifact at ``path``, which is (or will be) named ``final``."""
     meta = read_meta(path)
-    parity = check_parity(path, ctx, threads=threads, progress=progress, name=final.name)
+    parity = check_parity(path, ctx, threads=threads, progress=progress, name=final.name, with_logits=with_logits)
     if parity.get("non_finite_images"):
         # Raised inside the artifact's atomic_path block: the candidate is deleted, an earlier file kept.
         raise ExportError(f"{final.name} gives NaN or infinite outputs on {parity['non_finite_images']} of "

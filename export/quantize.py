@@ -1,6 +1,6 @@
 """Post-training INT8 quantization (Q/DQ ONNX) with cached calibration and an accuracy gate.
 
-Two targets, because the fastest INT8 form differs (NOTES.md, measured):
+Two targets, because the fastest INT8 form differs (docs/benchmarks.md#int8-targets):
 
 * ``ort``: ONNX Runtime on x86 CPUs fuses only **U8S8** Q/DQ (uint8 activations, int8
   weights) into integer kernels; S8S8 ran dequantize -> FP32 conv -> quantize and was slower
@@ -37,30 +37,9 @@ from edgeseg.runtime.fileio import write_json
 from edgeseg.runtime.metadata import ModelMeta
 
 from .calibration import CalibrationReader, ImageSet
-from .onnx_export import get_meta, load_onnx, save_onnx, set_meta
-from .ort_layout import (
-    CHANNELS_LAST_KEY,
-    NCHW_RESIZES_KEY,
-    PADDED_INPUT_KEY,
-    RAW_INPUT_KEY,
-    SHARED_KEY,
-    SUBPIXEL_BILINEAR_KEY,
-    SUNK_KEY,
-    channels_last_depth_to_space,
-    channels_last_heads,
-    end_in_quantized_logits,
-    fold_input_normalization,
-    input_normalizer,
-    keep_nearest_resizes_nchw,
-    pad_input_channels,
-    raw_input_casts,
-    raw_uint8_input,
-    share_concat_ranges,
-    sink_dequantize,
-    split_depth_to_space,
-    subpixel_bilinear_head,
-    subpixel_bilinear_heads,
-)
+from .onnx_io import get_meta, load_onnx, save_onnx, set_meta
+from .passes import PassContext, PassRecord, input_normalizer, passes_meta, run_stage, with_role
+from .passes.fold_input_normalization import ROLE_RAW_CAST
 
 log = logging.getLogger("edgeseg.export")
 
@@ -71,7 +50,7 @@ CACHE_FORMAT = "edgeseg.calibration"
 CALIB_CHUNK = 8  # images per calibrator pass: bounds the activations held in memory at once
 
 # Calibrator options per method. ORT's entropy defaults (128 bins, 128 quantized bins) leave the
-# KL search a single candidate, so it returns the MinMax range (NOTES.md: byte-identical model);
+# KL search a single candidate, so it returns the MinMax range (a byte-identical model);
 # 2048 histogram bins folded to 128 make it a real search, as TensorRT's entropy calibrator does.
 METHOD_OPTIONS: dict[str, dict[str, Any]] = {
     "minmax": {},
@@ -91,24 +70,20 @@ class QuantizeResult:
     nodes_in_float: list[str] = field(default_factory=list)
     qdq_nodes: int = 0
     head_in_float: list[str] = field(default_factory=list)  # classifier_tail(), kept float by design
-    nchw_resizes: list[str] = field(default_factory=list)  # ort_layout.keep_nearest_resizes_nchw()
-    sunk_dequantize: list[str] = field(default_factory=list)  # ort_layout.sink_dequantize(): moves now on uint8
-    shared_concats: list[str] = field(default_factory=list)  # ort_layout.share_concat_ranges(): Concats that copy
-    channels_last_d2s: list[str] = field(default_factory=list)  # ort_layout.channels_last_depth_to_space()
-    subpixel_bilinear: list[str] = field(default_factory=list)  # ort_layout.subpixel_bilinear_head()
     output_quant: tuple[float, int] | None = None  # (scale, zero point) of uint8 logits; None: float output
-    raw_input: list[str] = field(default_factory=list)  # ort_layout.fold_input_normalization(): reads the frame
-    padded_inputs: list[str] = field(default_factory=list)  # ort_layout.pad_input_channels(): 4 input channels
+    passes: list[PassRecord] = field(default_factory=list)  # every graph pass of this quantization, in order
+
+    def changed(self, name: str) -> list[str]:
+        """What pass ``name`` rewrote (summed over the stages it ran in)."""
+        return [c for r in self.passes if r.name == name for c in r.changed]
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": str(self.path), "target": self.target, "method": self.method,
                 "calib_images": self.calib_images, "cache": str(self.cache_path) if self.cache_path else None,
                 "cache_hit": self.cache_hit, "nodes_in_float": list(self.nodes_in_float),
                 "qdq_nodes": self.qdq_nodes, "head_in_float": list(self.head_in_float),
-                "nchw_resizes": list(self.nchw_resizes), "sunk_dequantize": list(self.sunk_dequantize),
-                "shared_concats": list(self.shared_concats), "channels_last_d2s": list(self.channels_last_d2s),
-                "subpixel_bilinear": list(self.subpixel_bilinear), "output_quant": list(self.output_quant) if self.output_quant else None,
-                "raw_input": list(self.raw_input), "padded_inputs": list(self.padded_inputs)}
+                "output_quant": list(self.output_quant) if self.output_quant else None,
+                "passes": [r.to_dict() for r in self.passes]}
 
 
 def check_choice(kind: str, value: str, choices: Sequence[str]) -> str:
@@ -159,13 +134,13 @@ def _prov_hash(prov: dict[str, Any]) -> str:
 
 
 def preprocess_for_quant(onnx_in: str | os.PathLike, out: Path, target: str = "ort",
-                         subpixel_head: bool = True) -> onnx.ModelProto:
-    """ORT's quantization pre-processing (optimise + shape inference), with every node named; for the
-    ``ort`` target, a classifier's bilinear x2 upsampling becomes a quantizable sub-pixel convolution
-    (:func:`subpixel_bilinear_head`, unless ``subpixel_head`` is off) and split DepthToSpaces start
-    channels-last (:func:`channels_last_depth_to_space`).
+                         subpixel_head: bool = True, skip_passes: Sequence[str] = ()) -> onnx.ModelProto:
+    """ORT's quantization pre-processing (optimise + shape inference), then the graph passes of the
+    target's pre-calibration stage (``ort``: :data:`~edgeseg.export.passes.STAGES`, e.g. the classifier's
+    bilinear x2 as a quantizable sub-pixel convolution unless ``subpixel_head`` is off), with every node
+    named. The passes' records travel in the model's ``metadata_props`` (:data:`PRE_PASSES_KEY`).
 
-    ``skip_symbolic_shape=True``: symbolic shape inference fails on dynamic-shape U-Nets (NOTES.md).
+    ``skip_symbolic_shape=True``: symbolic shape inference fails on dynamic-shape U-Nets.
     """
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -175,18 +150,25 @@ def preprocess_for_quant(onnx_in: str | os.PathLike, out: Path, target: str = "o
         raise ExportError(f"quantization pre-processing of {onnx_in} failed "
                           f"({str(e).strip().splitlines()[0][:200]})") from None
     pre = onnx.load(str(out))
-    if target == "ort":
-        fold_input_normalization(pre)
-        if subpixel_head and subpixel_bilinear_head(pre):
-            split_depth_to_space(pre)
-        channels_last_depth_to_space(pre)
+    skip = [*skip_passes, *([] if subpixel_head else ["subpixel_bilinear_head"])]
+    records = run_stage("ort_before_calibration" if target == "ort" else "tensorrt", pre, skip=skip)
     seen: set[str] = set()
     for i, node in enumerate(pre.graph.node):  # nodes_to_exclude works by name: make names unique
         if not node.name or node.name in seen:
             node.name = f"{node.op_type}_{i}"
         seen.add(node.name)
+    entry = pre.metadata_props.add()
+    entry.key, entry.value = PRE_PASSES_KEY, json.dumps([r.to_dict() for r in records])
     onnx.save(pre, str(out))
     return pre
+
+
+PRE_PASSES_KEY = "edgeseg.passes_before_calibration"  # metadata_props of the pre-processed graph
+
+
+def _pre_records(pre: onnx.ModelProto) -> list[PassRecord]:
+    text = next((p.value for p in pre.metadata_props if p.key == PRE_PASSES_KEY), "[]")
+    return [PassRecord(d["name"], d["stage"], list(d["changed"]), bool(d["disabled"])) for d in json.loads(text)]
 
 
 def calibrate(pre_path: Path, reader: CalibrationReader, method: str, target: str, workdir: Path) -> dict:
@@ -237,7 +219,8 @@ def quantize_onnx(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, *,
                   calib: ImageSet | CalibrationReader, method: str = "minmax", target: str = "ort",
                   per_channel: bool = True, cache_path: str | os.PathLike | None = None,
                   nodes_to_exclude: Sequence[str] = (), float_head: bool | None = None,
-                  float_logits: bool = False, _pre: tuple[Path, onnx.ModelProto] | None = None) -> QuantizeResult:
+                  float_logits: bool = False, skip_passes: Sequence[str] = (),
+                  _pre: tuple[Path, onnx.ModelProto] | None = None) -> QuantizeResult:
     """Quantize an edgeseg FP32 ONNX into a Q/DQ INT8 ONNX for ``target`` (``ort`` or ``tensorrt``).
 
     ``calib``: the calibration images (pre-processed here with the artifact's metadata) or a
@@ -272,7 +255,8 @@ def quantize_onnx(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, *,
         work = Path(tmp)
         if _pre is None:
             pre_path = work / "pre.onnx"
-            pre = preprocess_for_quant(onnx_in, pre_path, target, subpixel_head=float_head is not True)
+            pre = preprocess_for_quant(onnx_in, pre_path, target, subpixel_head=float_head is not True,
+                                       skip_passes=skip_passes)
         else:
             pre_path, pre = _pre
         tail = classifier_tail(pre)
@@ -293,8 +277,10 @@ def quantize_onnx(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, *,
                                    "image_ids": ids, "ranges": ranges})
         # The cache keeps the calibrated ranges; layout choices for ONNX Runtime apply on a copy.
         ranges = copy.deepcopy(ranges)
-        shared = share_concat_ranges(pre, ranges) if target == "ort" else []
-        for cast in raw_input_casts(pre):  # the uint8 frame: scale 1, zero point 0 hold it exactly
+        records = _pre_records(pre)
+        if target == "ort":
+            records += run_stage("ort_ranges", pre, skip=skip_passes, ctx=PassContext(ranges=ranges))
+        for cast in with_role(pre, ROLE_RAW_CAST):  # the uint8 frame: scale 1, zero point 0 hold it exactly
             ranges["data"][cast.output[0]] = {"lowest": 0.0, "highest": 255.0}
         ort_cache = work / "ranges.json"
         ort_cache.write_text(json.dumps({**ranges, "smooth_quant": False}), encoding="utf-8")
@@ -320,30 +306,18 @@ def quantize_onnx(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, *,
     if qdq == 0:
         raise ExportError(f"INT8 quantization of {onnx_in} inserted no Q/DQ nodes; the model has no "
                           "quantizable layers (Conv/MatMul)")
-    # ONNX Runtime only: TensorRT places Q/DQ and picks layouts itself; these would only add nodes there.
-    # Sinking first: the fence's own Reshapes must stay between their Q/DQ pairs.
-    sunk: list[str] = []
-    nchw: list[str] = []
-    heads = channels_last_heads(qproto)  # preprocess_for_quant made these two (ort target)
-    bilinear = subpixel_bilinear_heads(qproto)
-    output_quant = None
-    raw_input: list[str] = []
-    padded: list[str] = []
-    if target == "ort":
-        raw_input = raw_uint8_input(qproto)
-        sunk = sink_dequantize(qproto)
-        nchw = keep_nearest_resizes_nchw(qproto)
-        if not float_logits:
-            output_quant = end_in_quantized_logits(qproto)
-        padded = pad_input_channels(qproto)  # the image's conv gets 4 input channels (a planar Pad in front)
+    # TensorRT places Q/DQ and picks layouts itself: its stage is empty.
+    skip = [*skip_passes, *(["end_in_quantized_logits"] if float_logits else [])]
+    ctx = PassContext()
+    records += run_stage("ort_after_qdq" if target == "ort" else "tensorrt", qproto, skip=skip, ctx=ctx)
+    output_quant = ctx.output_quant
+    done = passes_meta(records)
     extra_meta = {**dict(meta.extra), "calib_method": method, "calib_images": str(len(reader.images)),
                   "calib_hash": digest, "per_channel": str(per_channel).lower(),
                   "activations": "int8 symmetric" if target == "tensorrt" else "uint8 asymmetric",
                   "weights": "int8 symmetric", "nodes_in_float": ",".join(nodes_to_exclude),
-                  "head_in_float": ",".join(head), NCHW_RESIZES_KEY: str(len(nchw)), SUNK_KEY: str(len(sunk)),
-                  SHARED_KEY: str(len(shared)), CHANNELS_LAST_KEY: str(len(heads)),
-                  SUBPIXEL_BILINEAR_KEY: str(len(bilinear)), RAW_INPUT_KEY: ",".join(raw_input),
-                  PADDED_INPUT_KEY: ",".join(padded)}
+                  "head_in_float": ",".join(head),
+                  **{k: ",".join(filter(None, [meta.extra.get(k, ""), v])) for k, v in done.items()}}
     set_meta(qproto, meta.with_(precision="int8", int8_target=META_TARGET[target], edgeseg_version=__version__,
                                 output_quant=output_quant, extra=extra_meta))
     try:
@@ -353,9 +327,7 @@ def quantize_onnx(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, *,
     out = save_onnx(qproto, onnx_out)
     return QuantizeResult(path=out, target=target, method=method, calib_images=len(reader.images),
                           cache_path=cache, cache_hit=hit, nodes_in_float=list(nodes_to_exclude), qdq_nodes=qdq,
-                          head_in_float=head, nchw_resizes=nchw, sunk_dequantize=sunk,
-                          shared_concats=shared, channels_last_d2s=heads, subpixel_bilinear=bilinear,
-                          output_quant=output_quant, raw_input=raw_input, padded_inputs=padded)
+                          head_in_float=head, output_quant=output_quant, passes=records)
 
 
 # Ops that may sit between the classifier conv and a graph output without weights of their own.
@@ -389,10 +361,8 @@ def resizes_logits(proto: onnx.ModelProto, tail: Sequence[str]) -> bool:
     """Whether the classifier tail upsamples the logits (a full-resolution export).
 
     Only then does a float classifier pay on ONNX Runtime: it runs conv + bilinear resize in its
-    blocked float layout (unet_lite 360x480, 1 thread: 27.6 -> 24.3 ms). Without a resize (an
-    ``--output-stride`` export) the quantized classifier is faster and scored no lower: bundled
-    unet_lite at stride 2, one interleaved run, 15.5 -> 14.1 ms (2 threads), 21.0 -> 19.4 ms
-    (1 thread), CamVid val mIoU 67.07 -> 67.33.
+    blocked float layout; without a resize (an ``--output-stride`` export) the quantized classifier is
+    faster and scores no lower (docs/benchmarks.md#output-stride).
     """
     ops = {n.name: n.op_type for n in proto.graph.node}
     return any(ops.get(name) in ("Resize", "Upsample") for name in tail)
@@ -406,12 +376,12 @@ PREPROCESS_OPS = ("Slice", "Gather", "Transpose", "Cast", "Mul", "Add", "Sub", "
 def input_preprocessing(proto: onnx.ModelProto) -> list[str]:
     """Names of the nodes that turn a fused-preprocessing graph's uint8 frame into the normalised image:
     the weightless ones before the first Conv and, in edgeseg's own exports, that 1x1 normalising Conv
-    (:func:`ort_layout.input_normalizer`). They stay float.
+    (:func:`~edgeseg.export.passes.input_normalizer`). They stay float.
 
-    Quantized, ONNX Runtime ran an older export's Mul/Add normalisation as QLinearMul/QLinearAdd at
-    ~17 ms for a 360x480 frame (unet_lite, 1 thread), and rounding the normalised image gains nothing.
+    Quantized, ONNX Runtime runs such element-wise normalisation slower than in float, and rounding the
+    normalised image gains nothing.
     For the ``ort`` target with static shapes the normalising Conv is folded away first
-    (:func:`ort_layout.fold_input_normalization`).
+    (the ``fold_input_normalization`` pass).
     """
     consumers: dict[str, list[onnx.NodeProto]] = {}
     for n in proto.graph.node:
@@ -426,7 +396,7 @@ def input_preprocessing(proto: onnx.ModelProto) -> list[str]:
                 names.append(node.name)
                 reached.extend(node.output)
     norm = input_normalizer(proto)
-    if norm is not None:  # raw 0..255 in, normalised out: exact in float; quantized it is slower (3.8 ms)
+    if norm is not None:  # raw 0..255 in, normalised out: exact in float; quantized it is slower
         names.append(norm.name)
     return names
 

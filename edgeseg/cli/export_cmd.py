@@ -7,6 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+from edgeseg.runtime.errors import UsageError
+
 from . import finite_float
 
 HELP = "export a checkpoint to ONNX / TensorRT (fp32, fp16, int8)"
@@ -25,16 +27,24 @@ examples:
   edgeseg export runs/camvid/best.pt --precision int8 --calib-images 64 --calib-method percentile
   edgeseg export best.pt --fuse-preprocess --fuse-argmax --dynamic --val-images 20
   edgeseg export best.pt --precision int8 --output-stride 2   # unet_lite: class map at half size
+  edgeseg export model.onnx --classes classes.txt --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225 \
+      --precision int8 --calib images/ --val data/   # a segmentation ONNX made elsewhere (no torch)
 """
+
+
+def _choices(names: tuple[str, ...]) -> str:
+    return "{" + ",".join(names) + "}"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.epilog = EPILOG
-    p.add_argument("checkpoint", help="edgeseg checkpoint (.pt) from 'edgeseg train'")
-    p.add_argument("--format", default="onnx", choices=FORMATS,
+    p.add_argument("checkpoint", help="edgeseg checkpoint (.pt) from 'edgeseg train', or a segmentation .onnx "
+                                      "made elsewhere (see 'ONNX input' below)")
+    # Names are checked by the library (not argparse choices) so a typo gets the closest match.
+    p.add_argument("--format", default="onnx", metavar=_choices(FORMATS),
                    help="onnx, or engine (TensorRT; needs a GPU) (default: %(default)s)")
-    p.add_argument("--precision", default="fp32", choices=PRECISIONS,
+    p.add_argument("--precision", default="fp32", metavar=_choices(PRECISIONS),
                    help="fp16 and int8 are checked against fp32 (mIoU gate) (default: %(default)s)")
     p.add_argument("--imgsz", default=None, metavar="HxW", help="input size (default: the checkpoint's)")
     p.add_argument("--dynamic", action="store_true", help="dynamic batch, height and width")
@@ -43,7 +53,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="calibration images: a dataset root (train split) or an image folder "
                         "(default: the checkpoint's dataset)")
     p.add_argument("--calib-images", type=int, default=32, metavar="N", help="calibration images (default 32)")
-    p.add_argument("--calib-method", default="minmax", choices=CALIB_METHODS,
+    p.add_argument("--calib-method", default="minmax", metavar=_choices(CALIB_METHODS),
                    help="how int8 activation ranges are chosen from the calibration images "
                         "(docs/export.md#int8) (default: %(default)s)")
     p.add_argument("--int8-target", default=None,
@@ -72,6 +82,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-simplify", action="store_true", help="skip onnxslim graph simplification")
     p.add_argument("--json", default=None, metavar="OUT", help="write the summary as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument("--no-pass", action="append", default=[], metavar="NAME",
+                   help="switch off one graph pass (repeatable; for debugging; names: docs/byo-onnx.md)")
+    _add_onnx_input_arguments(p)
+
+
+def _add_onnx_input_arguments(p: argparse.ArgumentParser) -> None:
+    """Flags for ``edgeseg export model.onnx``: what a foreign ONNX does not say about itself."""
+    g = p.add_argument_group("ONNX input (edgeseg export model.onnx --classes FILE --mean A,B,C --std A,B,C)")
+    g.add_argument("--classes", default=None, metavar="FILE",
+                   help="text file, one class name per line in output-channel order (required)")
+    g.add_argument("--mean", default=None, metavar="A,B,C", help="per-channel mean the model subtracts (required)")
+    g.add_argument("--std", default=None, metavar="A,B,C", help="per-channel std the model divides by (required)")
+    g.add_argument("--channel-order", default="rgb", help="rgb (default) or bgr: the order the model was trained on")
+    g.add_argument("--pixel-range", type=int, default=1,
+                   help="1 (default): pixels scaled to 0-1 before (x - mean) / std; 255: mean/std in 0-255 units")
+    g.add_argument("--ignore-index", type=int, default=255, metavar="K",
+                   help="label value of unlabelled pixels in --val masks (default 255)")
+    g.add_argument("--val", default=None, metavar="DIR",
+                   help="check images: a labelled dataset (mIoU) or an image folder (agreement with the float "
+                        "model); default: the --calib images")
 
 
 def _out_base(checkpoint: str, out: str | None) -> str | None:
@@ -88,6 +118,13 @@ def run(args: argparse.Namespace) -> int:
     from edgeseg.export.pipeline import ExportFailed, export_checkpoint
     from edgeseg.runtime.fileio import write_json
 
+    if args.checkpoint.lower().endswith(".onnx"):
+        return _run_onnx(args)
+    onnx_only = [f for f, v in (("--classes", args.classes), ("--mean", args.mean), ("--std", args.std),
+                                ("--val", args.val)) if v is not None]
+    if onnx_only:
+        raise UsageError(f"{onnx_only[0]} is for an ONNX input (edgeseg export model.onnx ...); a checkpoint carries "
+                         "its classes and pre-processing")
     out = _out_base(args.checkpoint, args.out)
     try:
         result = export_checkpoint(
@@ -97,14 +134,71 @@ def run(args: argparse.Namespace) -> int:
             fuse_argmax=args.fuse_argmax, opset=args.opset, workspace_gb=args.workspace, out=out,
             data=args.data, val_images=args.val_images, keep_failed=args.keep_failed,
             simplify=not args.no_simplify, output_stride=args.output_stride, threads=args.threads,
-            progress=not args.quiet)
+            skip_passes=args.no_pass, progress=not args.quiet)
     except ExportFailed as e:
         # Show what was measured before the one-line error the CLI prints.
         print(e.result.table(), file=sys.stderr)
         if args.json:
             write_json(args.json, e.result.to_dict())
         raise
+    return _summary(result, args)
+
+
+def _summary(result, args: argparse.Namespace) -> int:  # noqa: ANN001 - ExportResult, imported lazily
+    from edgeseg.runtime.fileio import write_json
+
     print(result.table())
     if args.json:
         write_json(args.json, result.to_dict())
     return 0
+
+
+def _floats(flag: str, text: str | None) -> tuple[float, ...]:
+    if text is None:
+        raise UsageError(f"an ONNX input needs {flag} A,B,C: the per-channel values the model was trained with")
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise UsageError(f"{flag} {text!r} is not a comma-separated list of numbers, e.g. {flag} "
+                         "0.485,0.456,0.406") from None
+
+
+def _run_onnx(args: argparse.Namespace) -> int:
+    """``edgeseg export model.onnx``: a segmentation ONNX made elsewhere -> edgeseg artifacts (no torch)."""
+    import importlib.util
+
+    from edgeseg.runtime.errors import BackendUnavailableError
+
+    needed = ("onnx", "onnxconverter_common") if args.precision == "fp16" else ("onnx",)
+    missing = [m for m in needed if importlib.util.find_spec(m) is None]
+    if missing:
+        raise BackendUnavailableError(f"exporting an ONNX model needs {missing[0]}: pip install 'edgeseg[quantize]'")
+    from edgeseg.export.foreign import export_onnx_model
+    from edgeseg.export.pipeline import ExportFailed
+    from edgeseg.runtime.fileio import write_json
+
+    if args.classes is None:
+        raise UsageError("an ONNX input needs --classes FILE: one class name per line, in output-channel order")
+    if args.format != "onnx":
+        raise UsageError(f"--format {args.format} is not available for an ONNX input yet; use --format onnx")
+    unused = [f for f, v in (("--fuse-preprocess", args.fuse_preprocess), ("--fuse-argmax", args.fuse_argmax),
+                             ("--output-stride", args.output_stride != 1), ("--data", args.data)) if v]
+    if unused:
+        raise UsageError(f"{unused[0]} applies to checkpoints only; for an ONNX input use --val for check images")
+    out = args.out
+    if out and (out.endswith(("/", os.sep)) or Path(out).is_dir()):
+        out = str(Path(out) / f"{Path(args.checkpoint).stem}.edgeseg")
+    try:
+        result = export_onnx_model(
+            args.checkpoint, classes=args.classes, mean=_floats("--mean", args.mean), std=_floats("--std", args.std),
+            channel_order=args.channel_order, pixel_range=args.pixel_range, ignore_index=args.ignore_index,
+            precision=args.precision, calib=args.calib, val=args.val, imgsz=args.imgsz, out=out,
+            calib_images=args.calib_images, calib_method=args.calib_method, int8_target=args.int8_target,
+            max_miou_drop=args.max_miou_drop, val_images=args.val_images, keep_failed=args.keep_failed,
+            simplify=not args.no_simplify, skip_passes=args.no_pass, threads=args.threads, progress=not args.quiet)
+    except ExportFailed as e:
+        print(e.result.table(), file=sys.stderr)
+        if args.json:
+            write_json(args.json, e.result.to_dict())
+        raise
+    return _summary(result, args)

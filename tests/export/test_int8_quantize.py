@@ -93,9 +93,9 @@ def test_ort_keeps_the_classifier_float_only_when_the_graph_resizes_logits(tmp_p
     src = torch_to_onnx(model, tmp_path / "u.onnx", imgsz="32x64", classes=CLASSES, output_stride=output_stride,
                         dynamic=dynamic)
     res = quantize_onnx(src, tmp_path / "u.int8.onnx", calib=_images(4, size=(32, 64)), target="ort")
-    # static full resolution: the bilinear x2 becomes a sub-pixel conv (ort_layout.subpixel_bilinear_head)
+    # static full resolution: the bilinear x2 becomes a sub-pixel conv (the subpixel_bilinear_head pass)
     # and quantizes; with dynamic shapes the Resize stays, and the classifier with it in float
-    assert len(res.subpixel_bilinear) == int(output_stride == 1 and not dynamic)
+    assert len(res.changed("subpixel_bilinear_head")) == int(output_stride == 1 and not dynamic)
     assert bool(res.head_in_float) is float_head
     assert sum(not q for q in _conv_weight_kinds(res.path).values()) == int(float_head)
 
@@ -103,14 +103,14 @@ def test_ort_keeps_the_classifier_float_only_when_the_graph_resizes_logits(tmp_p
 def test_fused_preprocessing_stays_float_where_it_is_not_folded(tiny_model, tmp_path):
     from edgeseg.export.quantize import input_preprocessing
 
-    # dynamic shapes: the ort target cannot fold the normalising conv into the first one (ort_layout)
+    # dynamic shapes: the ort target cannot fold the normalising conv into the first one (fold_input_normalization)
     fused = torch_to_onnx(tiny_model, tmp_path / "f.onnx", imgsz="32x48", classes=CLASSES, fuse_preprocess=True,
                           dynamic=True)
     names = input_preprocessing(onnx.load(str(fused)))
     ops = {n.name: n.op_type for n in onnx.load(str(fused)).graph.node}
     assert [ops[n] for n in names] == ["Transpose", "Cast", "Conv"]  # the frame -> normalised RGB block
     res = quantize_onnx(fused, tmp_path / "f.int8.onnx", calib=_images(4))
-    assert not res.raw_input
+    assert not res.changed("raw_uint8_input")
     g = onnx.load(str(res.path)).graph
     producer = {o: n for n in g.node for o in n.output}
     norm = next(n for n in g.node if n.name == names[-1])
