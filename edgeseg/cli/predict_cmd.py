@@ -67,9 +67,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--visualize", choices=("overlay", "mask", "side"), default="overlay",
                         help="overlay (mask blended over the frame), mask (colour mask) or side (frame | mask)")
     parser.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
+    from . import predict_ray
+
+    predict_ray.add_arguments(parser)  # --ray: archives of videos on a Ray cluster
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "ray", None) is not None:  # one task per input file, on a Ray cluster
+        from . import predict_ray
+
+        return predict_ray.run(args)
     from edgeseg.runtime.errors import UsageError
     from edgeseg.runtime.pipeline import run_pipeline
     from edgeseg.runtime.sources import open_source
