@@ -139,9 +139,12 @@ def staging_path(output: Path) -> Path:
 
 def clean_stale(output: Path) -> None:
     """Remove hidden leftovers of an earlier, killed attempt at ``output`` (staging and temp files)."""
-    for p in output.parent.glob(f".{glob.escape(output.stem)}.*{output.suffix}"):
-        if p.is_file():
-            p.unlink(missing_ok=True)
+    stem = glob.escape(output.stem)
+    # .name.partial.mp4 (staging), and .name.XXXX.mp4 / ..name.partial.XXXX.mp4 (atomic_path's temp files)
+    for pattern in (f".{stem}.*{output.suffix}", f"..{stem}.partial.*{output.suffix}"):
+        for p in output.parent.glob(pattern):
+            if p.is_file():
+                p.unlink(missing_ok=True)
 
 
 def process_file(seg: Any, job: Job, *, render: str = "overlay", alpha: float = 0.5,

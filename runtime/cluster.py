@@ -16,11 +16,12 @@ already in the manifest, so a rerun resumes.
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -30,6 +31,9 @@ from .errors import BackendUnavailableError, SourceError, UsageError
 
 CONNECT_TIMEOUT_S = 30.0  # ray.init can wait forever on an address that accepts but never answers
 ACTOR_START_TIMEOUT_S = 120.0  # an actor imports numpy, OpenCV and ONNX Runtime and loads the model
+# Files are handed out once every actor is up, or this long after the first one is: actors load the
+# model side by side, and a late node still gets its share of a short archive.
+SPREAD_WAIT_S = 10.0
 RESTART_WAIT_S = 60.0  # how long a run waits for a restarted actor when none is left
 MAX_ATTEMPTS = 3  # tries per file when the worker holding it dies
 POLL_S = 0.5
@@ -73,9 +77,12 @@ def parse_address(address: str | None) -> tuple[str | None, tuple[str, int] | No
 
 
 def connect(address: str | None, timeout: float = CONNECT_TIMEOUT_S, num_cpus: int | None = None) -> Any:
-    """``ray.init`` with a deadline; returns the ray module. A new local cluster gets ``num_cpus``."""
+    """``ray.init`` with a deadline; returns the ray module. A new local cluster gets ``num_cpus``.
+    Already connected (``ray.init`` done by the caller): that connection is used."""
     ray = import_ray()
     target, probe = parse_address(address)
+    if ray.is_initialized():
+        return ray
     if probe is not None:
         try:
             socket.create_connection(probe, timeout=min(timeout, 10.0)).close()
@@ -104,6 +111,19 @@ def connect(address: str | None, timeout: float = CONNECT_TIMEOUT_S, num_cpus: i
         first = str(outcome["error"]).strip().splitlines()[0] if str(outcome["error"]).strip() else ""
         raise SourceError(f"cannot connect to Ray ({where}): {first or type(outcome['error']).__name__}")
     return ray
+
+
+@contextlib.contextmanager
+def connected(address: str | None, timeout: float = CONNECT_TIMEOUT_S, num_cpus: int | None = None) -> Iterator[Any]:
+    """:func:`connect`, and ``ray.shutdown()`` at the end if this call made the connection."""
+    ray = import_ray()
+    owned = not ray.is_initialized()
+    ray = connect(address, timeout, num_cpus)
+    try:
+        yield ray
+    finally:
+        if owned:
+            ray.shutdown()
 
 
 # -- the actor --------------------------------------------------------------------------------------
@@ -182,6 +202,7 @@ class _Scheduler:
         self.run = ClusterRun(actors=actors)
         self.started = time.monotonic()
         self.none_up_since: float | None = None
+        self.first_up: float | None = None
         self.first_failure = ""
 
     def loop(self, stop: threading.Event) -> ClusterRun:
@@ -197,6 +218,11 @@ class _Scheduler:
         return self.run
 
     def _assign(self) -> None:
+        if self.first_up is None:
+            return
+        starting = any(kind == "hello" for kind, *_ in self.pending.values()) and not self.run.records
+        if starting and time.monotonic() - self.first_up < SPREAD_WAIT_S:
+            return
         for a in self.actors:
             if a.up and not a.busy and self.queue:
                 job, attempt = self.queue.popleft()
@@ -220,6 +246,7 @@ class _Scheduler:
             return
         if kind == "hello":
             actor.node, actor.pid, actor.up = value["node"], value["pid"], True
+            self.first_up = self.first_up or time.monotonic()
             return
         actor.busy = False
         value["attempts"] = attempt
@@ -275,37 +302,25 @@ def run_jobs(jobs: Sequence[Job], model: str, *, address: str | None = None, opt
              on_record: Callable[[dict[str, Any]], None] = lambda r: None,
              on_event: Callable[[str, dict], None] = lambda kind, info: None,
              stop: threading.Event | None = None, connect_timeout: float = CONNECT_TIMEOUT_S,
-             num_cpus: int | None = None, shutdown: bool = True) -> ClusterRun:
+             num_cpus: int | None = None) -> ClusterRun:
     """Run ``jobs`` on a Ray cluster (``address``: see :func:`parse_address`). ``on_record(record)``
     sees each file's manifest record as it finishes (in the calling thread); ``on_event`` sees
     ``"start"``, ``"retry"`` and ``"node_lost"``. ``stop`` ends the run after the files in flight
     are abandoned (their outputs are never published half-written). ``num_cpus``: the CPUs of a new
-    local cluster. ``shutdown``: disconnect from Ray at the end."""
+    local cluster. A connection made here is closed at the end; one the caller made is kept."""
     if cpus_per_actor <= 0:
         raise UsageError(f"CPUs per actor must be positive, got {cpus_per_actor}")
-    ray = import_ray() if _initialized() else connect(address, connect_timeout, num_cpus)
-    sched = None
-    try:
-        cpus = cluster_cpus(ray)
-        actors = max(1, min(len(jobs), MAX_ACTORS, int(cpus // cpus_per_actor)))
+    with connected(address, connect_timeout, num_cpus) as ray:
+        actors = max(1, min(len(jobs), MAX_ACTORS, int(cluster_cpus(ray) // cpus_per_actor)))
         sched = _Scheduler(ray, jobs, model, dict(options or {}), (render, alpha, max_frames), actors, cpus_per_actor,
                            max_attempts, restart_wait_s, on_record, on_event)
-        run = sched.loop(stop or threading.Event())
-        sched._lost_nodes()
+        try:
+            run = sched.loop(stop or threading.Event())
+            sched._lost_nodes()
+        finally:
+            for a in sched.actors:
+                ray.kill(a.handle)
         for node in run.nodes_lost:
             on_event("node_lost", {"node": node})
         return run
-    finally:
-        if sched is not None:
-            for a in sched.actors:
-                ray.kill(a.handle)
-        if shutdown:
-            ray.shutdown()
 
-
-def _initialized() -> bool:
-    try:
-        import ray
-    except ImportError:
-        return False
-    return ray.is_initialized()

@@ -111,7 +111,7 @@ class _Tally:
 def _run_cluster(args: argparse.Namespace, todo: list, model: str, fingerprint: str, manifest: Any,
                  tally: _Tally) -> None:
     from edgeseg.runtime.archive import finish_record
-    from edgeseg.runtime.cluster import connect, run_jobs
+    from edgeseg.runtime.cluster import connected, run_jobs
     from edgeseg.runtime.progress import Progress
     from edgeseg.runtime.sources import available_cpus
 
@@ -120,9 +120,10 @@ def _run_cluster(args: argparse.Namespace, todo: list, model: str, fingerprint: 
     by_input = {str(j.input): j for j in todo}
     options = {"backend": args.backend, "device": args.device, "imgsz": args.imgsz, "fit": args.fit}
     address = None if args.ray == "local" else args.ray
-    connect(address, num_cpus=available_cpus())  # before the progress line: a dead address is one line
     stop = threading.Event()
-    with Progress(len(todo), "files") as progress, stop_on_signals(stop) as caught:
+    # connected before the progress line starts: a dead address is one line
+    with connected(address, num_cpus=available_cpus()), Progress(len(todo), "files") as progress, \
+            stop_on_signals(stop) as caught:
         def on_record(rec: dict[str, Any]) -> None:
             manifest.append(finish_record(rec, by_input[rec["input"]], fingerprint))
             tally.add(rec)
