@@ -54,8 +54,7 @@ def glob_root(pattern: str) -> Path:
         if any(c in part for c in "*?["):
             break
         parts.append(part)
-    root = Path(*parts) if parts else Path(".")
-    return root if root.is_dir() or not parts else root.parent
+    return Path(*parts) if parts else Path(".")
 
 
 def expand_inputs(pattern: str, limit: int = MAX_INPUTS) -> tuple[list[Path], Path]:
@@ -105,12 +104,17 @@ def plan(pattern: str, out_dir: str | os.PathLike, limit: int = MAX_INPUTS) -> l
         raise UsageError(f"--save {out} is a file; archive runs write one video per input into a folder (out/)")
     real_out = Path(os.path.realpath(out))
     input_dirs = {Path(os.path.realpath(f.parent)) for f in files}
-    if _inside(real_out, Path(os.path.realpath(root))) or real_out in input_dirs:
+    # A recursive pattern would read the outputs of this run as inputs of the next one.
+    recursive = "**" in pattern or Path(os.path.expanduser(pattern)).is_dir()
+    if real_out in input_dirs or (recursive and _inside(real_out, Path(os.path.realpath(root)))):
         raise UsageError(f"--save {out} is inside the input folder {root}: outputs would replace inputs or be read "
                          "as inputs by the next run; save outside it")
     jobs, seen = [], {}
+    inputs = {os.path.realpath(f) for f in files}
     for f in files:
         job = Job(f, output_for(f, root, out))
+        if os.path.realpath(job.output) in inputs:
+            raise UsageError(f"--save {out} would write {job.output} over an input; save somewhere else")
         if job.output in seen:
             raise UsageError(f"{seen[job.output]} and {f} would both be written as {job.output}; rename one of them "
                              "or run them separately")
