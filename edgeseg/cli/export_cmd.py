@@ -27,7 +27,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.epilog = EPILOG
     p.add_argument("checkpoint", help="edgeseg checkpoint (.pt) from 'edgeseg train'")
-    p.add_argument("--format", default="onnx", help="onnx or engine (TensorRT; needs a GPU)")
+    p.add_argument("--format", default="onnx",
+                   help="onnx, engine (TensorRT; needs a GPU) or triton (a Triton model repository in --out: "
+                        "uint8 frames in, class map out; the checkpoint may also be an exported .onnx/.engine)")
     p.add_argument("--precision", default="fp32", help="fp32, fp16 or int8")
     p.add_argument("--imgsz", default=None, metavar="HxW", help="input size (default: the checkpoint's)")
     p.add_argument("--dynamic", action="store_true", help="dynamic batch, height and width")
@@ -78,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
     from edgeseg.export.pipeline import ExportFailed, export_checkpoint
     from edgeseg.runtime.fileio import write_json
 
+    if args.format == "triton":  # a Triton model repository (export/triton_repo.py)
+        return _run_triton(args)
     out = _out_base(args.checkpoint, args.out)
     try:
         result = export_checkpoint(
@@ -97,4 +101,31 @@ def run(args: argparse.Namespace) -> int:
     print(result.table())
     if args.json:
         write_json(args.json, result.to_dict())
+    return 0
+
+
+
+def _run_triton(args: argparse.Namespace) -> int:
+    """--format triton: the ONNX export in the form Triton clients use (uint8 frames in, class map out,
+    dynamic batch) written as a model repository entry in --out; an .onnx/.engine goes in as it is."""
+    import tempfile
+
+    from edgeseg.export.pipeline import artifact_path
+    from edgeseg.export.triton_repo import PLATFORMS, check_free, model_name, write_repository
+
+    repo = Path(args.out) if args.out else Path(args.checkpoint).parent / "triton"
+    source = Path(args.checkpoint)
+    if source.suffix.lower() in PLATFORMS:
+        entry = write_repository(source, repo)
+    else:
+        name = model_name(source.with_suffix(".onnx"))
+        check_free(repo / name)  # before a long export
+        repo.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=".edgeseg-triton.", dir=repo.parent) as tmp:
+            args.format, args.fuse_preprocess, args.fuse_argmax, args.dynamic = "onnx", True, True, True
+            args.out = str(Path(tmp) / name)
+            run(args)
+            onnx = artifact_path(args.out, args.precision, "onnx", args.int8_target or "ort")
+            entry = write_repository(onnx, repo, name=name)
+    print(f"Triton model repository: {entry} (serve: tritonserver --model-repository {repo.resolve()})")
     return 0
