@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import tempfile
@@ -92,6 +93,9 @@ def main() -> int:
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
 
+    from testkit.ray_nodes import AUTH_ENV
+
+    os.environ.update(AUTH_ENV)  # the clusters' token, before Ray is imported
     from edgeseg.runtime.archive import plan
     from edgeseg.runtime.segmenter import resolve_model
 

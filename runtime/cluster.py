@@ -77,7 +77,8 @@ def parse_address(address: str | None) -> tuple[str | None, tuple[str, int] | No
 
 
 def connect(address: str | None, timeout: float = CONNECT_TIMEOUT_S, num_cpus: int | None = None) -> Any:
-    """``ray.init`` with a deadline; returns the ray module. A new local cluster gets ``num_cpus``.
+    """``ray.init`` with a deadline for an existing cluster (it can wait forever on an address that
+    accepts but never answers); returns the ray module. A new local cluster gets ``num_cpus``.
     Already connected (``ray.init`` done by the caller): that connection is used."""
     ray = import_ray()
     target, probe = parse_address(address)
@@ -91,7 +92,13 @@ def connect(address: str | None, timeout: float = CONNECT_TIMEOUT_S, num_cpus: i
                               "check the address, or drop it to run a local cluster") from None
     kw: dict[str, Any] = {"log_to_driver": False, "logging_level": "ERROR"}
     if target is None:
-        kw.update(num_cpus=num_cpus, include_dashboard=False)
+        # In this thread: Ray ties the processes it starts to the starting thread's life (Linux's
+        # parent-death signal is per thread), so a helper thread's exit would kill the new cluster.
+        try:
+            ray.init(num_cpus=num_cpus, include_dashboard=False, **kw)
+        except Exception as e:
+            raise SourceError(f"cannot start a local Ray cluster: {_reason(e)}") from None
+        return ray
     outcome: dict[str, Any] = {}
 
     def init() -> None:
@@ -103,7 +110,7 @@ def connect(address: str | None, timeout: float = CONNECT_TIMEOUT_S, num_cpus: i
     t = threading.Thread(target=init, name="ray-connect", daemon=True)
     t.start()
     t.join(timeout)
-    where = address or "a new local cluster"
+    where = address
     if t.is_alive():
         raise SourceError(f"Ray did not connect to {where} within {timeout:.0f} s; check that the address is a Ray "
                           "head node and that its Ray version matches this one")
@@ -284,13 +291,13 @@ class _Scheduler:
         limit = ACTOR_START_TIMEOUT_S if not self.run.records else self.restart_wait_s
         waiting = any(kind == "hello" for kind, *_ in self.pending.values())
         if now - self.none_up_since > limit or not waiting:
-            self._lost_nodes()
+            self.lost_nodes()
             why = f" (last failure: {self.first_failure})" if self.first_failure else ""
             raise ClusterLostError(f"no Ray worker is left{why}; {len(self.run.records)} "
                                    f"files finished and are in the manifest, {len(self.queue)} are not: rerun the "
                                    "same command to resume")
 
-    def _lost_nodes(self) -> None:
+    def lost_nodes(self) -> None:
         known = {a.node for a in self.actors if a.node}
         alive = {n["NodeID"] for n in self.ray.nodes() if n.get("Alive")}
         self.run.nodes_lost = sorted(known - alive)
@@ -316,7 +323,7 @@ def run_jobs(jobs: Sequence[Job], model: str, *, address: str | None = None, opt
                            max_attempts, restart_wait_s, on_record, on_event)
         try:
             run = sched.loop(stop or threading.Event())
-            sched._lost_nodes()
+            sched.lost_nodes()
         finally:
             for a in sched.actors:
                 ray.kill(a.handle)

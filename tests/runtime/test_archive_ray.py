@@ -5,17 +5,20 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
+from testkit.ray_nodes import AUTH_ENV, RayNodes
 from testkit.video import count_frames, make_video
 
 from edgeseg.cli import main
 
+os.environ.update(AUTH_ENV)  # before Ray is imported: a driver reads its authentication mode once
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'edgeseg[ray]')")
-from testkit.ray_nodes import RayNodes  # noqa: E402
 
 from edgeseg.runtime.archive import Manifest, model_fingerprint, plan  # noqa: E402
 from edgeseg.runtime.cluster import connect, run_jobs  # noqa: E402
@@ -156,3 +159,33 @@ def test_a_node_lost_mid_run_leaves_the_rest_to_the_other(cluster, tiny_onnx: Pa
     assert any(k == "retry" and info["input"] == lost["input"] for k, info in events)
     for i, clip in enumerate(clips):
         assert count_frames(tmp_path / "out" / clip.parent.name / clip.name)[0] == 60 + i
+
+
+def test_no_address_runs_a_local_cluster_that_outlives_its_start(tiny_onnx: Path, tmp_path: Path) -> None:
+    # Ray kills the processes a thread started when that thread ends: the local cluster must survive.
+    clips = _archive(tmp_path / "archive", n=2)
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, "-m", "edgeseg", "predict", str(tiny_onnx), "--source",
+                           str(tmp_path / "archive"), "--save", str(out), "--ray"],
+                          capture_output=True, text=True, timeout=150, env={**os.environ, **AUTH_ENV})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "2 files: 2 done" in done.stdout and "over 1 node" in done.stdout
+    for i, clip in enumerate(clips):
+        assert count_frames(out / clip.parent.name / clip.name)[0] == CLIP_FRAMES + i
+
+
+def test_an_address_that_never_answers_gives_up_at_the_deadline(tmp_path: Path) -> None:
+    code = (
+        "import socket, threading\n"
+        "s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(8)\n"
+        "threading.Thread(target=lambda: [s.accept() for _ in range(64)], daemon=True).start()\n"
+        "from edgeseg.runtime.cluster import connect\n"
+        "try:\n"
+        "    connect(f'127.0.0.1:{s.getsockname()[1]}', timeout=3)\n"
+        "except Exception as e:\n"
+        "    print('ERROR', e)\n")
+    t = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, **AUTH_ENV})
+    assert "ERROR Ray did not connect to 127.0.0.1:" in done.stdout and "within 3 s" in done.stdout
+    assert time.monotonic() - t < 40

@@ -5,13 +5,18 @@
 
 Every node is a ``ray start`` of its own (the head, then ``--address`` for the others), with a unique
 port and temporary folder. Stopping ends exactly the processes of this cluster, by id (those whose
-command line names its temporary folder, and their children), never ``ray stop``, which would
-end every Ray cluster of this user on the machine.
+command line names its temporary folder or ports, and their children), never ``ray stop``, which
+would end every Ray cluster of this user on the machine.
+
+The cluster uses Ray's token authentication with a token of this process (``AUTH_ENV``): nothing is
+read from or written to ``~/.ray``, and no other local user can submit work to it. A driver in this
+process needs ``os.environ.update(AUTH_ENV)`` before it imports ray (Ray reads the mode once).
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -23,6 +28,8 @@ from pathlib import Path
 
 START_TIMEOUT_S = 60.0
 OBJECT_STORE_BYTES = 100_000_000  # the clips are files on disk; the object store only holds small records
+# One token per process: a driver reads the mode and token once.
+AUTH_ENV = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32), "RAY_USAGE_STATS_ENABLED": "0"}
 
 
 def free_port() -> int:
@@ -57,7 +64,7 @@ class RayNodes:
     def __init__(self, nodes: int = 2, cpus: int = 1, timeout: float = START_TIMEOUT_S) -> None:
         self.nodes, self.cpus, self.timeout = nodes, cpus, timeout
         self.tmp = Path(tempfile.mkdtemp(prefix="esray", dir="/tmp"))  # short: Ray's socket paths have a limit
-        self.port = free_port()
+        self.port, self.client_port = free_port(), free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.node_pids: list[set[int]] = []  # per node, the processes it started
 
@@ -65,7 +72,7 @@ class RayNodes:
         before = set(self.pids())
         cmd = [*ray_cli(), "start", f"--num-cpus={self.cpus}", "--node-ip-address=127.0.0.1",
                f"--object-store-memory={OBJECT_STORE_BYTES}", "--disable-usage-stats", *extra]
-        env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+        env = {**os.environ, **AUTH_ENV}
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=self.timeout, env=env)
         if done.returncode:
             raise RuntimeError(f"ray start failed: {done.stderr.strip().splitlines()[-1:]}")
@@ -74,7 +81,7 @@ class RayNodes:
     def start(self) -> RayNodes:
         try:
             self._start(["--head", f"--port={self.port}", f"--temp-dir={self.tmp}", "--include-dashboard=false",
-                         f"--ray-client-server-port={free_port()}"])
+                         f"--ray-client-server-port={self.client_port}"])
             for _ in range(self.nodes - 1):
                 self._start([f"--address={self.address}"])
         except BaseException:
@@ -85,7 +92,8 @@ class RayNodes:
     def pids(self) -> list[int]:
         """This cluster's processes: those naming its folder, and all their descendants."""
         procs = _processes()
-        mine = {pid for pid, (_, cmd) in procs.items() if str(self.tmp) in cmd and pid != os.getpid()}
+        marks = (str(self.tmp), f"127.0.0.1:{self.port} ", f"--port={self.client_port} ", f":{self.port} --host")
+        mine = {pid for pid, (_, cmd) in procs.items() if any(m in cmd + " " for m in marks) and pid != os.getpid()}
         grew = True
         while grew:
             kids = {pid for pid, (ppid, _) in procs.items() if ppid in mine and pid not in mine and pid != os.getpid()}
