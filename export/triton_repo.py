@@ -117,8 +117,10 @@ def config_text(name: str, platform: str, inputs: Sequence[Tensor], outputs: Seq
         preferred = [b for b in (2, 4, 8, 16, 32, 64) if b <= max_batch_size] or [max_batch_size]
         lines += ["dynamic_batching {", f"  preferred_batch_size: {_dims(preferred)}",
                   f"  max_queue_delay_microseconds: {QUEUE_DELAY_US}", "}"]
+    # What a client needs when the graph does not do it (float input: x = (rgb / 255 - mean) / std).
     params = {"edgeseg.input_layout": meta.input_layout, "edgeseg.output_kind": meta.output_kind,
-              "edgeseg.output_stride": str(meta.output_stride), "edgeseg.precision": meta.precision}
+              "edgeseg.output_stride": str(meta.output_stride), "edgeseg.precision": meta.precision,
+              "edgeseg.mean": ",".join(f"{v:g}" for v in meta.mean), "edgeseg.std": ",".join(f"{v:g}" for v in meta.std)}
     for key, value in params.items():
         lines += ["parameters {", f'  key: "{key}"', f'  value: {{ string_value: "{value}" }}', "}"]
     return "\n".join(lines) + "\n"

@@ -76,6 +76,7 @@ def test_fixed_batch_float_onnx_is_not_batched_by_triton(tiny_model, tmp_path: P
     assert cfg.max_batch_size == 0 and not cfg.HasField("dynamic_batching")
     assert list(cfg.input[0].dims) == [2, 3, 32, 48] and _type_name(cfg.input[0].data_type) == "TYPE_FP32"
     assert cfg.output[0].label_filename == ""  # logits are not a classification output
+    assert cfg.parameters["edgeseg.mean"].string_value == "0.485,0.456,0.406"  # the client normalises
     _check_tensors_match(cfg, tmp_path / "repo" / "m" / "1" / "model.onnx")
 
 
