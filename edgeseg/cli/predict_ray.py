@@ -21,6 +21,9 @@ RAY_HELP = ("run every input file as a task on a Ray cluster: no ADDRESS starts 
             "'edgeseg[ray]'); --threads sets the CPUs (and inference threads) of each worker")
 
 
+MODEL_SUFFIXES = (".onnx", ".engine", ".plan", ".pt")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS", help=RAY_HELP)
 
@@ -39,6 +42,11 @@ def run(args: argparse.Namespace) -> int:
     from edgeseg.runtime.cluster import parse_address
 
     import_ray()  # a missing extra or a malformed address is one line before anything else happens
+    if args.ray != "local" and (Path(args.ray).suffix.lower() in MODEL_SUFFIXES or Path(args.ray).exists()):
+        from edgeseg.runtime.errors import UsageError
+
+        raise UsageError(f"--ray {args.ray!r} is a file, not a Ray address; put --ray after the model "
+                         "(edgeseg predict MODEL --source ... --ray) or give an address (--ray auto)")
     parse_address(None if args.ray == "local" else args.ray)
     out = _output_folder(args.save, DEFAULT_SAVE_DIR)
     jobs = plan(args.source, out)

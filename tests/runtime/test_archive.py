@@ -138,6 +138,7 @@ def test_cli_without_ray_installed_names_the_extra(tiny_onnx: Path, tmp_path: Pa
     (["--ray", "ray://"], "is not a Ray address"),
     (["--ray", "127.0.0.1"], "needs a port"),
     (["--ray", "--save", "x.mp4"], "--save takes a folder"),
+    (["--ray", "m.onnx"], "is a file, not a Ray address"),
 ])
 def test_cli_bad_ray_options(tiny_onnx: Path, tmp_path: Path, capsys, argv: list[str], message: str) -> None:
     pytest.importorskip("ray", reason="Ray is not installed (pip install 'edgeseg[ray]')")
