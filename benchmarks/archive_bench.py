@@ -17,6 +17,8 @@ On a shared machine the figures are indicative only.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import platform
@@ -75,7 +77,9 @@ def time_predict(files: list[Path], model: str, out: Path, threads: int | None) 
     t = time.perf_counter()
     for f in files:
         report = out / f"{f.stem}.json"
-        if main(["predict", model, "--source", str(f), "--save", str(out), "--json", str(report), *extra]) != 0:
+        with contextlib.redirect_stdout(io.StringIO()):  # predict's own summary; ours is the JSON
+            rc = main(["predict", model, "--source", str(f), "--save", str(out), "--json", str(report), *extra])
+        if rc != 0:
             raise SystemExit(f"predict failed on {f}")
         frames += json.loads(report.read_text())["frames"]
     wall = time.perf_counter() - t

@@ -110,13 +110,11 @@ def connect(address: str | None, timeout: float = CONNECT_TIMEOUT_S, num_cpus: i
     t = threading.Thread(target=init, name="ray-connect", daemon=True)
     t.start()
     t.join(timeout)
-    where = address
     if t.is_alive():
-        raise SourceError(f"Ray did not connect to {where} within {timeout:.0f} s; check that the address is a Ray "
+        raise SourceError(f"Ray did not connect to {address} within {timeout:.0f} s; check that the address is a Ray "
                           "head node and that its Ray version matches this one")
     if "error" in outcome:
-        first = str(outcome["error"]).strip().splitlines()[0] if str(outcome["error"]).strip() else ""
-        raise SourceError(f"cannot connect to Ray ({where}): {first or type(outcome['error']).__name__}")
+        raise SourceError(f"cannot connect to Ray ({address}): {_reason(outcome['error'])}")
     return ray
 
 

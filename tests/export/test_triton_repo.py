@@ -107,6 +107,7 @@ def test_engine_entry_takes_its_tensors_from_the_manifest(tmp_path: Path) -> Non
     assert [(t.name, list(t.dims), t.label_filename) for t in cfg.output] == [("class_map", [32, 48], "labels.txt")]
 
 
+@pytest.mark.slow  # a full export with its parity and mIoU checks
 def test_cli_exports_a_checkpoint_as_a_triton_repository(tmp_path: Path, capsys) -> None:
     from edgeseg.data import build_dataset
     from edgeseg.models import create_model
