@@ -14,12 +14,13 @@ The parts that do not depend on where the work runs (one process or a Ray cluste
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -238,6 +239,24 @@ class Manifest:
                 if isinstance(rec, dict) and isinstance(rec.get("input"), str):
                     out.append(rec)
         return out
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold the output folder for one run: a second run on it at the same time would redo the
+        same files and interleave their records. Released when the process ends, however it ends."""
+        try:
+            import fcntl
+        except ImportError:  # Windows: no advisory locks in the standard library
+            yield
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_name(f".{self.path.name}.lock"), "a") as f:
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                raise UsageError(f"{self.path.parent} is in use by another run; wait for it to finish, or save "
+                                 "elsewhere") from None
+            yield
 
     def append(self, record: dict[str, Any]) -> None:
         line = (json.dumps(record, sort_keys=False) + "\n").encode()

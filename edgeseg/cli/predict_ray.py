@@ -54,12 +54,13 @@ def run(args: argparse.Namespace) -> int:
     model = _check_model(args)
     fingerprint = model_fingerprint(model)
     manifest = Manifest(out / MANIFEST_NAME)
-    todo, done = split_done(jobs, manifest, fingerprint)
-    print(f"{len(jobs)} input files: {len(done)} already done, {len(todo)} to run; manifest {manifest.path}",
-          file=sys.stderr)
-    tally = _Tally(len(jobs), len(done))
-    if todo:
-        _run_cluster(args, todo, model, fingerprint, manifest, tally)
+    with manifest.exclusive():
+        todo, done = split_done(jobs, manifest, fingerprint)
+        print(f"{len(jobs)} input files: {len(done)} already done, {len(todo)} to run; manifest {manifest.path}",
+              file=sys.stderr)
+        tally = _Tally(len(jobs), len(done))
+        if todo:
+            _run_cluster(args, todo, model, fingerprint, manifest, tally)
     return _finish(args, tally, manifest)
 
 

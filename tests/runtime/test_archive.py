@@ -161,3 +161,12 @@ def test_cli_address_with_no_cluster_is_one_line(tiny_onnx: Path, tmp_path: Path
     err = capsys.readouterr().err
     assert rc == 1 and f"no Ray cluster at 127.0.0.1:{port}" in err
     assert not list((tmp_path / "o").glob("*.mp4")) and len(err.strip().splitlines()) == 2  # the plan line + error
+
+
+def test_one_run_at_a_time_per_output_folder(tmp_path: Path) -> None:
+    manifest = Manifest(tmp_path / "out" / "manifest.jsonl")
+    with manifest.exclusive():
+        with pytest.raises(UsageError, match="in use by another run"), Manifest(manifest.path).exclusive():
+            pass
+    with manifest.exclusive():  # released when the first run ended
+        pass
