@@ -159,9 +159,14 @@ def _finish(args: argparse.Namespace, tally: _Tally, manifest: Any) -> int:
     from edgeseg.runtime.fileio import write_json
 
     nodes, actors = len(tally.nodes), tally.actors
-    print(f"{tally.total} files: {tally.ok} done, {tally.skipped} already done, {tally.failed} failed; "
-          f"{tally.frames} frames in {tally.seconds:.1f} s: {tally.fps:.1f} FPS over {nodes} "
-          f"node{'s' if nodes != 1 else ''} ({actors} worker{'s' if actors != 1 else ''})\nmanifest: {manifest.path}")
+    if tally.skipped == tally.total:
+        print(f"{tally.total} files: all done before (outputs complete and valid); nothing to run\n"
+              f"manifest: {manifest.path}")
+    else:
+        print(f"{tally.total} files: {tally.ok} done, {tally.skipped} already done, {tally.failed} failed; "
+              f"{tally.frames} frames in {tally.seconds:.1f} s: {tally.fps:.1f} FPS over {nodes} "
+              f"node{'s' if nodes != 1 else ''} ({actors} worker{'s' if actors != 1 else ''})\n"
+              f"manifest: {manifest.path}")
     if args.json:
         write_json(args.json, {"command": "predict", "ray": args.ray, "files": tally.total, "ok": tally.ok,
                                "skipped": tally.skipped, "failed": tally.failed, "frames": tally.frames,

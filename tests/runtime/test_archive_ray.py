@@ -135,6 +135,7 @@ def test_resume_redoes_a_file_whose_output_was_damaged(cluster, tiny_onnx: Path,
     assert count_frames(damaged)[0] == CLIP_FRAMES
     manifest = Manifest(out / "manifest.jsonl").records()
     assert len(manifest) == 3 and manifest[-1]["model"] == model_fingerprint(tiny_onnx)
+    assert main(argv) == 0 and "all done before" in capsys.readouterr().out  # nothing left: no cluster needed
 
 
 def test_a_node_lost_mid_run_leaves_the_rest_to_the_other(cluster, tiny_onnx: Path, tmp_path: Path) -> None:
