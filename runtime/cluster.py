@@ -194,11 +194,17 @@ class _Scheduler:
 
     def __init__(self, ray: Any, jobs: Sequence[Job], model: str, options: dict[str, Any], task: tuple,
                  actors: int, cpus_per_actor: float, max_attempts: int, restart_wait_s: float,
-                 on_record: Callable[[dict[str, Any]], None], on_event: Callable[[str, dict], None]) -> None:
+                 file_timeout_s: float | None, on_record: Callable[[dict[str, Any]], None],
+                 on_event: Callable[[str, dict], None]) -> None:
         self.ray, self.task, self.max_attempts, self.restart_wait_s = ray, task, max_attempts, restart_wait_s
+        self.file_timeout_s = file_timeout_s
+        self.started_at: dict[Any, float] = {}  # run task -> when it was handed out
+        self.timed_out: set[Any] = set()
         self.on_record, self.on_event = on_record, on_event
         self.queue: collections.deque[tuple[Job, int]] = collections.deque((j, 1) for j in jobs)
-        remote = ray.remote(ArchiveWorker).options(num_cpus=cpus_per_actor, max_restarts=max_attempts,
+        # Ray restarts a dead actor without limit; this scheduler stops asking one that died
+        # max_attempts times (deaths), and retries files itself (it knows why they failed).
+        remote = ray.remote(ArchiveWorker).options(num_cpus=cpus_per_actor, max_restarts=-1,
                                                    max_task_retries=0, scheduling_strategy="SPREAD")
         self.actors = [_Actor(remote.remote(model, options)) for _ in range(actors)]
         self.pending: dict[Any, tuple[str, _Actor, Job | None, int]] = {}
@@ -217,6 +223,7 @@ class _Scheduler:
                 break
             self._assign()
             self._check_alive()
+            self._check_deadlines()
             ready, _ = self.ray.wait(list(self.pending), num_returns=1, timeout=POLL_S)
             for ref in ready:
                 self._collect(ref)
@@ -232,14 +239,36 @@ class _Scheduler:
             if a.up and not a.busy and self.queue:
                 job, attempt = self.queue.popleft()
                 a.busy = True
-                self.pending[a.handle.run.remote(job, *self.task)] = ("run", a, job, attempt)
+                ref = a.handle.run.remote(job, *self.task)
+                self.pending[ref] = ("run", a, job, attempt)
+                self.started_at[ref] = time.monotonic()
                 self.on_event("start", {"input": str(job.input), "node": a.node, "pid": a.pid, "attempt": attempt})
+
+    def _check_deadlines(self) -> None:
+        """A file past ``file_timeout_s`` (a hung decoder, a stalled network mount) costs its worker:
+        the actor is killed and restarted, the file is reported as failed and not retried."""
+        if not self.file_timeout_s:
+            return
+        now = time.monotonic()
+        for ref, started in list(self.started_at.items()):
+            if ref not in self.timed_out and now - started > self.file_timeout_s:
+                self.timed_out.add(ref)
+                actor = self.pending[ref][1]
+                self.ray.kill(actor.handle, no_restart=False)
 
     def _collect(self, ref: Any) -> None:
         kind, actor, job, attempt = self.pending.pop(ref)
+        self.started_at.pop(ref, None)
         try:
             value = self.ray.get(ref)
         except self.ray.exceptions.RayActorError as e:  # the worker process or its node died
+            if ref in self.timed_out and job is not None:
+                self.timed_out.discard(ref)
+                actor.up = actor.busy = False
+                self.pending[actor.handle.hello.remote()] = ("hello", actor, None, 0)
+                self._record(job, attempt, actor, "failed", f"took longer than {self.file_timeout_s:g} s "
+                             "(--file-timeout); its worker was restarted")
+                return
             self._actor_died(actor, job, attempt, e)
             return
         except self.ray.exceptions.RayError as e:  # failed outside process_file (e.g. cannot pickle)
@@ -307,18 +336,21 @@ def run_jobs(jobs: Sequence[Job], model: str, *, address: str | None = None, opt
              on_record: Callable[[dict[str, Any]], None] = lambda r: None,
              on_event: Callable[[str, dict], None] = lambda kind, info: None,
              stop: threading.Event | None = None, connect_timeout: float = CONNECT_TIMEOUT_S,
-             num_cpus: int | None = None) -> ClusterRun:
+             num_cpus: int | None = None, file_timeout_s: float | None = None) -> ClusterRun:
     """Run ``jobs`` on a Ray cluster (``address``: see :func:`parse_address`). ``on_record(record)``
     sees each file's manifest record as it finishes (in the calling thread); ``on_event`` sees
     ``"start"``, ``"retry"`` and ``"node_lost"``. ``stop`` ends the run after the files in flight
     are abandoned (their outputs are never published half-written). ``num_cpus``: the CPUs of a new
-    local cluster. A connection made here is closed at the end; one the caller made is kept."""
+    local cluster. A connection made here is closed at the end; one the caller made is kept.
+    ``file_timeout_s``: a file still running after this long fails (None: no limit)."""
+    if file_timeout_s is not None and not file_timeout_s > 0:
+        raise UsageError(f"file timeout {file_timeout_s} must be a positive number of seconds")
     if cpus_per_actor <= 0:
         raise UsageError(f"CPUs per actor must be positive, got {cpus_per_actor}")
     with connected(address, connect_timeout, num_cpus) as ray:
         actors = max(1, min(len(jobs), MAX_ACTORS, int(cluster_cpus(ray) // cpus_per_actor)))
         sched = _Scheduler(ray, jobs, model, dict(options or {}), (render, alpha, max_frames), actors, cpus_per_actor,
-                           max_attempts, restart_wait_s, on_record, on_event)
+                           max_attempts, restart_wait_s, file_timeout_s, on_record, on_event)
         try:
             run = sched.loop(stop or threading.Event())
             sched.lost_nodes()

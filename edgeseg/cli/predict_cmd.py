@@ -73,9 +73,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if getattr(args, "ray", None) is not None:  # one task per input file, on a Ray cluster
-        from . import predict_ray
+    from . import predict_ray
 
+    if predict_ray.wanted(args):  # one task per input file, on a Ray cluster
         return predict_ray.run(args)
     from edgeseg.runtime.errors import UsageError
     from edgeseg.runtime.pipeline import run_pipeline

@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from . import finite_float
+
 RAY_HELP = ("run every input file as a task on a Ray cluster: no ADDRESS starts a local one; 'auto' joins the one "
             "'ray start' runs on this machine; ray://HOST:10001 or HOST:PORT joins a remote one (pip install "
             "'edgeseg[ray]'); --threads sets the CPUs (and inference threads) of each worker")
@@ -26,6 +28,20 @@ MODEL_SUFFIXES = (".onnx", ".engine", ".plan", ".pt")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS", help=RAY_HELP)
+    parser.add_argument("--file-timeout", type=finite_float, default=None, metavar="SECONDS",
+                        help="with --ray: a file still running after this long is reported as failed and its "
+                             "worker restarted (a hung decoder, a stalled network mount); default: no limit")
+
+
+def wanted(args: argparse.Namespace) -> bool:
+    """Whether this is a --ray run (the --ray options without --ray are refused, not ignored)."""
+    if getattr(args, "ray", None) is not None:
+        return True
+    if getattr(args, "file_timeout", None) is not None:
+        from edgeseg.runtime.errors import UsageError
+
+        raise UsageError("--file-timeout applies to --ray runs (one task per file); add --ray or drop it")
+    return False
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,6 +64,10 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--ray {args.ray!r} is a file, not a Ray address; put --ray after the model "
                          "(edgeseg predict MODEL --source ... --ray) or give an address (--ray auto)")
     parse_address(None if args.ray == "local" else args.ray)
+    if args.file_timeout is not None and not args.file_timeout > 0:
+        from edgeseg.runtime.errors import UsageError
+
+        raise UsageError(f"--file-timeout {args.file_timeout:g} must be a positive number of seconds")
     out = _output_folder(args.save, DEFAULT_SAVE_DIR)
     jobs = plan(args.source, out)
     check_writable(out, "--save", folder_ok=True)
@@ -149,7 +169,8 @@ def _run_cluster(args: argparse.Namespace, todo: list, model: str, fingerprint: 
 
         run = run_jobs(todo, model, address=address, options=options,
                        render=args.visualize, alpha=args.alpha, max_frames=args.max_frames,
-                       cpus_per_actor=float(args.threads or 1), on_record=on_record, on_event=on_event, stop=stop)
+                       cpus_per_actor=float(args.threads or 1), on_record=on_record, on_event=on_event, stop=stop,
+                       file_timeout_s=args.file_timeout)
     tally.actors = run.actors
     tally.stopped = list(caught)
 
