@@ -167,6 +167,10 @@ def write_repository(model: str | os.PathLike, repo: str | os.PathLike, name: st
 
 
 def check_free(entry: Path) -> None:
+    """UsageError when ``entry`` cannot be written: it exists, or the repository is not a folder."""
+    repo = entry.parent
+    if repo.exists() and not repo.is_dir():
+        raise UsageError(f"--out {repo} is a file; a Triton model repository is a folder (e.g. --out triton_repo/)")
     if entry.exists():
         raise UsageError(f"{entry} already exists in the Triton repository; remove it or write to another --out "
                          "(an existing model is never replaced)")

@@ -88,6 +88,9 @@ def test_an_existing_entry_is_never_replaced(tiny_model, tmp_path: Path) -> None
         write_repository(model, tmp_path / "repo")
     assert (entry / "config.pbtxt").read_text() == "mine"
     assert write_repository(model, tmp_path / "repo", name="m2").name == "m2"
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UsageError, match="is a file"):
+        write_repository(model, tmp_path / "file")
 
 
 def test_engine_entry_takes_its_tensors_from_the_manifest(tmp_path: Path) -> None:
