@@ -42,8 +42,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", help="edgeseg checkpoint (.pt) from 'edgeseg train', or a segmentation .onnx "
                                       "made elsewhere (see 'ONNX input' below)")
     # Names are checked by the library (not argparse choices) so a typo gets the closest match.
-    p.add_argument("--format", default="onnx", metavar=_choices(FORMATS),
-                   help="onnx, or engine (TensorRT; needs a GPU) (default: %(default)s)")
+    p.add_argument("--format", default="onnx", metavar=_choices(FORMATS + ("triton",)),
+                   help="onnx, engine (TensorRT; needs a GPU) or triton (a Triton model repository in --out: "
+                        "uint8 frames in, class map out; the input may also be an exported .onnx/.engine) "
+                        "(default: %(default)s)")
     p.add_argument("--precision", default="fp32", metavar=_choices(PRECISIONS),
                    help="fp16 and int8 are checked against fp32 (mIoU gate) (default: %(default)s)")
     p.add_argument("--imgsz", default=None, metavar="HxW", help="input size (default: the checkpoint's)")
@@ -118,6 +120,8 @@ def run(args: argparse.Namespace) -> int:
     from edgeseg.export.pipeline import ExportFailed, export_checkpoint
     from edgeseg.runtime.fileio import write_json
 
+    if args.format == "triton":  # a Triton model repository (export/triton_repo.py)
+        return _run_triton(args)
     if args.checkpoint.lower().endswith(".onnx"):
         return _run_onnx(args)
     onnx_only = [f for f, v in (("--classes", args.classes), ("--mean", args.mean), ("--std", args.std),
@@ -202,3 +206,29 @@ def _run_onnx(args: argparse.Namespace) -> int:
             write_json(args.json, e.result.to_dict())
         raise
     return _summary(result, args)
+
+
+def _run_triton(args: argparse.Namespace) -> int:
+    """--format triton: the ONNX export in the form Triton clients use (uint8 frames in, class map out,
+    dynamic batch) written as a model repository entry in --out; an .onnx/.engine goes in as it is."""
+    import tempfile
+
+    from edgeseg.export.pipeline import artifact_path
+    from edgeseg.export.triton_repo import PLATFORMS, check_free, model_name, write_repository
+
+    repo = Path(args.out) if args.out else Path(args.checkpoint).parent / "triton"
+    source = Path(args.checkpoint)
+    if source.suffix.lower() in PLATFORMS:
+        entry = write_repository(source, repo)
+    else:
+        name = model_name(source.with_suffix(".onnx"))
+        check_free(repo / name)  # before a long export
+        repo.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=".edgeseg-triton.", dir=repo.parent) as tmp:
+            args.format, args.fuse_preprocess, args.fuse_argmax, args.dynamic = "onnx", True, True, True
+            args.out = str(Path(tmp) / name)
+            run(args)
+            onnx = artifact_path(args.out, args.precision, "onnx", args.int8_target or "ort")
+            entry = write_repository(onnx, repo, name=name)
+    print(f"Triton model repository: {entry} (serve: tritonserver --model-repository {repo.resolve()})")
+    return 0

@@ -88,6 +88,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ignore-class", metavar="NAME", nargs="+", action="extend", default=[],
                         help="classes left unpainted (names or ids), e.g. Sky Road")
     parser.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
+    from . import predict_ray
+
+    predict_ray.add_arguments(parser)  # --ray: archives of videos on a Ray cluster
     from .run_outputs import add_result_arguments
 
     add_result_arguments(parser)  # --save-ids DIR, --save out.mcap, --bag-images
@@ -120,7 +123,11 @@ def run(args: argparse.Namespace) -> int:
     from edgeseg.runtime.sources import open_source
     from edgeseg.runtime.visualize import check_alpha
 
+    from . import predict_ray
+
     resolve_model_and_source(args)
+    if predict_ray.wanted(args):  # one task per input file, on a Ray cluster
+        return predict_ray.run(args)
     check_alpha(args.alpha, "--alpha")
     check_max_frames(args.max_frames)
     quiet_video_logs(args)

@@ -11,7 +11,7 @@ def test_export_help_lists_choices_and_defaults(capsys) -> None:
     with pytest.raises(SystemExit):
         main(["export", "--help"])
     out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
-    for text in ("{onnx,engine}", "{fp32,fp16,int8}", "{minmax,entropy,percentile}",
+    for text in ("{onnx,engine,triton}", "{fp32,fp16,int8}", "{minmax,entropy,percentile}",
                  "(default: onnx)", "(default: fp32)", "(default: minmax)"):
         assert text in out, text
 

@@ -122,7 +122,8 @@ def make_fake_trt(version: str, *, parse_ok: bool = True, build_ok: bool = True,
             calls.append(("Logger", level))
 
     trt.Logger = Logger
-    trt.NetworkDefinitionCreationFlag = SimpleNamespace(EXPLICIT_BATCH=0, STRONGLY_TYPED=5)
+    trt.NetworkDefinitionCreationFlag = (SimpleNamespace(EXPLICIT_BATCH=0, STRONGLY_TYPED=5) if major <= 10
+                                         else SimpleNamespace(STRONGLY_TYPED=5))
     trt.MemoryPoolType = SimpleNamespace(WORKSPACE="WORKSPACE")
     trt.BuilderFlag = (SimpleNamespace(FP16="FP16", INT8="INT8", TF32="TF32") if major <= 10
                        else SimpleNamespace(TF32="TF32"))
@@ -188,8 +189,9 @@ def make_fake_trt(version: str, *, parse_ok: bool = True, build_ok: bool = True,
         def get_timing_cache(self):
             return self.cache
 
-        def set_calibration_profile(self, profile):
-            calls.append(("set_calibration_profile",))
+        if major <= 10:  # removed in TensorRT 11 with the calibrator
+            def set_calibration_profile(self, profile):
+                calls.append(("set_calibration_profile",))
 
         def __setattr__(self, name, value):
             if name == "int8_calibrator":
