@@ -6,7 +6,11 @@ BIN := $(VENV)/bin
 # torch would pull several GB of CUDA packages. For CUDA elsewhere see README.
 TORCH ?= torch==2.13.0
 
-.PHONY: install quickstart test lint bench clean
+# Optional integrations the test suite also covers (their tests skip where a package is missing).
+EXTRAS ?= export,dev,quantize,openvino,openvino-export,ros,ray
+TEST_ONLY ?= "tritonclient[grpc]" transformers
+
+.PHONY: install install-extras quickstart test lint bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -16,12 +20,15 @@ install: $(BIN)/python
 	$(BIN)/pip install -q "$(TORCH)"
 	$(BIN)/pip install -q -e ".[export,dev]"
 
+install-extras: install
+	$(BIN)/pip install -q -e ".[$(EXTRAS)]" $(TEST_ONLY)
+
 quickstart: install
 	$(BIN)/edgeseg quickstart --out runs/quickstart
 
 # Two passes: most tests on both cores (pytest-xdist), then the wall-clock ones (marker `timing`:
 # latency, timeouts, frame drops) alone, so no parallel export competes with them for the cores.
-test: install
+test: install-extras
 	$(BIN)/python -m pytest -q -n 2 -m "not timing"
 	$(BIN)/python -m pytest -q -m timing
 
@@ -29,7 +36,7 @@ lint: install
 	$(BIN)/ruff check .
 
 bench: install
-	$(BIN)/python benchmarks/bench_models.py
+	$(BIN)/python benchmarks/report.py
 
 clean:
 	rm -rf $(VENV) runs/quickstart .pytest_cache

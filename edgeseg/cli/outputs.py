@@ -16,6 +16,7 @@ from pathlib import Path
 
 # attribute -> how the user wrote it
 INPUT_OPTIONS = {"model": "the model", "models": "a model", "checkpoint": "the checkpoint", "source": "--source",
+                 "source_arg": "the source",
                  "resume": "--resume", "weights": "--weights", "data": "--data", "calib": "--calib",
                  "classes": "--classes", "val": "--val"}
 OUTPUT_OPTIONS = {"json": "--json", "out": "--out", "save": "--save", "save_ids": "--save-ids"}
