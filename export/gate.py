@@ -147,7 +147,7 @@ def check_finite_outputs(onnx_path: str | os.PathLike, images: ImageSet, size: t
     """ExportError naming the first image on which the float model's outputs are NaN or infinite."""
     import numpy as np
 
-    from .onnx_export import read_meta
+    from .onnx_io import read_meta
 
     meta = read_meta(onnx_path)
     sess = ort_session(onnx_path, threads)

@@ -62,7 +62,7 @@ def model_name(path: str | os.PathLike) -> str:
 def onnx_tensors(path: Path) -> tuple[list[Tensor], list[Tensor], ModelMeta]:
     import onnx
 
-    from .onnx_export import get_meta, load_onnx
+    from .onnx_io import get_meta, load_onnx
 
     proto = load_onnx(path)
     weights = {init.name for init in proto.graph.initializer}

@@ -181,25 +181,40 @@ class TemporalFilter:
 class FilteredSegmenter:
     """A Segmenter whose results' class maps come from a :class:`TemporalFilter`.
 
-    Frames must arrive in order, so it offers only the plain call (no separate pipeline stages,
-    one frame at a time); everything else (``meta``, ``info``, ``close`` ...) is the Segmenter's.
+    Frames must reach the filter in order: it offers the plain call and the pipeline's stages
+    with one inference at a time (``concurrent_infer`` is False), and :meth:`finish`, which the
+    pipeline calls in frame order, applies the filter. Everything else (``meta``, ``info``,
+    ``close`` ...) is the Segmenter's.
     """
 
-    _STAGES = frozenset({"infer_prepared", "finish", "new_preprocessor", "concurrent_infer", "batch"})
+    concurrent_infer = False  # one inference at a time: results come back in frame order
 
     def __init__(self, segmenter: Any, temporal_filter: TemporalFilter) -> None:
         self.segmenter, self.filter = segmenter, temporal_filter
 
-    def __call__(self, frame: np.ndarray) -> Any:
-        res = self.segmenter(frame)
+    def _filtered(self, res: Any) -> Any:
         res.class_map = self.filter.update(res)
         res.timings["postprocess_ms"] += self.filter.last_ms  # the filter is post-processing
+        if "total_ms" in res.timings:
+            res.timings["total_ms"] += self.filter.last_ms
         return res
 
+    def __call__(self, frame: np.ndarray) -> Any:
+        return self._filtered(self.segmenter(frame))
+
+    def new_preprocessor(self) -> Any:
+        return self.segmenter.new_preprocessor()
+
+    def infer_prepared(self, batch: np.ndarray) -> np.ndarray:
+        return self.segmenter.infer_prepared(batch)
+
+    def finish(self, frame: np.ndarray, out: np.ndarray, index: int = 0, preprocess_ms: float = 0.0,
+               infer_ms: float = 0.0) -> Any:
+        return self._filtered(self.segmenter.finish(frame, out, index, preprocess_ms, infer_ms))
+
     def __getattr__(self, name: str) -> Any:
-        # The pipeline then runs frames one by one, in order, through __call__. "segmenter" and
-        # "filter" are only missing before __init__ (e.g. copy/pickle): no recursion then.
-        if name in self._STAGES or name in ("segmenter", "filter"):
+        # "segmenter" and "filter" are only missing before __init__ (e.g. copy/pickle): no recursion then.
+        if name in ("segmenter", "filter", "batch"):  # no batches: one filter sees one camera's frames
             raise AttributeError(name)
         return getattr(self.segmenter, name)
 

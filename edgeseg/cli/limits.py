@@ -68,6 +68,10 @@ BOUNDS: dict[str | tuple[str, str], Bound] = {
     ("export", "threads"): Bound(0, "threads", "0 = the default"),
     ("train", "workers"): Bound(0, "threads", "data-loading processes"),
     ("bench", "alpha"): Bound(0, 1, "overlay opacity"),  # predict and demo check it themselves
+    "pixel_range": Bound(1, 255, "1 (pixels scaled to 0-1) or 255 (raw pixel units)"),
+    "ignore_index": Bound(0, 255, "a class id in an 8-bit label"),
+    "temporal_filter": Bound(0, 1, "the newest frame's weight", positive=True),
+    "file_timeout": Bound(0, 7 * 86_400, "seconds per file", positive=True),
 }
 
 # HxW options -> (command or "*", pixel cap)

@@ -106,7 +106,7 @@ def test_filtered_segmenter_runs_in_the_pipeline_in_order(tiny_model, tmp_path):
     with Segmenter(tiny_model.path) as seg:
         plain = [seg(f).class_map for f in frames]
         filt = FilteredSegmenter(seg, TemporalFilter(alpha=1.0))  # alpha 1: exactly the plain maps
-        assert not hasattr(filt, "infer_prepared") and filt.meta is seg.meta
+        assert filt.concurrent_infer is False and filt.meta is seg.meta
         got = [filt(f).class_map for f in frames]
         for a, b in zip(plain, got, strict=True):
             np.testing.assert_array_equal(a, b)
