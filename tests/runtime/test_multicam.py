@@ -220,9 +220,9 @@ def test_a_missing_file_among_cameras_is_one_clear_error(tiny_onnx: Path, tmp_pa
     assert "Traceback" not in err
 
 
-def test_when_no_camera_opens_the_run_ends_with_one_error(tiny_onnx: Path, capsys) -> None:
+def test_when_no_camera_opens_the_run_ends_with_one_error(tiny_onnx: Path, tmp_path: Path, capsys) -> None:
     dead = [f"http://127.0.0.1:{free_port()}/stream" for _ in range(2)]
-    rc = main(["demo", str(tiny_onnx), "--source", dead[0], "--source", dead[1], "--json", "/dev/null",
+    rc = main(["demo", str(tiny_onnx), "--source", dead[0], "--source", dead[1], "--json", str(tmp_path / "r.json"),
                "--timeout", "1"])
     err = capsys.readouterr().err.splitlines()
     assert rc == 1 and [ln for ln in err if ln.startswith("error:")] == [
