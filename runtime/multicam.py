@@ -262,7 +262,7 @@ class BatchRunner:
         return recs
 
     def _lost(self, cam: Camera, frame: Frame) -> None:
-        cam.state = "ended" if frame.status is FrameStatus.EOS and not cam.source.is_live else "lost"
+        cam.state = "ended" if frame.status is FrameStatus.EOS and cam.source.finite else "lost"
         self._put(CameraEvent(cam, cam.state, f"camera {cam.name}: {frame.message}"))
 
     def _loop(self) -> None:

@@ -124,6 +124,11 @@ class Source:
 
     is_live: bool = False
 
+    @property
+    def finite(self) -> bool:
+        """Whether EOS means the input is over for good (a file, a finite clip), not a lost stream."""
+        return not self.is_live
+
     def __init__(self, uri: str, size: tuple[int, int] | None = None) -> None:
         self.uri = uri
         self.out_size = size  # (H, W) every frame is resized to, or None
@@ -349,6 +354,10 @@ class _LiveSource(Source):
     """
 
     is_live = True
+
+    @property
+    def finite(self) -> bool:
+        return self._eos_when_ended  # a realtime clip ends; a stream that stops is lost
 
     def __init__(self, uri: str, opener, timeout: float = DEFAULT_TIMEOUT, reconnect: int = DEFAULT_RECONNECTS,
                  size: tuple[int, int] | None = None, backoff: tuple[float, float] = BACKOFF,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -228,3 +230,14 @@ def test_when_no_camera_opens_the_run_ends_with_one_error(tiny_onnx: Path, tmp_p
     assert rc == 1 and [ln for ln in err if ln.startswith("error:")] == [
         "error: none of the 2 cameras could be opened; check the --source values (each camera's error is above)"]
     assert sum("cannot open" in ln for ln in err) == 2
+
+
+def test_realtime_clips_that_end_end_the_run_instead_of_reopening(tiny_onnx: Path, tmp_path: Path) -> None:
+    # A finite clip that plays in real time is live but ends with EOS: the end of it, not a lost stream.
+    cmd = [sys.executable, "-m", "edgeseg", "demo", str(tiny_onnx), "--source",
+           "synthetic://?realtime=1&fps=50&frames=10&size=48x64", "--source",
+           "rear=synthetic://?realtime=1&fps=50&frames=10&size=48x64&seed=2", "--json", str(tmp_path / "r.json")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-1500:]
+    cams = json.loads((tmp_path / "r.json").read_text())["cameras"]
+    assert [c["frames"] for c in cams] == [10, 10] and all(c["reconnects"] == 0 for c in cams)
