@@ -167,7 +167,7 @@ def parse_openvino_vs_ort(d: dict[str, Any]) -> str:
         text += (f"\n\nOpenVINO INT8 flavour calibrated on {q['calib_images']} procedural scenes: no accuracy "
                  "figure (run with `--data` for the mIoU).")
     if d.get("load_check"):
-        rows = [(t, pin, r["infer_p50_ms"], r["render_blends_per_s"])
+        rows = [(t, {"pinned": "on", "not_pinned": "off"}.get(pin, pin), r["infer_p50_ms"], r["render_blends_per_s"])
                 for t, by_pin in d["load_check"].items() for pin, r in by_pin.items()]
         text += ("\n\nCPU pinning beside a thread that blends overlays (OpenVINO FP32):\n\n"
                  + _table(("threads", "pinning", "infer p50 (ms)", "render blends/s"), rows))
@@ -245,7 +245,10 @@ def parse_confidence_shift(d: dict[str, Any]) -> str:
 
 
 def parse_foreign_int8(d: dict[str, Any]) -> str:
-    rows = [(p, r["miou"], r.get("gate_set_miou"), r.get("nodes_in_float"), r.get("latency_ms_1_thread"))
+    def nodes(v: Any) -> Any:
+        return (", ".join(v) or "none") if isinstance(v, list) else v
+
+    rows = [(p, r["miou"], r.get("gate_set_miou"), nodes(r.get("nodes_in_float")), r.get("latency_ms_1_thread"))
             for p, r in d["artifacts"].items()]
     text = (f"Scored on {d['held_out']}; {d['calib_images']} calibration images ({d['calib_method']}), "
             f"{d['gate_images']} gate images; ONNX Runtime {d['onnxruntime']}.\n\n"
@@ -431,13 +434,18 @@ def make_clip(path: Path, frames: int) -> str:
     return str(path)
 
 
+def _placeholders(ctx: Context) -> list[tuple[str, str]]:
+    return [(p, name) for p, name in ((ctx.json, "OUT.json"), (ctx.work, "WORK"), (ctx.data, "CAMVID"),
+                                      (ctx.video, ctx.video_shown)) if p]
+
+
 def _shown(argv: list[str], ctx: Context) -> str:
     """The command as the report prints it: temporary and local paths replaced by placeholders."""
-    names = [(ctx.json, "OUT.json"), (ctx.work, "WORK"), (ctx.data, "CAMVID"), (ctx.video, ctx.video_shown)]
+    names = _placeholders(ctx)
 
     def show(arg: str) -> str:
         for path, name in names:
-            if path and (arg == path or arg.startswith(path + os.sep)):
+            if arg == path or arg.startswith(path + os.sep):
                 return name + arg[len(path):]
         return arg
 
@@ -461,6 +469,8 @@ def run_one(bench: Benchmark, ctx: Context, quick: bool) -> tuple[str, str]:
                               timeout=bench.timeout_s)
         if proc.returncode != 0:
             tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+            for path, name in _placeholders(ctx):
+                tail = tail.replace(path, name)
             return shown, f"Failed (exit {proc.returncode}): `{tail}`"
     return shown, bench.parse(json.loads(Path(ctx.json).read_text(encoding="utf-8")))
 
@@ -524,6 +534,7 @@ def main(argv: list[str] | None = None) -> int:
         has_torch = True
     except importlib.metadata.PackageNotFoundError:
         has_torch = False
+    data = str(Path(args.data).resolve()) if args.data else None
     with tempfile.TemporaryDirectory(prefix="edgeseg-report-") as tmp:
         video = args.video or make_clip(Path(tmp) / "clip.mp4", 60 if args.quick else 220)
         sections = {}
@@ -531,7 +542,7 @@ def main(argv: list[str] | None = None) -> int:
             work = Path(tmp) / bench.name
             work.mkdir()
             ctx = Context(json=str(Path(tmp) / f"{bench.name}.json"), video=video, checkpoint=args.checkpoint,
-                          has_torch=has_torch, data=args.data, work=str(work), with_training=args.with_training,
+                          has_torch=has_torch, data=data, work=str(work), with_training=args.with_training,
                           video_shown=Path(video).name if args.video else "CLIP.mp4")
             command, body = run_one(bench, ctx, args.quick)
             if args.json_dir and Path(ctx.json).is_file():
