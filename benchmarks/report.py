@@ -536,7 +536,8 @@ def main(argv: list[str] | None = None) -> int:
         has_torch = False
     data = str(Path(args.data).resolve()) if args.data else None
     with tempfile.TemporaryDirectory(prefix="edgeseg-report-") as tmp:
-        video = args.video or make_clip(Path(tmp) / "clip.mp4", 60 if args.quick else 220)
+        video = (str(Path(args.video).resolve()) if args.video
+                 else make_clip(Path(tmp) / "clip.mp4", 60 if args.quick else 220))
         sections = {}
         for bench in chosen:
             work = Path(tmp) / bench.name
