@@ -4,6 +4,7 @@ no README command that needs data a fresh clone does not have."""
 from __future__ import annotations
 
 import functools
+import os
 import re
 from pathlib import Path
 
@@ -44,10 +45,13 @@ _DOC_REF = re.compile(r"\bdocs/([\w.-]+\.md)(?:#([\w-]+))?")  # a page of docs/,
 
 
 def _sources() -> list[Path]:
-    skip = {"build", "dist", "runs", "node_modules"}
-    found = [p for ext in ("*.py", "*.md") for p in REPO.rglob(ext)]
-    return sorted(p for p in found if not any(part.startswith(".") or part in skip
-                                              for part in p.relative_to(REPO).parts[:-1]))
+    """The repository's .py and .md files (hidden folders such as .venv, and build outputs, pruned)."""
+    skip = {"build", "dist", "runs", "node_modules", "__pycache__"}
+    found = []
+    for root, dirs, files in os.walk(REPO):
+        dirs[:] = [d for d in dirs if not d.startswith(".") and d not in skip]
+        found += [Path(root) / f for f in files if f.endswith((".py", ".md"))]
+    return sorted(found)
 
 
 def test_docs_references_in_code_and_text_resolve() -> None:
