@@ -271,6 +271,7 @@ def parse_camvid_cv(d: dict[str, Any]) -> str:
             f"{' '.join(d['common_args']) or 'none'}.\n\n"
             + _table(("recipe", "arguments", *(f"{s} ({d['frames'][s]} frames)" for s in seqs), "mean mIoU"), rows))
 
+
 # -- the registry --------------------------------------------------------------------------------------
 def _needs_torch(ctx: Context) -> str | None:
     return None if ctx.has_torch else "needs torch (pip install 'edgeseg[train]')"
@@ -342,7 +343,7 @@ BENCHMARKS: list[Benchmark] = [
               "stops paying after an upgrade shows here).",
               ["benchmarks/passes_bench.py", "--threads", "1,2", "--rounds", "6", "--json", "{json}"], parse_passes,
               quick=["--threads", "1", "--rounds", "2", "--runs", "3", "--calib-images", "2"],
-              skip=_needs_packages("onnx", extra="export")),
+              skip=_needs_onnx),
     Benchmark("openvino-vs-ort", "OpenVINO against ONNX Runtime on the bundled FP32 model, the OpenVINO INT8 flavour "
               "(NNCF) against OpenVINO FP32, and CPU pinning beside a rendering thread; inference only.",
               ["benchmarks/openvino_vs_ort.py", "--threads", "1,2", "--runs", "20", "--rounds", "5", "--load-check",
@@ -354,7 +355,7 @@ BENCHMARKS: list[Benchmark] = [
               ["benchmarks/multicam_bench.py", "--cameras", "4", "--fps", "15", "--seconds", "20", "--rounds", "3",
                "--video", "{video}", "--json", "{json}"], parse_multicam,
               quick=["--cameras", "2", "--seconds", "3", "--rounds", "1", "--clip-frames", "20"],
-              skip=_needs_packages("onnx", extra="export")),
+              skip=_needs_onnx),
     Benchmark("archive-ray", "Archive inference on Ray (a real loopback cluster, 1 and 2 nodes of 1 CPU) against "
               "plain `edgeseg predict` file by file on the same synthetic clips.",
               ["benchmarks/archive_bench.py", "--clips", "8", "--frames", "60", "--json", "{json}"], parse_archive,
