@@ -12,7 +12,8 @@ it ends with on sequence SEQ. Only that final validation runs (unless the argume
 ``--recipe NAME=ARGS`` (repeatable) adds one row of an ablation: ARGS go to ``edgeseg train``
 for that recipe only; arguments after ``--`` go to every recipe. Without ``--recipe`` there is
 one recipe, ``default``. Writes ``cv.json`` and ``cv.md`` (per-fold and mean mIoU per recipe,
-per-class IoU, the command of every fold) into ``--out``; fold runs go to ``OUT/RECIPE/fold-SEQ``.
+per-class IoU, the command of every fold) into ``--out`` (and ``cv.json`` to ``--json OUT`` too);
+fold runs go to ``OUT/RECIPE/fold-SEQ``.
 Rerunning the same command reuses the folds that finished and resumes an interrupted one from
 its ``last.pt`` (``--fresh`` retrains all).
 
@@ -57,7 +58,7 @@ def fold_command(args: argparse.Namespace, seq: str, out: Path, extra: list[str]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
     if not any(a.startswith("--val-every") for a in extra):
-        cmd += ["--val-every", "100000"]  # validate once, at the end of the schedule (the option's limit)
+        cmd += ["--val-every", "100000"]  # the most train accepts: validate once, at the end of the schedule
     return cmd + extra
 
 
@@ -149,6 +150,7 @@ def main() -> int:
     p.add_argument("--out", default="runs/cv", help="folder for the fold runs, cv.json and cv.md")
     p.add_argument("--fresh", action="store_true",
                    help="retrain every fold (default: reuse finished folds, resume interrupted ones from last.pt)")
+    p.add_argument("--json", default=None, metavar="OUT", help="also write cv.json's report here")
     args = p.parse_args(argv)
     if not args.minutes > 0:
         p.error("--minutes must be > 0")
@@ -169,6 +171,8 @@ def main() -> int:
     report = {"model": args.model, "data": str(args.data), "minutes": args.minutes, "common_args": common,
               "frames": {s: len(groups[s]) for s in folds}, "recipes": rows}
     write_json(out / "cv.json", report)
+    if args.json:
+        write_json(args.json, report)
     with atomic_open(out / "cv.md") as f:
         f.write(markdown(report))
     print(markdown(report))

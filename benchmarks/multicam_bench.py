@@ -2,9 +2,8 @@
 
     python benchmarks/multicam_bench.py --cameras 4 --fps 15 --seconds 20 --rounds 3 --json multicam.json
 
-Serves ``--cameras`` loopback MJPEG streams at ``--fps`` each (a real clip: the highway dashcam
-video beside the repository when it is there, else ``--video``, else a synthetic driving clip),
-and runs :func:`edgeseg.runtime.multicam.run_cameras` on them, interleaved A B A B:
+Serves ``--cameras`` loopback MJPEG streams at ``--fps`` each (``--video``, e.g. a real dashcam
+clip, else a synthetic driving clip), and runs :func:`edgeseg.runtime.multicam.run_cameras` on them, interleaved A B A B:
 
 * ``batched``: the bundled INT8 model re-batched to ``--cameras`` frames per inference (one
   inference per tick);
@@ -41,7 +40,6 @@ from edgeseg.runtime.mjpeg import MjpegServer, encode_jpeg
 from edgeseg.runtime.multicam import run_cameras
 from edgeseg.runtime.sources import open_source
 
-DEFAULT_VIDEO = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "videos" / "highway_960x540.mp4"
 BUNDLED = "camvid-unet-lite.int8"
 # outputs of the three fixed-batch Reshape nodes of the bundled graph's final 2x depth-to-space
 D2S_ROWS, D2S_SPLIT, D2S_OUT = "_d2s_split_phase_last_nhwc_rows", "_d2s_split_rows", "_d2s_split_out"
@@ -118,8 +116,7 @@ def _check_rebatched(one: Path, many: Path, n: int) -> None:
 
 
 def clip_jpegs(video: str | None, frames: int) -> tuple[list[bytes], str]:
-    path = video or (str(DEFAULT_VIDEO) if DEFAULT_VIDEO.is_file() else None)
-    uri = path or "synthetic://?size=540x960&frames=1000"
+    uri = video or "synthetic://?size=540x960&frames=1000"
     out = []
     with open_source(uri) as src:
         for frame in src:
@@ -155,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=20.0, help="length of each run")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (batched, in turn, ...)")
     ap.add_argument("--threads", type=int, default=None, help="inference threads (default: the backend's)")
-    ap.add_argument("--video", default=None, help=f"the clip to serve (default {DEFAULT_VIDEO} when present)")
+    ap.add_argument("--video", default=None, help="the clip to serve (default: a synthetic driving clip)")
     ap.add_argument("--clip-frames", type=int, default=100, help="frames of the clip served (looped)")
     ap.add_argument("--json", default=None, help="write all figures to this JSON file")
     args = ap.parse_args(argv)

@@ -1,8 +1,8 @@
 """PyTorch -> ONNX with edgeseg metadata, optional in-graph pre-processing and argmax.
 
 Exporter choice: ``torch.onnx.export(..., dynamo=True)``. The TorchScript exporter
-(``dynamo=False``) still works in torch 2.13 but is deprecated and slated for removal
-(docs/benchmarks.md#exporters), and the dynamo graph is cleaner (BatchNorm folded, fewer shape ops). A model
+(``dynamo=False``) still works in torch 2.13 but is deprecated and slated for removal, and the
+dynamo graph is cleaner (BatchNorm folded, fewer shape ops). A model
 that ``torch.export`` cannot trace falls back to the TorchScript exporter, and the
 artifact records which one was used (``extra["exporter"]``).
 """
@@ -66,7 +66,7 @@ class FusedPreprocess(nn.Module):
     The BGR -> RGB swap and ``(x/255 - mean)/std = x*scale + shift`` are one 1x1 convolution
     (3 -> 3, one non-zero weight per output channel), so the exported graph is Transpose -> Cast
     -> Conv, which ONNX Runtime runs much faster than a channel flip and broadcast Mul/Add
-    (docs/benchmarks.md#fused-preprocessing). The ONNX Runtime INT8 flavour folds the conv into the first real one
+    (docs/export.md#graph-forms-for-speed). The ONNX Runtime INT8 flavour folds the conv into the first real one
     (the ``fold_input_normalization`` pass); elsewhere it stays float (``quantize.input_preprocessing``).
     """
 
@@ -102,7 +102,8 @@ class CoarseLogits(nn.Module):
     """An edgeseg model ending before its head's upsampling: logits at stride ``head_stride``.
 
     The runtime takes the argmax at that stride and upsamples the uint8 class map (nearest) to
-    the frame: the graph skips upsampling C float planes (docs/benchmarks.md#output-stride).
+    the frame: the graph skips upsampling C float planes (``camvid-unet-lite-s2.int8`` in
+    docs/benchmarks.md#bundled-models).
     """
 
     def __init__(self, model: nn.Module) -> None:

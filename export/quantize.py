@@ -1,6 +1,6 @@
 """Post-training INT8 quantization (Q/DQ ONNX) with cached calibration and an accuracy gate.
 
-Two targets, because the fastest INT8 form differs (docs/benchmarks.md#int8-targets):
+Two targets, because the fastest INT8 form differs (docs/benchmarks.md#int8-flavours):
 
 * ``ort``: ONNX Runtime on x86 CPUs fuses only **U8S8** Q/DQ (uint8 activations, int8
   weights) into integer kernels; S8S8 ran dequantize -> FP32 conv -> quantize and was slower
@@ -362,7 +362,7 @@ def resizes_logits(proto: onnx.ModelProto, tail: Sequence[str]) -> bool:
 
     Only then does a float classifier pay on ONNX Runtime: it runs conv + bilinear resize in its
     blocked float layout; without a resize (an ``--output-stride`` export) the quantized classifier is
-    faster and scores no lower (docs/benchmarks.md#output-stride).
+    faster and scores no lower (docs/export.md#graph-forms-for-speed).
     """
     ops = {n.name: n.op_type for n in proto.graph.node}
     return any(ops.get(name) in ("Resize", "Upsample") for name in tail)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location("bench_report", REPO / "benchmarks" / "report.py")
@@ -40,3 +43,66 @@ def test_runtime_latency_table_from_json() -> None:
     table = report.parse_runtime_latency({"frame": {"size": [540, 960], "kind": "procedural scene"},
                                           "models": [row]})
     assert "| m.int8.onnx | int8 | 360x480 | 2 | 10.00 | 14.00 | 1.50 | 0.70 | 12.20 | 81.97 |" in table
+
+
+SAMPLES = Path(__file__).parent / "data" / "benchmarks"  # --json outputs of quick runs (report.py --json-dir DIR)
+
+
+def _sample(bench) -> dict:  # noqa: ANN001
+    """NAME.json, or the sample of another benchmark running the same script."""
+    for other in [bench, *(b for b in report.BENCHMARKS if b.command[0] == bench.command[0])]:
+        if (SAMPLES / f"{other.name}.json").is_file():
+            return json.loads((SAMPLES / f"{other.name}.json").read_text(encoding="utf-8"))
+    raise AssertionError(f"add a --json sample of {bench.command[0]} as {SAMPLES.relative_to(REPO)}/{bench.name}.json")
+
+
+@pytest.mark.parametrize("bench", report.BENCHMARKS, ids=[b.name for b in report.BENCHMARKS])
+def test_parser_accepts_the_scripts_json(bench) -> None:  # noqa: ANN001
+    data = _sample(bench)
+    source = (REPO / bench.command[0]).read_text(encoding="utf-8")
+    for key in data:  # the script still writes these keys
+        assert f'"{key}"' in source, f"{bench.command[0]} no longer writes {key!r}; refresh its sample"
+    table = bench.parse(data)
+    assert table.count("\n|---") >= 1 and "| None |" not in table and "nan" not in table.lower(), table
+
+
+def test_every_registered_benchmark_has_its_section_in_the_report() -> None:
+    text = (REPO / "docs" / "benchmarks.md").read_text(encoding="utf-8")
+    missing = [b.name for b in report.BENCHMARKS if f"<!-- benchmark:{b.name} -->" not in text]
+    assert not missing, f"run: python benchmarks/report.py --only {' --only '.join(missing)}"
+
+
+def _ctx(tmp_path: Path, **kw) -> report.Context:  # noqa: ANN003
+    base = {"json": str(tmp_path / "out.json"), "video": str(tmp_path / "clip.mp4"), "checkpoint": None,
+            "has_torch": True, "work": str(tmp_path / "work")}
+    return report.Context(**{**base, **kw})
+
+
+def test_data_and_training_benchmarks_skip_without_their_options(tmp_path: Path) -> None:
+    by_name = {b.name: b for b in report.BENCHMARKS}
+    plain = _ctx(tmp_path)
+    assert "--data" in by_name["confidence-shift"].skip(plain)
+    for name in ("foreign-int8-accuracy", "camvid-cv"):
+        assert "--with-training" in by_name[name].skip(_ctx(tmp_path, data="/d"))
+        assert "--data" in by_name[name].skip(_ctx(tmp_path, with_training=True))
+        assert by_name[name].skip(_ctx(tmp_path, data="/d", with_training=True)) is None
+    shown, body = report.run_one(by_name["confidence-shift"], plain, quick=False)
+    assert body.startswith("Not run: needs a labelled") and "--data CAMVID" in shown and str(tmp_path) not in shown
+
+
+def test_commands_show_placeholders_not_local_paths(tmp_path: Path) -> None:
+    bench = next(b for b in report.BENCHMARKS if b.name == "foreign-int8-accuracy")
+    ctx = _ctx(tmp_path, data=str(tmp_path / "camvid"), video_shown="highway.mp4")
+    shown, body = report.run_one(bench, ctx, quick=True)  # skipped: no --with-training
+    assert body.startswith("Not run:")
+    assert str(tmp_path) not in shown and shown.count("--data CAMVID") == 2 and "--out WORK" in shown
+    assert shown.index(" train ") < shown.index(" evaluate ") and "--minutes 0.5" in shown
+
+
+def test_openvino_section_without_a_dataset_says_there_is_no_accuracy_figure() -> None:
+    data = _sample(next(b for b in report.BENCHMARKS if b.name == "openvino-vs-ort"))
+    with_data = report.parse_openvino_vs_ort(data)
+    assert "mIoU" in with_data and "| ONNX Runtime FP32 |" in with_data
+    for key in ("fp32_miou", "int8_miou", "miou_drop"):
+        del data["int8"][key]
+    assert "no accuracy figure" in report.parse_openvino_vs_ort(data)
