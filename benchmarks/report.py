@@ -218,6 +218,16 @@ def parse_archive(d: dict[str, Any]) -> str:
               f"2 nodes vs 1: {d['speedup_2_nodes']:.2f}x.")
 
 
+def parse_predict_vs_loop(d: dict[str, Any]) -> str:
+    names = {"predict": "`edgeseg predict` (the pipeline)", "loop": "read -> seg() -> overlay -> write, by hand",
+             "predict@other": "`edgeseg predict` of another install (--compare-python)"}
+    rows = [(names.get(k, k), v) for k, v in d["median_fps"].items()]
+    h, w = d["size"]
+    return (f"`{d['model']}` on a {w}x{h} clip ({d['video']}, {d['frames']} frames), {d['rounds']} interleaved "
+            f"round(s), each arm in its own process; medians.\n\n" + _table(("run", "frames/s"), rows)
+            + f"\n\npredict / hand-written loop: {d['predict_over_loop']:.2f}x.")
+
+
 def parse_result_sinks(d: dict[str, Any]) -> str:
     rows = [(name, r["ms_per_frame"], f"{r['bytes_per_frame'] / 1024:.1f}") for name, r in d["results"].items()]
     return (f"{d['size'][0]}x{d['size'][1]} procedural scenes, {d['frames']} frames per round, medians of "
@@ -350,6 +360,10 @@ BENCHMARKS: list[Benchmark] = [
                "--json", "{json}"], parse_openvino_vs_ort,
               quick=["--threads", "1", "--runs", "4", "--rounds", "2", "--calib-images", "4", "--val-images", "8"],
               skip=_needs_packages("openvino", "nncf", extra="openvino-export"), with_data=["--data", "{data}"]),
+    Benchmark("predict-vs-loop", "`edgeseg predict` against the sequential loop a user would write with the same "
+              "model, on a 1280x720 clip with the video saved.",
+              ["benchmarks/predict_vs_loop.py", "--video", "{video}", "--rounds", "3", "--json", "{json}"],
+              parse_predict_vs_loop, quick=["--rounds", "1", "--frames", "40"]),
     Benchmark("multicam", "Several cameras through one model: one batched inference per tick against the cameras "
               "in turn, on loopback MJPEG streams of the clip.",
               ["benchmarks/multicam_bench.py", "--cameras", "4", "--fps", "15", "--seconds", "20", "--rounds", "3",
