@@ -33,7 +33,7 @@ from edgeseg.runtime.sizes import format_hw, parse_hw
 
 from .calibration import ImageSet, load_images, preprocess
 from .onnx_io import MIN_OPSET, load_onnx, newest_opset, opset_of, set_meta, simplify_onnx
-from .parity import EvalContext, Reference, _summary, ort_session
+from .parity import EvalContext, Reference, ort_session, reference_run, session_batch
 from .passes import check_pass_names, passes_meta, run_stage
 from .pipeline import (
     DEFAULT_IMGSZ,
@@ -215,8 +215,6 @@ def _swap_input_channels(g: onnx.GraphProto, name: str) -> None:
 def probe_output(onnx_in: str | os.PathLike, io: ModelIO, meta: ModelMeta, size: tuple[int, int],
                  image: np.ndarray, threads: int = 0) -> tuple[int, ...]:
     """The shape of the model's first output for one image at ``size``."""
-    from .parity import session_batch
-
     sess = ort_session(onnx_in, threads)
     x = np.repeat(preprocess([image], meta, size), session_batch(sess), axis=0)  # (N, 3, H, W)
     try:
@@ -230,37 +228,24 @@ def probe_output(onnx_in: str | os.PathLike, io: ModelIO, meta: ModelMeta, size:
 def float_reference(onnx_in: str | os.PathLike, images: ImageSet, meta: ModelMeta, size: tuple[int, int],
                     io: ModelIO, bgr: bool, threads: int = 0, progress: bool = False) -> Reference:
     """The float ONNX as given, run over ``images``: what every artifact is compared with."""
-    from edgeseg.runtime.metrics import ConfusionMatrix
-    from edgeseg.runtime.progress import Progress
-
-    from .parity import _resize_map, session_batch
-
     sess = ort_session(onnx_in, threads)
     batch = session_batch(sess)
-    cm = ConfusionMatrix(meta.num_classes, meta.ignore_index)
     per_image_mb = meta.num_classes * size[0] * size[1] * 4 / 1e6 / meta.output_stride ** 2
     keep = per_image_mb * len(images) <= KEEP_LOGITS_MB
-    maps, logits = [], []
-    with Progress(len(images), "float ONNX reference", enabled=progress) as bar:
-        for i, image in enumerate(images.images):
-            x = preprocess([image], meta, size)  # (1, 3, H, W) RGB, normalised
-            if bgr:
-                x = np.ascontiguousarray(x[:, ::-1])
-            x = np.repeat(x, batch, axis=0) if batch > 1 else x
-            y = sess.run(None, {io.input_name: x})[0]
-            y = y[0].astype(np.float32)  # (C, h, w)
-            if not np.isfinite(y).all():
-                raise ModelFormatError(f"{onnx_in} outputs NaN or inf on {images.ids[i]}; check the model and "
-                                       "its --mean/--std/--pixel-range")
-            cmap = y.argmax(0).astype(np.uint8)  # (h, w)
-            maps.append(cmap)
-            if keep:
-                logits.append(y)
-            if images.labels is not None:
-                cm.update(_resize_map(cmap, images.labels[i].shape[:2]), images.labels[i])
-            bar.update(1)
-    return Reference(class_maps=maps, metrics=_summary(cm, meta) if images.labels is not None else {},
-                     logits=logits if keep else None)
+
+    def logits_of(i: int, image: np.ndarray) -> np.ndarray:
+        x = preprocess([image], meta, size)  # (1, 3, H, W) RGB, normalised
+        if bgr:
+            x = np.ascontiguousarray(x[:, ::-1])
+        x = np.repeat(x, batch, axis=0) if batch > 1 else x
+        y = sess.run(None, {io.input_name: x})[0]
+        y = y[0].astype(np.float32)  # (C, h, w)
+        if not np.isfinite(y).all():
+            raise ModelFormatError(f"{onnx_in} outputs NaN or inf on {images.ids[i]}; check the model and "
+                                   "its --mean/--std/--pixel-range")
+        return y
+
+    return reference_run(logits_of, images, meta, keep, "float ONNX reference", progress)
 
 
 def export_onnx_model(onnx_in: str | os.PathLike, *, classes: str | os.PathLike, mean: Sequence[float],

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,28 +95,45 @@ def torch_reference(model: Any, images: ImageSet, meta: ModelMeta, size: tuple[i
     """Run the PyTorch model once over ``images``; keep logits in memory only up to ``keep_logits_mb``."""
     import torch
 
-    cm = ConfusionMatrix(meta.num_classes, meta.ignore_index)
     float_meta = meta.with_(input_layout="NCHW_RGB_F32")
     per_image_mb = meta.num_classes * size[0] * size[1] * 4 / 1e6
     keep = per_image_mb * len(images) <= keep_logits_mb
+
+    def logits_of(i: int, image: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(preprocess([image], float_meta, size))  # (1, 3, h, w)
+        y = model(x)[0].float().numpy()  # (C, h, w)
+        if not np.isfinite(y).all():
+            raise ExportError(f"the PyTorch model's outputs are NaN or infinite on validation image {i + 1} "
+                              f"({images.ids[i]}): its weights or mean/std are broken; nothing was written")
+        return y
+
+    with torch.inference_mode():
+        ref = reference_run(logits_of, images, meta, keep, "pytorch reference", progress)
+    ref.model = None if keep else model
+    return ref
+
+
+def reference_run(logits_of: Callable[[int, np.ndarray], np.ndarray], images: ImageSet, meta: ModelMeta,
+                  keep_logits: bool, label: str, progress: bool = False) -> Reference:
+    """Class maps, metrics and (when ``keep_logits``) logits of a reference model over ``images``.
+
+    ``logits_of(i, image)`` gives image ``i``'s float32 logits (C, h, w) and raises when they are
+    NaN or infinite; it is the only part that differs between references (PyTorch, a float ONNX).
+    """
+    cm = ConfusionMatrix(meta.num_classes, meta.ignore_index)
     maps, logits = [], []
-    with Progress(len(images), "pytorch reference", enabled=progress) as bar, torch.inference_mode():
+    with Progress(len(images), label, enabled=progress) as bar:
         for i, image in enumerate(images.images):
-            x = torch.from_numpy(preprocess([image], float_meta, size))  # (1, 3, h, w)
-            y = model(x)[0].float().numpy()  # (C, h, w)
-            if not np.isfinite(y).all():
-                raise ExportError(f"the PyTorch model's outputs are NaN or infinite on validation image {i + 1} "
-                                  f"({images.ids[i]}): its weights or mean/std are broken; nothing was written")
+            y = logits_of(i, image)  # (C, h, w)
             cmap = y.argmax(0).astype(np.uint8)  # (h, w)
             maps.append(cmap)
-            if keep:
+            if keep_logits:
                 logits.append(y)
             if images.labels is not None:
                 cm.update(_resize_map(cmap, images.labels[i].shape[:2]), images.labels[i])
             bar.update(1)
     metrics = _summary(cm, meta) if images.labels is not None else {}
-    return Reference(class_maps=maps, metrics=metrics, logits=logits if keep else None,
-                     model=None if keep else model)
+    return Reference(class_maps=maps, metrics=metrics, logits=logits if keep_logits else None)
 
 
 def _summary(cm: ConfusionMatrix, meta: ModelMeta) -> dict[str, Any]:

@@ -36,7 +36,7 @@ import numpy as np
 
 from .errors import BackendUnavailableError, SourceError, UsageError
 from .fileio import atomic_path, check_writable
-from .result_sinks import ClassTable, check_result
+from .result_sinks import CountingResultSink
 from .ros2_messages import (
     IMAGE_MSGDEF,
     IMAGE_TYPE,
@@ -69,7 +69,7 @@ def _mcap_writer():
     return Writer, CompressionType
 
 
-class RosBagSink:
+class RosBagSink(CountingResultSink):
     """Records class maps (and frames) of every camera into one MCAP ROS 2 bag (see module doc)."""
 
     def __init__(self, path: str | os.PathLike, classes, palette, ignore_index: int,
@@ -77,7 +77,7 @@ class RosBagSink:
         self.path = Path(path)
         self.images = images
         self.exist_ok = exist_ok
-        self.table = ClassTable.build(classes, palette, ignore_index)
+        super().__init__(classes, palette, ignore_index, f"ROS 2 bag {self.path}")
         if self.path.suffix.lower() != ".mcap":
             raise UsageError(f"ROS 2 bag output {self.path} needs the suffix .mcap, e.g. out.mcap")
         self._writer_cls, self._compression = _mcap_writer()
@@ -86,15 +86,12 @@ class RosBagSink:
         if self.path.exists() and not exist_ok:
             raise UsageError(f"{self.path} already exists; choose another name, or pass --exist-ok to replace it")
         check_writable(self.path, "ROS 2 bag")
-        self.frames = 0
-        self.per_camera: dict[str, int] = {}
         self._writer = None
         self._file = None
         self._tmp: Path | None = None
         self._landing: contextlib.ExitStack | None = None  # holds atomic_path() open from first frame to close()
         self._schemas: dict[str, int] = {}
         self._channels: dict[str, int] = {}
-        self._closed = False
 
     def _open(self, capture_time: float) -> None:
         self._channels = {}  # ids of a writer that failed to start mean nothing to the next one
@@ -126,13 +123,9 @@ class RosBagSink:
                 topic=topic, message_encoding="cdr", schema_id=self._schemas[msgtype], metadata=_CHANNEL_METADATA)
         return cid
 
-    def write_result(self, camera: str, index: int, capture_time: float,
-                     frame_bgr: np.ndarray,  # (H, W, 3) uint8
-                     class_map: np.ndarray) -> None:  # (H, W) uint8
-        if self._closed:
-            raise SourceError(f"ROS 2 bag {self.path} is already closed")
-        check_result(camera, index, capture_time, frame_bgr, class_map)
-        self.table.check_map(class_map, f"camera {camera}, frame {index}")
+    def _write(self, camera: str, index: int, capture_time: float,
+               frame_bgr: np.ndarray,  # (H, W, 3) uint8
+               class_map: np.ndarray) -> None:  # (H, W) uint8
         # Encode everything first: an interruption then rarely lands inside the MCAP writer.
         messages = [(f"/{camera}/segmentation", serialize_image(image_fields(class_map, "mono8", capture_time, camera)))]
         if self.images:
@@ -147,14 +140,9 @@ class RosBagSink:
                 self._writer.add_message(cid, log_time=t, publish_time=t, data=data, sequence=seq)
         except OSError as e:
             raise SourceError(f"cannot write ROS 2 bag {self.path}: {e.strerror or e}") from None
-        self.frames += 1
-        self.per_camera[camera] = seq + 1
 
-    def close(self) -> None:
-        """Write the summary and index, then rename onto ``path``; safe to call twice."""
-        if self._closed:
-            return
-        self._closed = True
+    def _finish(self) -> None:
+        """Write the summary and index, then rename onto ``path``."""
         if self._writer is None:
             return  # nothing was written: leave no file at all
         landing, self._landing = self._landing, None
@@ -180,9 +168,3 @@ class RosBagSink:
             topics += [f"/{c}/image" for c in self.per_camera]
         return {"sink": "ros2bag", "path": str(self.path), "format": "mcap", "frames": self.frames,
                 "cameras": dict(self.per_camera), "topics": sorted(topics) + [CLASSES_TOPIC] if topics else []}
-
-    def __enter__(self) -> RosBagSink:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -34,7 +34,7 @@ import numpy as np
 
 from .errors import SourceError, UsageError
 from .fileio import atomic_path, check_writable, write_json
-from .result_sinks import ClassTable, check_result
+from .result_sinks import CountingResultSink
 
 CLASSES_FILE = "classes.json"
 SIDECAR_FILE = "frames.jsonl"
@@ -46,17 +46,14 @@ def _ends_with_newline(path: Path) -> bool:
         return f.read(1) == b"\n"
 
 
-class ClassIdFolderSink:
+class ClassIdFolderSink(CountingResultSink):
     """Writes each frame's class map as ``<folder>/<camera>/<index:06d>.png`` (see module doc)."""
 
     def __init__(self, folder: str | os.PathLike, classes, palette, ignore_index: int,
                  exist_ok: bool = False) -> None:
         self.folder = Path(folder)
-        self.table = ClassTable.build(classes, palette, ignore_index)
+        super().__init__(classes, palette, ignore_index, f"class-id folder {self.folder}")
         self.exist_ok = exist_ok
-        self.frames = 0
-        self.per_camera: dict[str, int] = {}
-        self._closed = False
         self._prepare_folder()
         try:
             self._check_or_write_classes()
@@ -94,13 +91,10 @@ class ClassIdFolderSink:
             raise UsageError(f"{path} describes other classes than this model's; ids of two class tables in one "
                              "folder could not be told apart: choose another folder")
 
-    def write_result(self, camera: str, index: int, capture_time: float,
-                     frame_bgr: np.ndarray,  # (H, W, 3) uint8
-                     class_map: np.ndarray) -> None:  # (H, W) uint8
-        if self._closed:
-            raise SourceError(f"class-id folder {self.folder} is already closed")
-        h, w = check_result(camera, index, capture_time, frame_bgr, class_map)
-        self.table.check_map(class_map, f"camera {camera}, frame {index}")
+    def _write(self, camera: str, index: int, capture_time: float,
+               frame_bgr: np.ndarray,  # (H, W, 3) uint8
+               class_map: np.ndarray) -> None:  # (H, W) uint8
+        h, w = class_map.shape
         rel = f"{camera}/{int(index):06d}.png"
         path = self.folder / rel
         if path.exists():
@@ -118,21 +112,10 @@ class ClassIdFolderSink:
             self._sidecar.flush()
         except OSError as e:
             raise SourceError(f"cannot write {path}: {e.strerror or e}") from None
-        self.frames += 1
-        self.per_camera[camera] = self.per_camera.get(camera, 0) + 1
 
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
+    def _finish(self) -> None:
         self._sidecar.close()
 
     def describe(self) -> dict:
         return {"sink": "ids", "path": str(self.folder), "format": "png (8-bit, pixel = class id)",
                 "frames": self.frames, "cameras": dict(self.per_camera)}
-
-    def __enter__(self) -> ClassIdFolderSink:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

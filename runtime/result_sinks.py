@@ -20,7 +20,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from .errors import UsageError
+from .errors import SourceError, UsageError
 from .ros2_messages import check_camera_name
 from .visualize import describe_array
 
@@ -106,6 +106,49 @@ def check_result(camera: str, index: int, capture_time: float, frame_bgr: np.nda
         raise UsageError(f"camera {camera}: class map must be uint8 ({h}, {w}) like its frame, "
                          f"got {describe_array(class_map)}")
     return h, w
+
+
+class CountingResultSink:
+    """What every :class:`ResultSink` does around its own output: check each result against the class
+    table, count frames per camera, close once. A subclass writes in ``_write`` and finishes in ``_finish``."""
+
+    def __init__(self, classes, palette, ignore_index: int, what: str) -> None:
+        self.table = ClassTable.build(classes, palette, ignore_index)
+        self.what = what  # names the output in errors: "ROS 2 bag out.mcap"
+        self.frames = 0
+        self.per_camera: dict[str, int] = {}
+        self._closed = False
+
+    def write_result(self, camera: str, index: int, capture_time: float,
+                     frame_bgr: np.ndarray,  # (H, W, 3) uint8
+                     class_map: np.ndarray) -> None:  # (H, W) uint8
+        if self._closed:
+            raise SourceError(f"{self.what} is already closed")
+        check_result(camera, index, capture_time, frame_bgr, class_map)
+        self.table.check_map(class_map, f"camera {camera}, frame {index}")
+        self._write(camera, index, capture_time, frame_bgr, class_map)
+        self.frames += 1
+        self.per_camera[camera] = self.per_camera.get(camera, 0) + 1
+
+    def _write(self, camera: str, index: int, capture_time: float, frame_bgr: np.ndarray,
+               class_map: np.ndarray) -> None:
+        """Write one checked result; ``per_camera[camera]`` still counts the frames before it."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._finish()
+
+    def _finish(self) -> None:  # noqa: B027 - optional hook: a sink with nothing to finish keeps this no-op
+        """Flush and release the output; runs once, on the first ``close()``."""
+
+    def __enter__(self) -> CountingResultSink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def open_result_sink(spec: str | os.PathLike, *, classes, palette, ignore_index: int, images: bool = False,

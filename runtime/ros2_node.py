@@ -24,8 +24,8 @@ import json
 
 import numpy as np
 
-from .errors import BackendUnavailableError, SourceError
-from .result_sinks import ClassTable, check_result
+from .errors import BackendUnavailableError
+from .result_sinks import CountingResultSink
 from .ros2_messages import image_fields
 
 CLASSES_TOPIC = "edgeseg/classes"
@@ -44,7 +44,7 @@ def fill_image(msg, fields: dict):
     return msg
 
 
-class Ros2Publisher:
+class Ros2Publisher(CountingResultSink):
     """A :class:`~.result_sinks.ResultSink` publishing on ROS 2 topics through rclpy (has not run)."""
 
     def __init__(self, classes, palette, ignore_index: int, images: bool = False,
@@ -58,7 +58,7 @@ class Ros2Publisher:
             raise BackendUnavailableError("publishing to ROS 2 needs rclpy, sensor_msgs and std_msgs from a ROS 2 "
                                           "installation (source /opt/ros/<distro>/setup.bash first); pip cannot "
                                           "install them") from None
-        self.table = ClassTable.build(classes, palette, ignore_index)
+        super().__init__(classes, palette, ignore_index, "the ROS 2 publisher")
         self.images, self.depth = images, depth
         self._rclpy, self._image_type = rclpy, Image
         self._owns_context = not rclpy.ok()
@@ -70,9 +70,6 @@ class Ros2Publisher:
         self._classes = self.node.create_publisher(String, CLASSES_TOPIC, latched)
         self._classes.publish(String(data=json.dumps(self.table.to_json())))
         self._publishers: dict[str, object] = {}
-        self.frames = 0
-        self.per_camera: dict[str, int] = {}
-        self._closed = False
 
     def _publish(self, topic: str, fields: dict) -> None:
         pub = self._publishers.get(topic)
@@ -80,23 +77,14 @@ class Ros2Publisher:
             pub = self._publishers[topic] = self.node.create_publisher(self._image_type, topic, self.depth)
         pub.publish(fill_image(self._image_type(), fields))
 
-    def write_result(self, camera: str, index: int, capture_time: float,
-                     frame_bgr: np.ndarray,  # (H, W, 3) uint8
-                     class_map: np.ndarray) -> None:  # (H, W) uint8
-        if self._closed:
-            raise SourceError("the ROS 2 publisher is already closed")
-        check_result(camera, index, capture_time, frame_bgr, class_map)
-        self.table.check_map(class_map, f"camera {camera}, frame {index}")
+    def _write(self, camera: str, index: int, capture_time: float,
+               frame_bgr: np.ndarray,  # (H, W, 3) uint8
+               class_map: np.ndarray) -> None:  # (H, W) uint8
         self._publish(f"{camera}/segmentation", image_fields(class_map, "mono8", capture_time, camera))
         if self.images:
             self._publish(f"{camera}/image", image_fields(frame_bgr, "bgr8", capture_time, camera))
-        self.frames += 1
-        self.per_camera[camera] = self.per_camera.get(camera, 0) + 1
 
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
+    def _finish(self) -> None:
         self.node.destroy_node()
         if self._owns_context:
             self._rclpy.shutdown()

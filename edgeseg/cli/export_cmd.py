@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 from edgeseg.runtime.errors import UsageError
 
@@ -117,8 +120,7 @@ def _out_base(checkpoint: str, out: str | None) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgeseg.export.pipeline import ExportFailed, export_checkpoint
-    from edgeseg.runtime.fileio import write_json
+    from edgeseg.export.pipeline import export_checkpoint
 
     if args.format == "triton":  # a Triton model repository (export/triton_repo.py)
         return _run_triton(args)
@@ -130,27 +132,30 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"{onnx_only[0]} is for an ONNX input (edgeseg export model.onnx ...); a checkpoint carries "
                          "its classes and pre-processing")
     out = _out_base(args.checkpoint, args.out)
+    return _report(args, partial(
+        export_checkpoint,
+        args.checkpoint, fmt=args.format, precision=args.precision, imgsz=args.imgsz, dynamic=args.dynamic,
+        batch=args.batch, calib=args.calib, calib_images=args.calib_images, calib_method=args.calib_method,
+        int8_target=args.int8_target, max_miou_drop=args.max_miou_drop, fuse_preprocess=args.fuse_preprocess,
+        fuse_argmax=args.fuse_argmax, opset=args.opset, workspace_gb=args.workspace, out=out,
+        data=args.data, val_images=args.val_images, keep_failed=args.keep_failed,
+        simplify=not args.no_simplify, output_stride=args.output_stride, threads=args.threads,
+        skip_passes=args.no_pass, progress=not args.quiet))
+
+
+def _report(args: argparse.Namespace, export: Callable[[], Any]) -> int:
+    """Run ``export()`` and print its results table (and write ``--json``), also when a gate fails."""
+    from edgeseg.export.pipeline import ExportFailed
+    from edgeseg.runtime.fileio import write_json
+
     try:
-        result = export_checkpoint(
-            args.checkpoint, fmt=args.format, precision=args.precision, imgsz=args.imgsz, dynamic=args.dynamic,
-            batch=args.batch, calib=args.calib, calib_images=args.calib_images, calib_method=args.calib_method,
-            int8_target=args.int8_target, max_miou_drop=args.max_miou_drop, fuse_preprocess=args.fuse_preprocess,
-            fuse_argmax=args.fuse_argmax, opset=args.opset, workspace_gb=args.workspace, out=out,
-            data=args.data, val_images=args.val_images, keep_failed=args.keep_failed,
-            simplify=not args.no_simplify, output_stride=args.output_stride, threads=args.threads,
-            skip_passes=args.no_pass, progress=not args.quiet)
+        result = export()
     except ExportFailed as e:
         # Show what was measured before the one-line error the CLI prints.
         print(e.result.table(), file=sys.stderr)
         if args.json:
             write_json(args.json, e.result.to_dict())
         raise
-    return _summary(result, args)
-
-
-def _summary(result, args: argparse.Namespace) -> int:  # noqa: ANN001 - ExportResult, imported lazily
-    from edgeseg.runtime.fileio import write_json
-
     print(result.table())
     if args.json:
         write_json(args.json, result.to_dict())
@@ -178,8 +183,6 @@ def _run_onnx(args: argparse.Namespace) -> int:
     if missing:
         raise BackendUnavailableError(f"exporting an ONNX model needs {missing[0]}: pip install 'edgeseg[quantize]'")
     from edgeseg.export.foreign import export_onnx_model
-    from edgeseg.export.pipeline import ExportFailed
-    from edgeseg.runtime.fileio import write_json
 
     if args.classes is None:
         raise UsageError("an ONNX input needs --classes FILE: one class name per line, in output-channel order")
@@ -192,20 +195,14 @@ def _run_onnx(args: argparse.Namespace) -> int:
     out = args.out
     if out and (out.endswith(("/", os.sep)) or Path(out).is_dir()):
         out = str(Path(out) / f"{Path(args.checkpoint).stem}.edgeseg")
-    try:
-        result = export_onnx_model(
-            args.checkpoint, classes=args.classes, mean=_floats("--mean", args.mean), std=_floats("--std", args.std),
-            channel_order=args.channel_order, pixel_range=args.pixel_range, ignore_index=args.ignore_index,
-            precision=args.precision, calib=args.calib, val=args.val, imgsz=args.imgsz, out=out,
-            calib_images=args.calib_images, calib_method=args.calib_method, int8_target=args.int8_target,
-            max_miou_drop=args.max_miou_drop, val_images=args.val_images, keep_failed=args.keep_failed,
-            simplify=not args.no_simplify, skip_passes=args.no_pass, threads=args.threads, progress=not args.quiet)
-    except ExportFailed as e:
-        print(e.result.table(), file=sys.stderr)
-        if args.json:
-            write_json(args.json, e.result.to_dict())
-        raise
-    return _summary(result, args)
+    return _report(args, partial(
+        export_onnx_model,
+        args.checkpoint, classes=args.classes, mean=_floats("--mean", args.mean), std=_floats("--std", args.std),
+        channel_order=args.channel_order, pixel_range=args.pixel_range, ignore_index=args.ignore_index,
+        precision=args.precision, calib=args.calib, val=args.val, imgsz=args.imgsz, out=out,
+        calib_images=args.calib_images, calib_method=args.calib_method, int8_target=args.int8_target,
+        max_miou_drop=args.max_miou_drop, val_images=args.val_images, keep_failed=args.keep_failed,
+        simplify=not args.no_simplify, skip_passes=args.no_pass, threads=args.threads, progress=not args.quiet))
 
 
 def _run_triton(args: argparse.Namespace) -> int:

@@ -85,6 +85,10 @@ class GraphIndex:
         self.graph.initializer.append(numpy_helper.from_array(np.array(values, np.int64), name))
         return name
 
+    def set_nodes(self, nodes: Iterable[onnx.NodeProto]) -> None:
+        """Make ``nodes`` the graph's node list (a pass's rewritten list; the lookup tables wait for :meth:`refresh`)."""
+        set_nodes(self.graph, nodes)
+
     def sort(self) -> None:
         topological_sort(self.graph)
 
@@ -193,5 +197,11 @@ def topological_sort(g: onnx.GraphProto) -> None:
         if len(waiting) == len(pending):
             raise ValueError(f"graph has a cycle or a missing input near node {waiting[0].name!r}")
         pending = waiting
+    set_nodes(g, ordered)
+
+
+def set_nodes(g: onnx.GraphProto, nodes: Iterable[onnx.NodeProto]) -> None:
+    """Replace ``g.node`` with ``nodes`` (protobuf lists take no slice assignment)."""
+    nodes = list(nodes)  # ``nodes`` may be a view of g.node itself
     del g.node[:]
-    g.node.extend(ordered)
+    g.node.extend(nodes)

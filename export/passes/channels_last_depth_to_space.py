@@ -69,8 +69,7 @@ class ChannelsLastDepthToSpace:
         if swapped:
             # the new Transpose writes the old one's output name: drop the old pair by the Reshape's output
             keep = [n for n in g.node if n.output[0] not in drop and not (n.op_type == "Transpose" and n.input[0] in drop)]
-            del g.node[:]
-            g.node.extend([*keep, *added])
+            index.set_nodes([*keep, *added])
             index.drop_initializers(old_shapes)
             index.forget(changed_shape)
             index.sort()

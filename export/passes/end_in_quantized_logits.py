@@ -45,8 +45,7 @@ class EndInQuantizedLogits:
         for n in keep:  # the uint8 tensor takes the output's name
             n.output[:] = [out.name if o == tail else o for o in n.output]
             n.input[:] = [out.name if i == tail else i for i in n.input]
-        del g.node[:]
-        g.node.extend(keep)
+        index.set_nodes(keep)
         index.forget({tail, out.name, *(o for n in drop for o in n.output)})
         out.type.tensor_type.elem_type = onnx.TensorProto.UINT8
         ctx.output_quant = (params[0], params[1])

@@ -58,6 +58,5 @@ class SplitDepthToSpace:
                 index.set_shape(name, dims)
             replaced.append(key)
         if replaced:
-            del g.node[:]
-            g.node.extend(new_nodes)
+            index.set_nodes(new_nodes)
         return replaced

@@ -155,8 +155,7 @@ class SubpixelBilinearHead:
             folded.append(key)
         if folded:
             keep = [nd for nd in g.node if id(nd) not in gone]
-            del g.node[:]
-            g.node.extend([*keep, *added])
+            index.set_nodes([*keep, *added])
             index.drop_initializers(released)  # the old classifier's weights, the Resize's scales, the old crop's
             index.forget(stale)
             index.sort()

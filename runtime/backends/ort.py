@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import BackendUnavailableError, ModelFormatError, UsageError
-from ..metadata import LAYOUT_FLOAT, LAYOUT_UINT8, OUTPUT_CLASS_MAP, OUTPUT_LOGITS, ModelMeta, default_palette
-from .base import Backend
+from ..metadata import LAYOUT_UINT8, OUTPUT_LOGITS
+from .base import Backend, as_float_logits, io_facts, read_meta
 
 CPU_EP = "CPUExecutionProvider"
 CUDA_EP = "CUDAExecutionProvider"
@@ -139,47 +139,11 @@ class OnnxRuntimeBackend(Backend):
                                    "expected 4 dimensions (N, 3, H, W) or (N, H, W, 3)")
 
         props = dict(self.session.get_modelmeta().custom_metadata_map)
-        self.meta = self._read_meta(props, classes, palette, mean, std)
+        facts = io_facts(self.input_shape, self.input_dtype, self.output_shape)
+        self.meta = read_meta(props, self.path, facts, classes=classes, palette=palette, mean=mean, std=std)
         self._check_io()
 
     # -- metadata --------------------------------------------------------------------------------
-    def _read_meta(self, props: dict[str, str], classes: Sequence[str] | None,
-                   palette: Sequence[Sequence[int]] | None, mean: Sequence[float] | None,
-                   std: Sequence[float] | None) -> ModelMeta:
-        if classes is None:
-            return ModelMeta.from_props(props, source=str(self.path))  # raises with the how-to-fix line
-        manual: dict[str, Any] = {"classes": tuple(str(c) for c in classes)}
-        manual["palette"] = (tuple(tuple(int(v) for v in c) for c in palette) if palette is not None
-                             else default_palette(len(manual["classes"])))
-        if mean is not None:
-            manual["mean"] = tuple(float(v) for v in mean)
-        if std is not None:
-            manual["std"] = tuple(float(v) for v in std)
-        try:
-            base = ModelMeta.from_props(props, source=str(self.path))
-        except ModelFormatError:
-            base = None
-        try:
-            if base is not None:  # metadata present: the hand-given facts override it
-                return base.with_(**manual)
-            return ModelMeta(**manual, **self._facts_from_io())
-        except ModelFormatError as e:
-            raise ModelFormatError(f"{self.path}: {e}") from None
-
-    def _facts_from_io(self) -> dict[str, Any]:
-        """What a plain ONNX tells about itself through its input/output declarations."""
-        fused = self.input_dtype == np.uint8
-        n, *rest = self.input_shape
-        hw = (rest[0], rest[1]) if fused else (rest[1], rest[2])
-        return {
-            "input_layout": LAYOUT_UINT8 if fused else LAYOUT_FLOAT,
-            "output_kind": OUTPUT_CLASS_MAP if len(self.output_shape) == 3 else OUTPUT_LOGITS,
-            "input_size": (hw[0], hw[1]) if None not in hw else None,
-            "dynamic_hw": None in hw,
-            "dynamic_batch": n is None,
-            "batch": n or 1,
-        }
-
     def _check_io(self) -> None:
         m = self.meta
         if m.input_layout == LAYOUT_UINT8 and self.input_dtype != np.uint8:
@@ -207,9 +171,7 @@ class OnnxRuntimeBackend(Backend):
         if batch.dtype != self.input_dtype:
             batch = batch.astype(self.input_dtype)  # e.g. a float16-input model
         out = self.session.run([self.output_name], {self.input_name: batch})[0]
-        if self.meta.output_kind == OUTPUT_LOGITS and out.dtype != np.float32 and self.meta.output_quant is None:
-            out = out.astype(np.float32)  # (N, C, H, W); quantized uint8 logits stay uint8 for the argmax
-        return out
+        return as_float_logits(out, self.meta)
 
     def describe(self) -> dict[str, Any]:
         d = super().describe()

@@ -30,16 +30,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import BackendUnavailableError, ModelFormatError, UsageError
-from ..metadata import (
-    LAYOUT_FLOAT,
-    LAYOUT_UINT8,
-    OUTPUT_CLASS_MAP,
-    OUTPUT_LOGITS,
-    PREFIX,
-    ModelMeta,
-    default_palette,
-)
-from .base import Backend
+from ..metadata import PREFIX, ModelMeta
+from .base import Backend, as_float_logits, io_facts, read_meta
 
 log = logging.getLogger("edgeseg.runtime")
 
@@ -207,39 +199,16 @@ class OpenVinoBackend(Backend):
     def _read_meta(self, props: dict[str, str], classes: Sequence[str] | None,
                    palette: Sequence[Sequence[int]] | None, mean: Sequence[float] | None,
                    std: Sequence[float] | None) -> ModelMeta:
+        facts = io_facts(self.input_shape, self.input_dtype, self.output_shape)
         try:
-            base: ModelMeta | None = ModelMeta.from_props(props, source=str(self.path))
+            return read_meta(props, self.path, facts, classes=classes, palette=palette, mean=mean, std=std)
         except ModelFormatError:
-            if classes is None:
-                if self.path.suffix.lower() == ".xml":
-                    raise ModelFormatError(
-                        f"{self.path} has no edgeseg metadata in its rt_info; make the IR with 'edgeseg export "
-                        "--precision int8 --int8-target openvino' (or edgeseg.export.ov_int8.save_ir), or give "
-                        "the classes by hand: Segmenter(..., classes=[...])") from None
-                raise
-            base = None
-        if classes is None:
-            return base
-        manual: dict[str, Any] = {"classes": tuple(str(c) for c in classes)}
-        manual["palette"] = (tuple(tuple(int(v) for v in c) for c in palette) if palette is not None
-                             else default_palette(len(manual["classes"])))
-        if mean is not None:
-            manual["mean"] = tuple(float(v) for v in mean)
-        if std is not None:
-            manual["std"] = tuple(float(v) for v in std)
-        try:
-            return base.with_(**manual) if base is not None else ModelMeta(**manual, **self._facts_from_io())
-        except ModelFormatError as e:
-            raise ModelFormatError(f"{self.path}: {e}") from None
-
-    def _facts_from_io(self) -> dict[str, Any]:
-        fused = self.input_dtype == np.uint8
-        n, *rest = self.input_shape
-        hw = (rest[0], rest[1]) if fused else (rest[1], rest[2])
-        return {"input_layout": LAYOUT_UINT8 if fused else LAYOUT_FLOAT,
-                "output_kind": OUTPUT_CLASS_MAP if len(self.output_shape) == 3 else OUTPUT_LOGITS,
-                "input_size": (hw[0], hw[1]) if None not in hw else None, "dynamic_hw": None in hw,
-                "dynamic_batch": n is None, "batch": n or 1}
+            if classes is None and self.path.suffix.lower() == ".xml":
+                raise ModelFormatError(
+                    f"{self.path} has no edgeseg metadata in its rt_info; make the IR with 'edgeseg export "
+                    "--precision int8 --int8-target openvino' (or edgeseg.export.ov_int8.save_ir), or give "
+                    "the classes by hand: Segmenter(..., classes=[...])") from None
+            raise
 
     # -- Backend ---------------------------------------------------------------------------------
     def infer(self, batch: np.ndarray) -> np.ndarray:
@@ -249,9 +218,7 @@ class OpenVinoBackend(Backend):
         if batch.dtype != self.input_dtype:
             batch = batch.astype(self.input_dtype)
         out = request.infer({0: batch})[0]  # a fresh array (share_outputs is off)
-        if self.meta.output_kind == OUTPUT_LOGITS and out.dtype != np.float32 and self.meta.output_quant is None:
-            out = out.astype(np.float32)  # (N, C, H, W); quantized uint8 logits stay uint8 for the argmax
-        return out
+        return as_float_logits(out, self.meta)
 
     def describe(self) -> dict[str, Any]:
         d = super().describe()
