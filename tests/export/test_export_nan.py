@@ -113,7 +113,7 @@ def test_int8_gate_refuses_a_float_model_with_nan_on_calibration_images(tmp_path
     import onnx
     from onnx import TensorProto, helper
 
-    from edgeseg.export import gate, onnx_export
+    from edgeseg.export import gate, onnx_io
     from edgeseg.export.calibration import ImageSet
     from edgeseg.runtime.errors import ExportError
     from edgeseg.runtime.metadata import ModelMeta
@@ -126,7 +126,7 @@ def test_int8_gate_refuses_a_float_model_with_nan_on_calibration_images(tmp_path
     path = tmp_path / "f.onnx"
     onnx.save(model, str(path))
     meta = ModelMeta(classes=("a", "b", "c"), palette=((0, 0, 0),) * 3, input_size=(8, 8))
-    monkeypatch.setattr(onnx_export, "read_meta", lambda _p: meta)
+    monkeypatch.setattr(onnx_io, "read_meta", lambda _p: meta)
     bright = np.full((8, 8, 3), 255, np.uint8)  # normalises above 0: finite
     dark = np.zeros((8, 8, 3), np.uint8)  # normalises below 0: NaN
     ok = ImageSet(source="calib", ids=("b0",), images=(bright,), labels=None)
