@@ -139,7 +139,7 @@ def test_cli_without_ray_installed_names_the_extra(tiny_onnx: Path, tmp_path: Pa
     (["--ray", "127.0.0.1"], "needs a port"),
     (["--ray", "--save", "x.mp4"], "--save takes a folder"),
     (["--ray", "m.onnx"], "is a file, not a Ray address"),
-    (["--ray", "--file-timeout", "0"], "must be a positive number"),
+    (["--ray", "--file-timeout", "0"], "must be positive"),
     (["--file-timeout", "5"], "applies to --ray runs"),
 ])
 def test_cli_bad_ray_options(tiny_onnx: Path, tmp_path: Path, capsys, argv: list[str], message: str) -> None:
