@@ -240,4 +240,5 @@ def test_realtime_clips_that_end_end_the_run_instead_of_reopening(tiny_onnx: Pat
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr[-1500:]
     cams = json.loads((tmp_path / "r.json").read_text())["cameras"]
-    assert [c["frames"] for c in cams] == [10, 10] and all(c["reconnects"] == 0 for c in cams)
+    # Live: the newest frame wins, so a busy machine may skip a frame; never more than the clip holds.
+    assert all(0 < c["frames"] <= 10 and c["reconnects"] == 0 for c in cams), cams
