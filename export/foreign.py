@@ -26,7 +26,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from edgeseg import __version__
-from edgeseg.runtime.errors import DatasetError, ModelFormatError, UsageError, unknown_name
+from edgeseg.runtime.errors import DatasetError, ModelFormatError, UsageError, first_line, unknown_name
 from edgeseg.runtime.fileio import atomic_path, sha256_file
 from edgeseg.runtime.metadata import LAYOUT_FLOAT, OUTPUT_LOGITS, PRECISIONS, ModelMeta, default_palette
 from edgeseg.runtime.sizes import format_hw, parse_hw
@@ -220,7 +220,7 @@ def probe_output(onnx_in: str | os.PathLike, io: ModelIO, meta: ModelMeta, size:
     try:
         return tuple(sess.run(None, {io.input_name: x})[0].shape)
     except Exception as e:  # onnxruntime raises its own types
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        first = first_line(e)
         raise ModelFormatError(f"{onnx_in} does not run on a {format_hw(size)} image ({first}); pass the size it "
                                "takes with --imgsz") from None
 

@@ -23,7 +23,7 @@ from torch.nn import functional as F
 
 from edgeseg import __version__
 from edgeseg.models.subpixel import with_subpixel_upsampling
-from edgeseg.runtime.errors import CheckpointError, ExportError, UsageError
+from edgeseg.runtime.errors import CheckpointError, ExportError, UsageError, first_line
 from edgeseg.runtime.metadata import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -284,7 +284,7 @@ def _export(net: nn.Module, example: torch.Tensor, opset: int, dynamic: bool, dy
         try:
             return _export_dynamo(net, example, opset, dynamic, dyn_axes, out_name), "dynamo"
         except Exception as e:  # torch.export raises many types; fall back once, say why
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            first = first_line(e)
             log.warning("dynamo exporter failed (%s); falling back to the TorchScript exporter", first)
     proto = _export_torchscript(net, example, opset, dynamic, dyn_axes, out_name, output_stride)
     if opset_of(proto) != opset:
@@ -342,7 +342,7 @@ def _export_torchscript(net: nn.Module, example: torch.Tensor, opset: int, dynam
                               input_names=[INPUT_NAME], output_names=[out_name], dynamic_axes=axes,
                               do_constant_folding=True)
     except Exception as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        first = first_line(e)
         raise ExportError(f"neither ONNX exporter could trace the model ({first}); make sure forward "
                           "takes one (N, 3, H, W) tensor and returns one logits tensor") from None
     return onnx.load_from_string(buf.getvalue())

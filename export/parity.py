@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from edgeseg.runtime.errors import ExportError, ModelFormatError, UsageError
+from edgeseg.runtime.errors import ExportError, ModelFormatError, UsageError, first_line
 from edgeseg.runtime.metadata import OUTPUT_CLASS_MAP, ModelMeta
 from edgeseg.runtime.metrics import ConfusionMatrix
 from edgeseg.runtime.preprocess import resize_nearest
@@ -45,7 +45,7 @@ def ort_session(path: str | os.PathLike, threads: int = 0, spin: bool = False) -
     try:
         return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        first = first_line(e)
         raise ModelFormatError(f"ONNX Runtime cannot load {path} ({first}); re-export it") from None
 
 

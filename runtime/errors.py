@@ -68,3 +68,9 @@ def unknown_name(kind: str, name: str, choices: Iterable[str]) -> UsageError:
     else:
         tail = f"choose one of: {', '.join(choices)}"
     return UsageError(f"unknown {kind} {name!r}; {tail}")
+
+
+def first_line(e: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (its type name when empty), cut to ``limit`` characters:
+    third-party errors (onnxruntime, OpenVINO, torch) can run to pages, and ours are one line."""
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:limit]

@@ -33,7 +33,7 @@ import torch
 
 from edgeseg import __version__
 from edgeseg.models import create_model
-from edgeseg.runtime.errors import CheckpointError
+from edgeseg.runtime.errors import CheckpointError, first_line
 from edgeseg.runtime.fileio import atomic_path, sha256_file
 from edgeseg.runtime.metadata import ModelMeta
 
@@ -161,7 +161,7 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         raise CheckpointError(f"{path} holds {what} that safe loading (weights_only=True) refuses; "
                               "only edgeseg checkpoints from 'edgeseg train' are accepted") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        first = first_line(e)
         raise CheckpointError(f"{path} is not a readable torch checkpoint ({first})") from None
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an edgeseg checkpoint (no 'format': '{FORMAT}' entry); "

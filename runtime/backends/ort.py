@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import BackendUnavailableError, ModelFormatError, UsageError
+from ..errors import BackendUnavailableError, ModelFormatError, UsageError, first_line
 from ..metadata import LAYOUT_UINT8, OUTPUT_LOGITS
 from .base import Backend, as_float_logits, io_facts, read_meta
 
@@ -121,7 +121,7 @@ class OnnxRuntimeBackend(Backend):
             self.session = ort.InferenceSession(str(self.path), sess_options=so,
                                                 providers=self.requested_providers)
         except Exception as e:  # onnxruntime raises its own pybind exception types for bad files
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            first = first_line(e)
             raise ModelFormatError(f"{self.path} is not a loadable ONNX model ({first}); "
                                    "re-export it with 'edgeseg export'") from None
 

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import BackendUnavailableError, ModelFormatError, UsageError
+from ..errors import BackendUnavailableError, ModelFormatError, UsageError, first_line
 from ..metadata import PREFIX, ModelMeta
 from .base import Backend, as_float_logits, io_facts, read_meta
 
@@ -155,7 +155,7 @@ class OpenVinoBackend(Backend):
         try:
             model = core.read_model(str(self.path))
         except RuntimeError as e:
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            first = first_line(e)
             raise ModelFormatError(f"{self.path} is not a model OpenVINO can read ({first}); "
                                    "re-export it with 'edgeseg export'") from None
         if len(model.inputs) != 1:
@@ -179,7 +179,7 @@ class OpenVinoBackend(Backend):
         try:
             self.compiled = core.compile_model(model, self.device, self._config())
         except RuntimeError as e:
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            first = first_line(e)
             raise BackendUnavailableError(f"OpenVINO could not compile {self.path.name} for {self.device} "
                                           f"({first})") from None
         self._local = threading.local()
