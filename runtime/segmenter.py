@@ -70,7 +70,8 @@ class Result:
         if kind not in self._conf:
             if self._logits is None:
                 raise UsageError("this result has no logits, so no confidence: the model outputs class ids "
-                                 "(use an export without --fuse-argmax), or the Segmenter's keep_logits is False")
+                                 "(use an export without --fuse-argmax), or the Segmenter does not keep them (set "
+                                 "seg.keep_logits = True; TensorRT keeps them only then)")
             if kind not in CONFIDENCE_KINDS:
                 raise unknown_name("confidence kind", kind, CONFIDENCE_KINDS)
             p1, p2 = softmax_top2(self._logits, self._scale)  # (h, w) float32 each: both kinds in one pass
@@ -221,9 +222,11 @@ class Segmenter:
             (mean-colour border, cropped off again in the class map).
     """
 
-    #: results keep a reference to their logits (model resolution) for :attr:`Result.confidence`;
-    #: set False when holding many results, to hold only their class maps.
-    keep_logits: bool = True
+    #: whether results keep their logits (model resolution) for :attr:`Result.confidence`: None keeps
+    #: them where it is free (backends that return a new array per call: ONNX Runtime, OpenVINO,
+    #: PyTorch); True also copies them out of TensorRT's reused buffer, every frame; False never
+    #: (code holding many results then holds only their class maps).
+    keep_logits: bool | None = None
 
     def __init__(self, model: str | Path, backend: str = "auto", device: str = "cpu", *,
                  threads: int | None = None, imgsz: str | int | tuple[int, int] | None = None,
@@ -349,7 +352,8 @@ class Segmenter:
             lowres = lowres[top:top + ch, left:left + cw]  # the picture without its border
         class_map = resize_nearest(lowres, frame.shape[:2])  # (H, W) uint8
         logits = None
-        if self.keep_logits and self.meta.output_kind != OUTPUT_CLASS_MAP:  # for Result.confidence, if asked
+        keep = self.backend.fresh_outputs if self.keep_logits is None else self.keep_logits
+        if keep and self.meta.output_kind != OUTPUT_CLASS_MAP:  # for Result.confidence, if asked
             logits = out[index] if self.backend.fresh_outputs else out[index].copy()  # (C, h, w)
         post_ms = (time.perf_counter() - t) * 1e3
         timings = {"preprocess_ms": preprocess_ms, "infer_ms": infer_ms, "postprocess_ms": post_ms,

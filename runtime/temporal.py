@@ -155,7 +155,7 @@ class TemporalFilter:
         logits = getattr(result, "_logits", None)
         if logits is None:
             raise UsageError("the temporal filter needs the model's logits: use an export without --fuse-argmax, "
-                             "and leave the Segmenter's keep_logits True")
+                             "and set the Segmenter's keep_logits to True")
         if self.space == "probability":
             scores = softmax(logits, result._scale)  # (C, h, w) float32
         else:  # uint8 logits: q alone ranks like (q - zero) * scale, as scale > 0
@@ -191,6 +191,7 @@ class FilteredSegmenter:
 
     def __init__(self, segmenter: Any, temporal_filter: TemporalFilter) -> None:
         self.segmenter, self.filter = segmenter, temporal_filter
+        segmenter.keep_logits = True  # the filter reads every result's logits (a copy only on TensorRT)
 
     def _filtered(self, res: Any) -> Any:
         res.class_map = self.filter.update(res)

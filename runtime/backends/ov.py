@@ -130,6 +130,7 @@ class OpenVinoBackend(Backend):
     # One compiled model, one infer request per calling thread (requests are not thread-safe, the
     # compiled model is); infer() returns fresh arrays, so results may travel to other threads.
     concurrent_runs = True
+    fresh_outputs = True  # share_outputs is off: each infer returns a new array
 
     def __init__(self, path: str | Path, device: str = "CPU", *, threads: int | None = None,
                  hint: str = "latency", pin: bool = False, precision_hint: str | None = None,

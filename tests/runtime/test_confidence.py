@@ -93,6 +93,16 @@ def test_segmenter_can_drop_the_logits(tiny_model):
         res.frame_confidence()
 
 
+def test_logits_are_copied_out_of_a_reused_buffer_only_when_asked(tiny_model):
+    frame = np.zeros((48, 64, 3), np.uint8)
+    with Segmenter(tiny_model.path) as seg:
+        seg.backend.fresh_outputs = False  # as TensorRT: infer returns the same buffer every call
+        assert seg(frame)._logits is None  # by default no per-frame copy
+        seg.keep_logits = True
+        res = seg(frame)
+    assert res._logits is not None and res.frame_confidence() is not None
+
+
 def test_bundled_int8_model_gives_sane_confidence():
     with Segmenter("camvid-unet-lite.int8", threads=1) as seg:
         assert seg.meta.output_quant is not None
