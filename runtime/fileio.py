@@ -29,17 +29,20 @@ FILE_MODE = 0o666 & ~_current_umask()
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, suffix: str | None = None, sweep: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
 
     Use it for writers that insist on a file name (torch.save, onnx.save, cv2.VideoWriter).
     ``suffix`` defaults to the final suffix so format-sniffing writers still work. A block that
     deletes the temporary file publishes nothing (e.g. a candidate that failed its check).
+    ``sweep`` first removes a killed writer's leftovers of ``path`` (a scan of its folder): writers
+    of many new files into one folder, a file per frame, pass False.
     """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
     suffix = suffix if suffix is not None else final.suffix
-    remove_stale_temporaries(final, suffix)
+    if sweep:
+        remove_stale_temporaries(final, suffix)
     # Hidden name in the same folder (same filesystem, so the rename is atomic); the writer's
     # pid in the name lets a later run tell a killed writer's leftover from a running one.
     fd, tmp = tempfile.mkstemp(prefix=f"{_temp_prefix(final)}{os.getpid()}-", suffix=suffix, dir=final.parent)
@@ -92,6 +95,11 @@ LEGACY_STALE_AFTER_S = 86_400.0  # ".m.abcd1234.onnx" (no writer pid in the name
 
 def _temp_prefix(final: Path) -> str:
     return f".{final.stem}.tmp-"
+
+
+# A temporary name of atomic_path in text (a log line): .<stem>.tmp-<pid>-<random><suffix>, or the
+# earlier .<stem>.<8 random characters><suffix>; groups: the stem and the suffix of the final name.
+TEMP_NAME = re.compile(r"\.([^/\\\s]+?)\.(?:tmp-\d+-[A-Za-z0-9_]+|[A-Za-z0-9_]{8})(\.[A-Za-z0-9]+)")
 
 
 def _pid_alive(pid: int) -> bool:

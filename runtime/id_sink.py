@@ -106,7 +106,8 @@ class ClassIdFolderSink(CountingResultSink):
         line = json.dumps({"camera": camera, "index": int(index), "file": rel, "capture_time": float(capture_time),
                            "width": w, "height": h})
         try:
-            with atomic_path(path) as tmp:  # creates the camera's folder on first use
+            # A new name per frame, so nothing to sweep (and a folder scan per frame would grow with the run)
+            with atomic_path(path, sweep=False) as tmp:  # creates the camera's folder on first use
                 tmp.write_bytes(png.tobytes())
             self._sidecar.write(line + "\n")  # after the PNG: every listed file exists
             self._sidecar.flush()
