@@ -13,6 +13,8 @@ import re
 import time
 from pathlib import Path
 
+from edgeseg.runtime.fileio import TEMP_NAME
+
 from . import finite_float
 
 HELP = "train -> export -> video on procedural scenes (or --data), end to end"
@@ -112,8 +114,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-# fileio.atomic_path's hidden temporary name: .<stem>.<8 random characters><suffix>
-_TEMP_NAME = re.compile(r"(^|[/\\\s'\"(])\.([^/\\\s]+?)\.[A-Za-z0-9_]{8}(\.[A-Za-z0-9]+)")
+# fileio.atomic_path's hidden temporary name, at the start of a path component in a log line
+_TEMP_NAME = re.compile(r"(^|[/\\\s'\"(])" + TEMP_NAME.pattern)
 
 
 class FinalNames(logging.Filter):

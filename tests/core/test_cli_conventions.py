@@ -33,3 +33,7 @@ def test_quickstart_log_lines_name_final_files_not_hidden_temporaries() -> None:
                                ("runs/quickstart/.unet_lite.eg0a84t6.onnx", 7.3), None)
     assert FinalNames().filter(record)
     assert record.getMessage() == "wrote runs/quickstart/unet_lite.onnx (7.3 MB)"
+    record = logging.LogRecord("edgeseg.export", logging.INFO, "", 0, "checked %s",
+                               ("runs/quickstart/.unet_lite.int8.tmp-4242-k3j4h5g6.onnx",), None)
+    assert FinalNames().filter(record)
+    assert record.getMessage() == "checked runs/quickstart/unet_lite.int8.onnx"
