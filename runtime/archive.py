@@ -28,7 +28,7 @@ from typing import Any
 import cv2
 
 from .errors import EdgesegError, UsageError
-from .fileio import sha256_file
+from .fileio import remove_stale_temporaries, sha256_file
 
 VIDEO_INPUT_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".m4v", ".webm", ".ts", ".mpg", ".mpeg")
 OUTPUT_SUFFIX = ".mp4"  # what predict writes for a video saved into a folder
@@ -143,13 +143,13 @@ def staging_path(output: Path) -> Path:
 
 
 def clean_stale(output: Path) -> None:
-    """Remove hidden leftovers of an earlier, killed attempt at ``output`` (staging and temp files)."""
-    stem = glob.escape(output.stem)
-    # .name.partial.mp4 (staging), and .name.XXXX.mp4 / ..name.partial.XXXX.mp4 (atomic_path's temp files)
-    for pattern in (f".{stem}.*{output.suffix}", f"..{stem}.partial.*{output.suffix}"):
-        for p in output.parent.glob(pattern):
-            if p.is_file():
-                p.unlink(missing_ok=True)
+    """Remove hidden leftovers of an earlier, killed attempt at ``output``: its staging file (the
+    output folder's lock keeps other runs out) and atomic_path's temporary files of dead writers."""
+    staging = staging_path(output)
+    if staging.is_file():
+        staging.unlink(missing_ok=True)
+    remove_stale_temporaries(output)
+    remove_stale_temporaries(staging)
 
 
 def process_file(seg: Any, job: Job, *, render: str = "overlay", alpha: float = 0.5,
