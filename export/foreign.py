@@ -268,6 +268,10 @@ def export_onnx_model(onnx_in: str | os.PathLike, *, classes: str | os.PathLike,
     check_choice("calibration method", calib_method, CALIB_METHODS)
     target = int8_target or "ort"
     check_choice("INT8 target", target, INT8_TARGETS)
+    if precision == "int8" and target == "openvino":
+        raise UsageError("--int8-target openvino is not available for an ONNX input yet: export the float "
+                         "artifact (--precision fp32), then quantize it with "
+                         "edgeseg.export.ov_int8.quantize_for_openvino")
     check_pass_names(skip_passes)
     if max_miou_drop < 0:
         raise UsageError(f"--max-miou-drop {max_miou_drop} must be >= 0 (mIoU points)")

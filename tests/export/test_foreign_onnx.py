@@ -184,6 +184,7 @@ def test_a_bgr_model_takes_rgb_after_export(tmp_path, first):
     ({}, {"mean": (0.5, 0.5)}, UsageError, "--mean has 2 values; give three"),
     ({}, {"std": (0.2, 0.0, 0.2)}, UsageError, "--std 0.2,0.0,0.2 must be positive"),
     ({"opset": 99}, {}, ModelFormatError, "uses ONNX opset 99, newer than the installed onnxruntime"),
+    ({}, {"precision": "int8", "int8_target": "openvino"}, UsageError, "openvino is not available for an ONNX input"),
 ])
 def test_bad_input_is_one_clear_line(tmp_path, model, kw, error, match):
     src = _save(_conv_net(**model), tmp_path / "m.onnx")
