@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -34,6 +33,7 @@ from .errors import EdgesegError, SourceError, UsageError
 from .metadata import class_ids
 from .pipeline import Outputs, StopEvent, _finishing, _guard, postprocess, timed, wall_time
 from .render import RENDERS, Mosaic, Renderer, hud_lines
+from .ros2_messages import CAMERA_NAME, MAX_CAMERA_NAME
 from .runners import POLL_S, FrameRecord
 from .sinks import Sink
 from .sources import Frame, FrameStatus, Source, open_source
@@ -43,7 +43,6 @@ from .visualize import check_alpha
 log = logging.getLogger(__name__)
 
 MAX_CAMERAS = 16
-NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]*")  # ROS-safe: names become bag topics (/<name>/segmentation)
 REOPEN_BACKOFF = (0.5, 8.0)  # first delay and cap (seconds) between attempts to reopen a lost camera
 GATHER_S = 0.03  # after the first new frame of a tick, how long to wait for the other cameras'
 CARD_EVERY_S = 0.2  # a lost camera's recordings get a NO SIGNAL card this often
@@ -54,9 +53,9 @@ def camera_names(uris: Sequence[str], names: Sequence[str | None] | None = None)
     names = list(names or [None] * len(uris))
     out = [n or f"cam{i}" for i, n in enumerate(names)]
     for n in out:
-        if not NAME_RE.fullmatch(n):
-            raise UsageError(f"camera name {n!r} must start with a letter and hold only letters, digits and _ "
-                             "(it becomes a topic name)")
+        if len(n) > MAX_CAMERA_NAME or not CAMERA_NAME.fullmatch(n):  # the rule of the bags' topic names
+            raise UsageError(f"camera name {n!r} must start with a letter and hold only letters, digits and _, "
+                             f"at most {MAX_CAMERA_NAME} characters (it becomes a topic name)")
     if len(set(out)) != len(out):
         raise UsageError(f"camera names must differ: {', '.join(out)}")
     return out
