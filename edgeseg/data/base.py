@@ -42,14 +42,15 @@ log = logging.getLogger("edgeseg.data")
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Decode an image file as RGB uint8 (H, W, 3); raises DatasetError naming the file."""
     path = Path(path)
-    try:
-        with open(path, "rb") as f:
-            _check_pixels(f.read(65536), path, "image")
-    except OSError:
-        pass  # reported below as unreadable
-    # JPEGs through libjpeg-turbo straight to RGB where installed: faster than OpenCV (docs/runtime.md#decoding)
+    # JPEGs through libjpeg-turbo straight to RGB where installed: faster than OpenCV (docs/runtime.md#decoding).
+    # It refuses an image whose header declares too many pixels; only then is the header read again, to say so.
     img = read_image_file(path, rgb=True)  # (H, W, 3) uint8 RGB
     if img is None:
+        try:
+            with open(path, "rb") as f:
+                _check_pixels(f.read(65536), path, "image")
+        except OSError:
+            pass  # reported below as unreadable
         raise DatasetError(f"cannot read image {path}: the file is missing, empty or corrupt; "
                            "replace it or remove it together with its label")
     return img
