@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import time
 
 from . import finite_float
 from .predict_cmd import (
@@ -183,10 +184,11 @@ def _run_one(args, seg, uri: str, name: str, window, result_sinks: list, stop) -
             server = _web_view(args, seg, [name])
             sinks.append(server)
 
+        publish = _FigurePublisher(server)
+
         def progress_cb(s) -> None:
             progress.update(1, **status_fields(s))
-            if server is not None:
-                server.set_stats(_live_figures([(name, s)]))
+            publish(lambda: [(name, s)])
 
         with Progress(None, "demo", show_rate=False) as progress, stop_on_signals(stop) as caught:
             if timer:
@@ -226,6 +228,22 @@ def _exit_code(caught: list) -> int:
     return 0
 
 
+class _FigurePublisher:
+    """Hands the web view fresh figures a few times a second (its page polls twice a second), not on
+    every frame: each set costs percentiles over every camera's histograms."""
+
+    EVERY_S = 0.2
+
+    def __init__(self, server) -> None:
+        self.server, self.last = server, -float("inf")
+
+    def __call__(self, named_stats) -> None:
+        now = time.monotonic()
+        if self.server is not None and now - self.last >= self.EVERY_S:
+            self.last = now
+            self.server.set_stats(_live_figures(named_stats()))
+
+
 def _live_figures(named_stats) -> dict:
     """What /stats.json serves: per camera FPS, latency, drops, outage."""
     cams = []
@@ -258,10 +276,11 @@ def _run_many(args, seg, uris: list[str], names: list[str], window, result_sinks
         if server is not None:
             mosaic.append(server)
 
+        publish = _FigurePublisher(server)
+
         def progress_cb(st) -> None:
             progress.update(1, status=st.status_line())
-            if server is not None:
-                server.set_stats(_live_figures([(c.name, c.stats) for c in st.cameras]))
+            publish(lambda: [(c.name, c.stats) for c in st.cameras])
 
         def event(line: str) -> None:
             _say(line, progress)
