@@ -148,8 +148,8 @@ def clean_stale(output: Path) -> None:
     staging = staging_path(output)
     if staging.is_file():
         staging.unlink(missing_ok=True)
-    remove_stale_temporaries(output)
-    remove_stale_temporaries(staging)
+    remove_stale_temporaries(output, stale_after_s=0.0)  # the lock is ours: any dead writer's file is stale
+    remove_stale_temporaries(staging, stale_after_s=0.0)
 
 
 def process_file(seg: Any, job: Job, *, render: str = "overlay", alpha: float = 0.5,

@@ -112,10 +112,12 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_temporaries(final: str | os.PathLike, suffix: str | None = None) -> list[Path]:
+def remove_stale_temporaries(final: str | os.PathLike, suffix: str | None = None,
+                             stale_after_s: float = STALE_AFTER_S) -> list[Path]:
     """Delete temporary files :func:`atomic_path` left beside ``final`` when its writer was killed
     (kill -9, power cut): only files of our own naming, older than ``STALE_AFTER_S``, whose
-    writer's process is gone. Returns what was removed."""
+    writer's process is gone. A caller that owns ``final`` exclusively (a lock) may pass a shorter
+    ``stale_after_s``: the dead-writer check still applies. Returns what was removed."""
     final = Path(final)
     suffix = final.suffix if suffix is None else suffix
     prefix = _temp_prefix(final)
@@ -131,7 +133,7 @@ def remove_stale_temporaries(final: str | os.PathLike, suffix: str | None = None
         if legacy.match(name):  # the earlier naming, without a pid: only when clearly abandoned
             pid_text, min_age = "0", LEGACY_STALE_AFTER_S
         elif name.startswith(prefix) and name.endswith(suffix):
-            pid_text, min_age = name[len(prefix):].split("-", 1)[0], STALE_AFTER_S
+            pid_text, min_age = name[len(prefix):].split("-", 1)[0], stale_after_s
         else:
             continue
         try:
