@@ -17,14 +17,13 @@ options) and reused only when the hash matches, as the other flavours' range cac
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
 import os
 import shutil
-import statistics
 import tempfile
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,11 +36,10 @@ from edgeseg.runtime.backends.ov import OpenVinoBackend, import_openvino, read_p
 from edgeseg.runtime.errors import BackendUnavailableError, ExportError, ModelFormatError, UsageError
 from edgeseg.runtime.fileio import sha256_file, write_json
 from edgeseg.runtime.metadata import OUTPUT_CLASS_MAP, ModelMeta
-from edgeseg.runtime.metrics import ConfusionMatrix
-from edgeseg.runtime.preprocess import resize_nearest
 
 from .calibration import CalibrationReader, ImageSet, fill_batch, fixed_batch, preprocess
 from .gate import GateFailed, GateReport
+from .parity import _to_class_map, median_ms, score_maps
 from .quantize import images_sha256
 
 log = logging.getLogger("edgeseg.export")
@@ -113,14 +111,7 @@ def count_fake_quantize(model: Any) -> int:
     return sum(op.get_type_name() == "FakeQuantize" for op in model.get_ops())
 
 
-# -- scoring ------------------------------------------------------------------------------------
-def _class_map(out: np.ndarray, kind: str) -> np.ndarray:
-    """Raw output item 0 -> (h, w) uint8 class ids."""
-    if kind == OUTPUT_CLASS_MAP:
-        return out[0].astype(np.uint8, copy=False)  # (h, w)
-    return out[0].argmax(0).astype(np.uint8)  # (C, h, w) -> (h, w)
-
-
+# -- scoring (the ONNX flavours' class maps, mIoU and timer, on OpenVINO) ---------------------------
 def run_images(backend: OpenVinoBackend, images: Sequence[np.ndarray], size: tuple[int, int],
                keep_logits: bool = False) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Class maps (h, w) uint8 (and float logits (C, h, w) when asked) of RGB ``images`` on ``backend``."""
@@ -128,29 +119,19 @@ def run_images(backend: OpenVinoBackend, images: Sequence[np.ndarray], size: tup
     for img in images:
         x = fill_batch(preprocess([img], meta, size), fixed_batch(meta))  # (n, 3, h, w) f32 or (n, h, w, 3) u8
         out = backend.infer(x)
-        maps.append(_class_map(out, meta.output_kind))
+        maps.append(_to_class_map(out[:1], meta.output_kind)[0])  # (h, w)
         if keep_logits and meta.output_kind != OUTPUT_CLASS_MAP:
             logits.append(meta.float_logits(out[:1])[0])
     return maps, logits
 
 
 def miou(maps: Sequence[np.ndarray], images: ImageSet, meta: ModelMeta) -> float:
-    cm = ConfusionMatrix(meta.num_classes, meta.ignore_index)
-    for cmap, label in zip(maps, images.labels or (), strict=True):
-        cm.update(cmap if cmap.shape == label.shape[:2] else resize_nearest(cmap, label.shape[:2]), label)
-    return cm.summary(meta.classes).miou
+    return score_maps(maps, images, meta)["miou"]
 
 
 def latency_ms(backend: OpenVinoBackend, image: np.ndarray, size: tuple[int, int], runs: int = 20) -> float:
     x = fill_batch(preprocess([image], backend.meta, size), fixed_batch(backend.meta))
-    for _ in range(3):
-        backend.infer(x)
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        backend.infer(x)
-        times.append((time.perf_counter() - t) * 1e3)
-    return statistics.median(times)
+    return median_ms(lambda: backend.infer(x), runs)
 
 
 def score(path: str | os.PathLike, val: ImageSet, size: tuple[int, int], threads: int = 0,
@@ -213,13 +194,12 @@ def accuracy_controlled(model: Any, calib: CalibrationReader, val: ImageSet, met
     nncf = import_nncf()
 
     def validate(compiled: Any, items: Any) -> float:
-        cm = ConfusionMatrix(meta.num_classes, meta.ignore_index)
-        for i in items:
-            x = fill_batch(preprocess([val.images[i]], meta, size), fixed_batch(meta))
-            cmap = _class_map(compiled(x)[0], meta.output_kind)
-            label = val.labels[i]
-            cm.update(cmap if cmap.shape == label.shape[:2] else resize_nearest(cmap, label.shape[:2]), label)
-        return cm.summary(meta.classes).miou
+        idx = list(items)
+        maps = [_to_class_map(compiled(fill_batch(preprocess([val.images[i]], meta, size), fixed_batch(meta)))[0][:1],
+                              meta.output_kind)[0] for i in idx]  # (h, w) each
+        subset = dataclasses.replace(val, ids=tuple(val.ids[i] for i in idx), images=tuple(val.images[i] for i in idx),
+                                     labels=tuple(val.labels[i] for i in idx))
+        return miou(maps, subset, meta)
 
     return nncf.quantize_with_accuracy_control(
         model, nncf.Dataset(list(calib)), nncf.Dataset(list(range(len(val)))), validate,
@@ -332,13 +312,7 @@ def check_parity_ov(xml: str | os.PathLike, ctx: Any, threads: int = 0, latency_
     total = sum(m.size for m in maps)
     max_diff = max((float(np.abs(lg - r).max()) for lg, r in zip(logits, ref.logits or (), strict=False)),
                    default=None)
-    metrics: dict[str, Any] = {}
-    if ctx.images.labels is not None:
-        cm = ConfusionMatrix(meta.num_classes, meta.ignore_index)
-        for cmap, label in zip(maps, ctx.images.labels, strict=True):
-            cm.update(cmap if cmap.shape == label.shape[:2] else resize_nearest(cmap, label.shape[:2]), label)
-        s = cm.summary(meta.classes)
-        metrics = {"miou": s.miou, "pixel_accuracy": s.pixel_accuracy, "per_class_iou": s.per_class_iou}
+    metrics = score_maps(maps, ctx.images, meta) if ctx.images.labels is not None else {}
     return {"images": len(ctx.images), "max_abs_logit_diff": max_diff, "pixel_agreement": 100.0 * agree / max(total, 1),
             "metrics": metrics, "latency_ms": lat, "threads": threads or "openvino-default",
             "runtime": "openvino CPU", "inference_precision": precision,

@@ -141,17 +141,22 @@ def _summary(cm: ConfusionMatrix, meta: ModelMeta) -> dict[str, Any]:
     return {"miou": s.miou, "pixel_accuracy": s.pixel_accuracy, "per_class_iou": s.per_class_iou}
 
 
-def latency_ms(sess: ort.InferenceSession, x: np.ndarray, runs: int = 20, warmup: int = 3) -> float:
-    """Median wall time of ``runs`` single-batch inferences after ``warmup`` ones."""
-    feed = {sess.get_inputs()[0].name: x}
+def median_ms(run: Any, runs: int = 20, warmup: int = 3) -> float:
+    """Median wall time in ms of ``runs`` calls of ``run()`` after ``warmup`` ones (any runtime)."""
     for _ in range(warmup):
-        sess.run(None, feed)
+        run()
     times = []
     for _ in range(runs):
         t0 = time.perf_counter()
-        sess.run(None, feed)
+        run()
         times.append((time.perf_counter() - t0) * 1e3)
     return statistics.median(times)
+
+
+def latency_ms(sess: ort.InferenceSession, x: np.ndarray, runs: int = 20, warmup: int = 3) -> float:
+    """Median wall time of ``runs`` single-batch inferences after ``warmup`` ones."""
+    feed = {sess.get_inputs()[0].name: x}
+    return median_ms(lambda: sess.run(None, feed), runs, warmup)
 
 
 def check_parity(artifact: str | os.PathLike, ctx: EvalContext, *, threads: int = 0,
