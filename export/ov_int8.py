@@ -18,7 +18,6 @@ options) and reused only when the hash matches, as the other flavours' range cac
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -40,7 +39,7 @@ from edgeseg.runtime.metadata import OUTPUT_CLASS_MAP, ModelMeta
 from .calibration import CalibrationReader, ImageSet, fill_batch, fixed_batch, preprocess
 from .gate import GateFailed, GateReport
 from .parity import _to_class_map, median_ms, score_maps
-from .quantize import images_sha256
+from .quantize import images_sha256, prov_hash
 
 log = logging.getLogger("edgeseg.export")
 
@@ -152,10 +151,6 @@ def provenance(src: Path, meta: ModelMeta, size: tuple[int, int], images: Sequen
             "target": TARGET, "nncf": nncf.__version__, "openvino": ov.__version__.split("-")[0]}
 
 
-def _prov_hash(prov: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(prov, sort_keys=True).encode()).hexdigest()
-
-
 def load_cached(cache: Path, want: str) -> Any:
     """The cached NNCF model for hash ``want``, or None (saying why when a cache exists but differs)."""
     xml = cache.with_suffix(".xml")
@@ -236,7 +231,7 @@ def quantize_for_openvino(model_in: str | os.PathLike, xml_out: str | os.PathLik
     with tempfile.TemporaryDirectory(prefix="edgeseg-ov-gate-") as tmp:
         cache = Path(cache_path) if cache_path else Path(tmp) / "calib.json"
         prov = provenance(src, meta, size, reader.images)
-        digest = _prov_hash(prov)
+        digest = prov_hash(prov)
         quantized = load_cached(cache, digest)
         hit = quantized is not None
         if not hit:

@@ -129,7 +129,8 @@ def provenance(pre: onnx.ModelProto, meta: ModelMeta, size: tuple[int, int], ima
     }
 
 
-def _prov_hash(prov: dict[str, Any]) -> str:
+def prov_hash(prov: dict[str, Any]) -> str:
+    """The calibration cache key: a hash of its provenance (model, pre-processing, image pixels)."""
     return hashlib.sha256(json.dumps(prov, sort_keys=True).encode()).hexdigest()
 
 
@@ -264,7 +265,7 @@ def quantize_onnx(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, *,
         head = tail if keep_head else []
         in_float = list(dict.fromkeys([*input_preprocessing(pre), *head, *nodes_to_exclude]))
         prov = provenance(pre, meta, size, reader.images, method, target)
-        digest = _prov_hash(prov)
+        digest = prov_hash(prov)
         cache = Path(cache_path) if cache_path else None
         ranges = load_cache(cache, digest, prov) if cache else None
         hit = ranges is not None
