@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.format == "triton":  # a Triton model repository (export/triton_repo.py)
         return _run_triton(args)
-    if args.checkpoint.lower().endswith(".onnx"):
+    if args.checkpoint.lower().endswith(".onnx") or _bundled(args.checkpoint):
         return _run_onnx(args)
     onnx_only = [f for f, v in (("--classes", args.classes), ("--mean", args.mean), ("--std", args.std),
                                 ("--val", args.val)) if v is not None]
@@ -172,11 +172,42 @@ def _floats(flag: str, text: str | None) -> tuple[float, ...]:
                          "0.485,0.456,0.406") from None
 
 
+def _bundled(name: str) -> bool:
+    """A bundled model's name (``camvid-unet-lite``) rather than a file."""
+    from edgeseg.runtime import zoo
+
+    return not Path(name).exists() and "/" not in name and name.removesuffix(".onnx") in zoo.list_models()
+
+
+def _run_edgeseg_onnx(args: argparse.Namespace) -> int:
+    """``edgeseg export x.onnx`` for an edgeseg FP32 export: output-stride cuts and the OpenVINO INT8 flavour."""
+    from edgeseg.export.from_edgeseg_onnx import export_edgeseg_onnx
+
+    unused = [f for f, v in (("--fuse-preprocess", args.fuse_preprocess), ("--fuse-argmax", args.fuse_argmax),
+                             ("--mean", args.mean), ("--std", args.std), ("--format engine", args.format != "onnx"),
+                             ("--dynamic", args.dynamic), ("--imgsz", args.imgsz),
+                             ("--calib-method", args.calib_method != "minmax"), ("--no-pass", args.no_pass))
+              if v]
+    if unused:
+        raise UsageError(f"{unused[0]} does not apply to an edgeseg ONNX input (its metadata and graph are kept); "
+                         "export the checkpoint for that")
+    return _report(args, partial(
+        export_edgeseg_onnx, args.checkpoint, precision=args.precision, int8_target=args.int8_target,
+        output_stride=args.output_stride, data=args.data, calib=args.calib, val=args.val,
+        out=_out_base(args.checkpoint, args.out), calib_images=args.calib_images, val_images=args.val_images,
+        max_miou_drop=args.max_miou_drop, keep_failed=args.keep_failed, threads=args.threads,
+        progress=not args.quiet))
+
+
 def _run_onnx(args: argparse.Namespace) -> int:
     """``edgeseg export model.onnx``: a segmentation ONNX made elsewhere -> edgeseg artifacts (no torch)."""
     import importlib.util
 
+    from edgeseg.export.from_edgeseg_onnx import has_edgeseg_meta, resolve_input
     from edgeseg.runtime.errors import BackendUnavailableError
+
+    if args.classes is None and has_edgeseg_meta(resolve_input(args.checkpoint)):
+        return _run_edgeseg_onnx(args)
 
     needed = ("onnx", "onnxconverter_common") if args.precision == "fp16" else ("onnx",)
     missing = [m for m in needed if importlib.util.find_spec(m) is None]

@@ -89,3 +89,44 @@ def test_engine_format_is_refused_before_any_work(trained_checkpoint, tmp_path):
     with pytest.raises(UsageError, match="NNCF estimates"):
         export_checkpoint(trained_checkpoint, precision="int8", int8_target="openvino", calib_method="entropy",
                           out=tmp_path / "x", progress=False)
+
+
+def test_an_edgeseg_onnx_alone_gives_the_cut_openvino_flavour(exported, tmp_path, capsys):
+    """`edgeseg export x.onnx --int8-target openvino --output-stride 2`: no checkpoint needed, the input kept."""
+    from edgeseg.cli import main
+    from edgeseg.runtime.fileio import sha256_file
+
+    out, _ = exported
+    src = out.with_name("tiny.onnx")
+    before = sha256_file(src)
+    rc = main(["export", str(src), "--precision", "int8", "--int8-target", "openvino", "--output-stride", "2",
+               "--data", SYNTH, "--calib-images", "4", "--val-images", "4", "--max-miou-drop", "5",
+               "--out", str(tmp_path / "t"), "--threads", "1", "--json", str(tmp_path / "r.json"), "--quiet"])
+    assert rc == 0, capsys.readouterr().err
+    assert sha256_file(src) == before
+    report = json.loads((tmp_path / "r.json").read_text())
+    names = [row["artifact"] for row in report["artifacts"]]
+    assert names == [str(tmp_path / "t.onnx"), str(tmp_path / "t.int8.ov.xml")] and report["passed"]
+    gate = report["artifacts"][1]["gate"]
+    assert gate["fp32_miou"] == pytest.approx(report["reference"]["miou"])  # judged against the full-size FP32
+    _, meta = read_model_meta(tmp_path / "t.int8.ov.xml")
+    assert meta.output_stride == 2 and meta.int8_target == "openvino"
+    frame, _ = SceneGenerator((48, 64), seed=3).scene(0)
+    with Segmenter(tmp_path / "t.int8.ov.xml", threads=1) as seg:
+        assert seg(frame).class_map.shape == (48, 64)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--precision", "int8"], "export its checkpoint"),
+    (["--precision", "fp16"], "export its checkpoint"),
+    ([], "already is the FP32 artifact"),
+    (["--output-stride", "2", "--fuse-preprocess"], "--fuse-preprocess does not apply"),
+    (["--output-stride", "3", "--data", SYNTH], "upsamples x2"),
+])
+def test_an_edgeseg_onnx_input_refuses_what_needs_the_checkpoint(exported, tmp_path, capsys, argv, message):
+    from edgeseg.cli import main
+
+    out, _ = exported
+    assert main(["export", str(out.with_name("tiny.onnx")), "--out", str(tmp_path / "t"), *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and not list(tmp_path.iterdir())
