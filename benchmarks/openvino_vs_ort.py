@@ -32,11 +32,14 @@ from typing import Any
 import numpy as np
 
 from edgeseg.cli.bench_cmd import bench_frame, environment
+from edgeseg.export.coarse_onnx import to_output_stride
+from edgeseg.export.onnx_io import load_onnx, save_onnx
 from edgeseg.runtime import zoo
 from edgeseg.runtime.backends.ort import OnnxRuntimeBackend
 from edgeseg.runtime.backends.ov import OpenVinoBackend
 from edgeseg.runtime.fileio import write_json
 from edgeseg.runtime.preprocess import Preprocessor
+from edgeseg.runtime.segmenter import Segmenter
 
 TARGET_OV_VS_ORT = 0.75  # OpenVINO FP32 latency <= 0.75 x ONNX Runtime FP32
 TARGET_INT8_VS_FP32 = 0.5  # OpenVINO INT8 <= 0.5 x OpenVINO FP32
@@ -69,12 +72,12 @@ def make_int8(fp32: Path, out: Path, data: str | None, calib_images: int, val_im
     return row
 
 
-def backends(fp32: Path, int8_ov: Path, ort_int8: Path | None, threads: int) -> dict[str, Any]:
+def backends(fp32: Path, int8_ov: dict[str, Path], ort_int8: Path | None, threads: int) -> dict[str, Any]:
     t = threads
     out = {"ort_fp32": OnnxRuntimeBackend(fp32, threads=t),
            "ov_fp32": OpenVinoBackend(fp32, "CPU", threads=t),
-           "ov_fp32_f32": OpenVinoBackend(fp32, "CPU", threads=t, precision_hint="f32"),
-           "ov_int8": OpenVinoBackend(int8_ov, "CPU", threads=t)}
+           "ov_fp32_f32": OpenVinoBackend(fp32, "CPU", threads=t, precision_hint="f32")}
+    out.update({name: OpenVinoBackend(path, "CPU", threads=t) for name, path in int8_ov.items()})
     if ort_int8 is not None:
         out["ort_int8_on_ort"] = OnnxRuntimeBackend(ort_int8, threads=t)
         out["ort_int8_on_ov"] = OpenVinoBackend(ort_int8, "CPU", threads=t)
@@ -100,6 +103,31 @@ def interleave(runners: dict[str, Any], inputs: dict[str, np.ndarray], runs: int
             times[name] += block
             per_round[name].append(round(statistics.median(block), 2))
     return {k: {"p50_ms": round(statistics.median(v), 2), "round_p50_ms": per_round[k]} for k, v in times.items()}
+
+
+class _EndToEnd:
+    """A Segmenter timed like a backend: ``infer(frame)`` is the whole call, frame in, full-size class map out."""
+
+    def __init__(self, path: Path, threads: int) -> None:
+        self.seg = Segmenter(path, backend="openvino", device="CPU", threads=threads)
+
+    def infer(self, frame: np.ndarray) -> Any:
+        return self.seg(frame).class_map
+
+    def close(self) -> None:
+        self.seg.close()
+
+
+def end_to_end(fp32: Path, int8_ov: dict[str, Path], frame: np.ndarray, threads: int, runs: int,
+               rounds: int) -> dict[str, dict[str, Any]]:
+    """OpenVINO FP32 and each INT8 flavour through ``Segmenter``: pre-processing, inference, the class map at
+    the frame's size (an output-stride flavour's smaller argmax and its nearest upsampling included)."""
+    runners = {"ov_fp32": _EndToEnd(fp32, threads), **{k: _EndToEnd(v, threads) for k, v in int8_ov.items()}}
+    try:
+        return interleave(runners, {k: frame for k in runners}, runs, rounds)
+    finally:
+        for r in runners.values():
+            r.close()
 
 
 def load_check(fp32: Path, frame: np.ndarray, threads: int, runs: int) -> dict[str, Any]:
@@ -157,6 +185,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", default="1,2", help="thread counts, comma-separated (default 1,2)")
     ap.add_argument("--runs", type=int, default=40, help="timed inferences per runner and thread count")
     ap.add_argument("--rounds", type=int, default=8)
+    ap.add_argument("--int8-output-stride", type=int, default=1, metavar="S",
+                    help="also quantize the FP32 graph cut at output stride S (the head's factor; 2 for the bundled "
+                         "model) and time it as ov_int8_sS: the class map comes out at 1/S and the runtime upsamples it")
+    ap.add_argument("--end-to-end", action="store_true",
+                    help="also time Segmenter calls (frame in, full-size class map out) of OpenVINO FP32 and INT8")
     ap.add_argument("--load-check", action="store_true", help="also time CPU pinning on/off beside a render thread")
     ap.add_argument("--out-dir", default=None, help="where the INT8 IR goes (default: a temporary folder)")
     ap.add_argument("--json", default=None, help="write the figures here")
@@ -169,36 +202,58 @@ def main(argv: list[str] | None = None) -> int:
     frame, kind = bench_frame((540, 960), None)
     with tempfile.TemporaryDirectory() as tmp:
         out_dir = Path(args.out_dir or tmp)
-        int8_ov = out_dir / f"{fp32.name.removesuffix('.onnx')}.int8.ov.xml"
-        int8 = make_int8(fp32, int8_ov, args.data, args.calib_images, args.val_images, args.max_miou_drop,
-                         thread_counts[0])
-        timing, ratios, load, precision = {}, {}, {}, None
+        stem = fp32.name.removesuffix(".onnx")
+        int8_ov = {"ov_int8": out_dir / f"{stem}.int8.ov.xml"}
+        int8 = {"ov_int8": make_int8(fp32, int8_ov["ov_int8"], args.data, args.calib_images, args.val_images,
+                                     args.max_miou_drop, thread_counts[0])}
+        s = args.int8_output_stride
+        if s > 1:
+            cut = out_dir / f"{stem}-s{s}.onnx"
+            save_onnx(to_output_stride(load_onnx(fp32), s), cut)
+            int8_ov[f"ov_int8_s{s}"] = out_dir / f"{stem}-s{s}.int8.ov.xml"
+            int8[f"ov_int8_s{s}"] = make_int8(cut, int8_ov[f"ov_int8_s{s}"], args.data, args.calib_images,
+                                              args.val_images, args.max_miou_drop, thread_counts[0])
+            if args.data:  # the cut flavour's drop counts against the full-resolution FP32 the user had
+                row, full = int8[f"ov_int8_s{s}"], int8["ov_int8"]["fp32_miou"]
+                row.update(fp32_cut_miou=row["fp32_miou"], fp32_miou=full, miou_drop=full - row["int8_miou"],
+                           miou_target_met=full - row["int8_miou"] <= TARGET_MIOU_DROP)
+        timing, ratios, load, e2e, precision = {}, {}, {}, {}, None
         for t in thread_counts:
             runners = backends(fp32, int8_ov, ort_int8, t)
             precision = runners["ov_fp32"].describe().get("inference_precision_hint")
             timing[t] = interleave(runners, _inputs(runners, frame), args.runs, args.rounds)
             p = {k: v["p50_ms"] for k, v in timing[t].items()}
             ratios[t] = {"ov_fp32_vs_ort_fp32": round(p["ov_fp32"] / p["ort_fp32"], 3),
-                         "ov_fp32_f32_vs_ort_fp32": round(p["ov_fp32_f32"] / p["ort_fp32"], 3),
-                         "ov_int8_vs_ov_fp32": round(p["ov_int8"] / p["ov_fp32"], 3),
-                         "ov_int8_vs_ov_fp32_f32": round(p["ov_int8"] / p["ov_fp32_f32"], 3)}
+                         "ov_fp32_f32_vs_ort_fp32": round(p["ov_fp32_f32"] / p["ort_fp32"], 3)}
+            for name in int8_ov:
+                ratios[t][f"{name}_vs_ov_fp32"] = round(p[name] / p["ov_fp32"], 3)
+                ratios[t][f"{name}_vs_ov_fp32_f32"] = round(p[name] / p["ov_fp32_f32"], 3)
             ratios[t]["targets_met"] = {"ov_fp32 <= 0.75 x ort_fp32": ratios[t]["ov_fp32_vs_ort_fp32"] <= TARGET_OV_VS_ORT,
-                                        "ov_int8 <= 0.5 x ov_fp32": ratios[t]["ov_int8_vs_ov_fp32"] <= TARGET_INT8_VS_FP32}
+                                        **{f"{name} <= 0.5 x ov_fp32": ratios[t][f"{name}_vs_ov_fp32"]
+                                           <= TARGET_INT8_VS_FP32 for name in int8_ov}}
+            if args.end_to_end:
+                e2e[t] = end_to_end(fp32, int8_ov, frame, t, args.runs, args.rounds)
+                ratios[t].update({f"e2e_{k}_vs_ov_fp32": round(v["p50_ms"] / e2e[t]["ov_fp32"]["p50_ms"], 3)
+                                  for k, v in e2e[t].items() if k != "ov_fp32"})
             if args.load_check:
                 load[t] = load_check(fp32, frame, t, args.runs)
             for b in runners.values():
                 b.close()
     result = {"model": str(fp32), "ort_int8": str(ort_int8) if ort_int8 else None, "frame": kind,
               "runs": args.runs, "rounds": args.rounds, "openvino_default_precision": precision,
-              "environment": environment(), "int8": int8, "latency": timing, "ratios": ratios, "load_check": load}
+              "environment": environment(), "int8": int8, "latency": timing, "end_to_end": e2e, "ratios": ratios,
+              "load_check": load}
     print(f"{fp32.name}, inference only, medians of {args.runs} runs in {args.rounds} interleaved rounds; "
           f"OpenVINO's default precision here: {precision}")
     for t in thread_counts:
         row = "  ".join(f"{k} {v['p50_ms']:.1f}" for k, v in timing[t].items())
+        if t in e2e:
+            row += "; end to end " + "  ".join(f"{k} {v['p50_ms']:.1f}" for k, v in e2e[t].items())
         print(f"{t} thread(s): {row} ms; ratios {json.dumps({k: v for k, v in ratios[t].items() if k != 'targets_met'})}")
-    if "miou_drop" in int8:
-        print(f"mIoU FP32 {int8['fp32_miou']:.2f} -> OpenVINO INT8 {int8['int8_miou']:.2f} "
-              f"(drop {int8['miou_drop']:.2f}, gate {'passed' if int8['gate_passed'] else 'FAILED'})")
+    for name, row in int8.items():
+        if "miou_drop" in row:
+            print(f"mIoU FP32 {row['fp32_miou']:.2f} -> {name} {row['int8_miou']:.2f} "
+                  f"(drop {row['miou_drop']:.2f}, gate {'passed' if row['gate_passed'] else 'FAILED'})")
     if args.json:
         write_json(args.json, result)
         print(f"wrote {args.json}")

@@ -148,6 +148,7 @@ def parse_openvino_vs_ort(d: dict[str, Any]) -> str:
     labels = {"ort_fp32": "ONNX Runtime FP32",
               "ov_fp32": f"OpenVINO FP32 (its default precision here: {d.get('openvino_default_precision')})",
               "ov_fp32_f32": "OpenVINO FP32 held to float32", "ov_int8": "OpenVINO INT8 flavour (NNCF)",
+              "ov_int8_s2": "OpenVINO INT8 flavour (NNCF), output stride 2 (class map upsampled by the runtime)",
               "ort_int8_on_ort": "ONNX Runtime INT8 flavour on ONNX Runtime",
               "ort_int8_on_ov": "ONNX Runtime INT8 flavour on OpenVINO"}
     runners = list(d["latency"][threads[0]])
@@ -158,14 +159,23 @@ def parse_openvino_vs_ort(d: dict[str, Any]) -> str:
     text = (f"`{Path(d['model']).name}`, inference only on a pre-processed {d['frame']} frame, medians of "
             f"{d['runs']} runs in {d['rounds']} interleaved rounds.\n\n"
             + _table(("runner", *(f"ms @ {t} thread(s)" for t in threads)), rows))
-    q = d["int8"]
-    if "int8_miou" in q:
-        text += (f"\n\nOpenVINO INT8 flavour: mIoU {q['fp32_miou']:.2f} (FP32) -> {q['int8_miou']:.2f} (INT8), "
-                 f"drop {q['miou_drop']:.2f} on {q['val_images']} labelled images; gate "
-                 f"{'passed' if q['gate_passed'] else 'FAILED'}; {q['calib_images']} calibration images.")
-    else:
-        text += (f"\n\nOpenVINO INT8 flavour calibrated on {q['calib_images']} procedural scenes: no accuracy "
-                 "figure (run with `--data` for the mIoU).")
+    if d.get("end_to_end"):
+        e2e = d["end_to_end"]
+        rows = [(labels.get(r, r), *(e2e[t][r]["p50_ms"] for t in threads)) for r in e2e[threads[0]]]
+        text += ("\n\nEnd to end through `Segmenter` (the 960x540 frame in, its full-size class map out: resizing, "
+                 "inference, argmax and, for the output-stride flavour, the nearest upsampling of the class map):\n\n"
+                 + _table(("runner", *(f"ms @ {t} thread(s)" for t in threads)), rows))
+    flavours = d["int8"] if "ov_int8" in d["int8"] else {"ov_int8": d["int8"]}  # older reports: one flavour
+    for name, q in flavours.items():
+        what = labels.get(name, name)
+        if "int8_miou" in q:
+            cut = f" (the cut FP32 graph: {q['fp32_cut_miou']:.2f})" if "fp32_cut_miou" in q else ""
+            text += (f"\n\n{what}: mIoU {q['fp32_miou']:.2f} (full-resolution FP32){cut} -> {q['int8_miou']:.2f} "
+                     f"(INT8), drop {q['miou_drop']:.2f} on {q['val_images']} labelled images; gate "
+                     f"{'passed' if q['gate_passed'] else 'FAILED'}; {q['calib_images']} calibration images.")
+        else:
+            text += (f"\n\n{what} calibrated on {q['calib_images']} procedural scenes: no accuracy figure "
+                     "(run with `--data` for the mIoU).")
     if d.get("load_check"):
         rows = [(t, {"pinned": "on", "not_pinned": "off"}.get(pin, pin), r["infer_p50_ms"], r["render_blends_per_s"])
                 for t, by_pin in d["load_check"].items() for pin, r in by_pin.items()]
@@ -357,7 +367,7 @@ BENCHMARKS: list[Benchmark] = [
     Benchmark("openvino-vs-ort", "OpenVINO against ONNX Runtime on the bundled FP32 model, the OpenVINO INT8 flavour "
               "(NNCF) against OpenVINO FP32, and CPU pinning beside a rendering thread; inference only.",
               ["benchmarks/openvino_vs_ort.py", "--threads", "1,2", "--runs", "20", "--rounds", "5", "--load-check",
-               "--json", "{json}"], parse_openvino_vs_ort,
+               "--int8-output-stride", "2", "--end-to-end", "--json", "{json}"], parse_openvino_vs_ort,
               quick=["--threads", "1", "--runs", "4", "--rounds", "2", "--calib-images", "4", "--val-images", "8"],
               skip=_needs_packages("openvino", "nncf", extra="openvino-export"), with_data=["--data", "{data}"]),
     Benchmark("predict-vs-loop", "`edgeseg predict` against the sequential loop a user would write with the same "

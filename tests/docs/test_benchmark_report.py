@@ -103,6 +103,8 @@ def test_openvino_section_without_a_dataset_says_there_is_no_accuracy_figure() -
     data = _sample(next(b for b in report.BENCHMARKS if b.name == "openvino-vs-ort"))
     with_data = report.parse_openvino_vs_ort(data)
     assert "mIoU" in with_data and "| ONNX Runtime FP32 |" in with_data
-    for key in ("fp32_miou", "int8_miou", "miou_drop"):
-        del data["int8"][key]
-    assert "no accuracy figure" in report.parse_openvino_vs_ort(data)
+    assert "output stride 2" in with_data and "End to end through `Segmenter`" in with_data
+    for row in data["int8"].values():
+        for key in ("fp32_miou", "int8_miou", "miou_drop"):
+            row.pop(key, None)
+    assert report.parse_openvino_vs_ort(data).count("no accuracy figure") == len(data["int8"])
