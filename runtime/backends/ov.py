@@ -174,8 +174,9 @@ class OpenVinoBackend(Backend):
         self.meta = self._read_meta(read_props(model), classes, palette, mean, std)
         if self.meta.precision == "int8" and self.meta.int8_target == ORT_FLAVOUR:
             log.warning("%s is the ONNX Runtime INT8 flavour (uint8 activations), a slower INT8 form on OpenVINO "
-                        "than OpenVINO's own; make that with 'edgeseg export CKPT --precision int8 --int8-target "
-                        "openvino' (or run this file on ONNX Runtime, where it is fastest)", self.path.name)
+                        "than OpenVINO's own (bundled: camvid-unet-lite-s2.int8.ov); make that with 'edgeseg export "
+                        "x.onnx --precision int8 --int8-target openvino --output-stride 2' (or run this file on "
+                        "ONNX Runtime, where it is fastest)", self.path.name)
         self.threads, self.hint, self.pin, self.precision_hint = threads, hint, pin, precision_hint
         try:
             self.compiled = core.compile_model(model, self.device, self._config())
