@@ -32,6 +32,8 @@ examples:
   edgeseg export best.pt --precision int8 --output-stride 2   # unet_lite: class map at half size
   edgeseg export model.onnx --classes classes.txt --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225 \
       --precision int8 --calib images/ --val data/   # a segmentation ONNX made elsewhere (no torch)
+  edgeseg export camvid-unet-lite --precision int8 --int8-target openvino --output-stride 2 --data data/
+      # an edgeseg FP32 .onnx (or bundled name) alone: output-stride cuts and the OpenVINO INT8 flavour
 """
 
 
