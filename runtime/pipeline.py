@@ -134,8 +134,8 @@ def run_pipeline(segmenter: Any, source: Source, sinks: Iterable[Sink] = (), ren
     ``source.is_live``. ``ignore``: class ids or names left unpainted. ``hud``: draw FPS, latency and a
     legend on the frame. ``stop``: set it (e.g. from a signal handler) to end the run cleanly; a
     :class:`StopEvent` also carries the reason into ``stopped_by``.
-    ``wait_for_fresh`` (live sources): when the newest frame is more than half a frame interval
-    old, wait for the next one instead (lower latency, a little less throughput; counted in
+    ``wait_for_fresh`` (live sources): when the newest frame is more than a quarter of a frame
+    interval old, wait for the next one instead (lower latency, a little less throughput; counted in
     ``fresh_waits``); False always takes the newest frame at once.
     ``workers``: frames in inference at once, each in its own thread (the backend must allow
     concurrent runs, as ONNX Runtime does). On a CPU with few cores, several one-thread

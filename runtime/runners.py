@@ -32,6 +32,9 @@ from .sources import Frame, FrameStatus, Source
 from .stats import PipelineStats
 
 POLL_S = 0.1  # how often blocked threads look at the halt flag
+# Frames older than this share of a frame interval are skipped for the next one (wait_for_fresh):
+# the trade of latency against frame rate, measured in docs/runtime.md#sources.
+FRESH_AGE = 0.25
 MAX_FRESH_INTERVAL_S = 0.1  # waiting for a fresh frame only pays on sources of 10 FPS and more
 
 
@@ -336,19 +339,18 @@ class LatestFrameRunner(Runner):
         self.slot.finish(end)
 
     def _wait_if_stale(self) -> None:
-        """Skip a frame that has waited more than half a frame interval when a new one is due.
+        """Skip a frame that has waited more than ``FRESH_AGE`` of a frame interval for the next one.
 
-        The next frame is then closer than the waiting one is old, so waiting for it (less than
-        half an interval) returns a result about one frame interval fresher; the price is that
-        wait, in throughput. Capture-to-render latency drops from up to ~1 interval + processing
-        to up to ~0.5 interval + processing.
+        Waiting for it (at most three quarters of an interval) returns a result about one interval
+        fresher; the price is that wait, in throughput. Capture-to-render latency drops from up to
+        ~1 interval + processing to up to ~0.25 interval + processing.
         """
         interval = getattr(self.source, "frame_interval", None)
         newest = self.source.newest_timestamp() if interval else None
         if newest is None or interval > MAX_FRESH_INTERVAL_S:
             return
         age = time.perf_counter() - newest
-        if age > interval / 2 and self.source.wait_newer(newest, max(interval - age, 0.0) + interval / 2):
+        if age > interval * FRESH_AGE and self.source.wait_newer(newest, max(interval - age, 0.0) + interval / 2):
             self.stats.fresh_waits += 1
 
     def _read(self) -> Frame | End | None:

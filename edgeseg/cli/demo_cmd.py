@@ -64,7 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--loop", action="store_true", help="loop a video file or clip source")
     parser.add_argument("--no-wait-fresh", action="store_true",
                         help="live sources: always take the newest frame at once (more FPS) instead of waiting "
-                             "for the next one when it is over half a frame interval old (less latency)")
+                             "for the next one when it is over a quarter of a frame interval old (less latency)")
     parser.add_argument("--in-turn", action="store_true",
                         help="several cameras: one inference per camera frame instead of one batched inference "
                              "per tick (on some CPUs a batch does not pay; see benchmarks/multicam_bench.py)")

@@ -396,12 +396,12 @@ class StaleLiveSource:
     frame_interval = 0.020
     drops = reconnects = corrupt = 0
 
-    def __init__(self, n: int) -> None:
-        self.n, self.waits = n, []
+    def __init__(self, n: int, age: float = 0.015) -> None:
+        self.n, self.waits, self.age = n, [], age
         self.lock = threading.Lock()  # several pipeline workers may read at once
 
     def newest_timestamp(self) -> float:
-        return time.perf_counter() - 0.015
+        return time.perf_counter() - self.age
 
     def wait_newer(self, than: float, timeout: float) -> bool:
         self.waits.append(timeout)
@@ -426,10 +426,19 @@ def test_stale_live_frames_wait_for_the_next_one(fresh: bool) -> None:
     stats = run_pipeline(FakeSegmenter(), src, [], wait_for_fresh=fresh)
     assert stats.frames == 5 and stats.stopped_by == "eos"
     if fresh:
-        # 15 ms old > half of 20 ms: wait for the next frame, due in 5 ms, at most 5 + 10 ms.
+        # 15 ms old > a quarter of 20 ms: wait for the next frame, due in 5 ms, at most 5 + 10 ms.
         assert stats.fresh_waits == len(src.waits) >= 5 and all(t == pytest.approx(0.015, abs=0.002) for t in src.waits)
     else:
         assert stats.fresh_waits == 0 and src.waits == []
+
+
+@pytest.mark.parametrize("age_ms, waits", [(7.0, True), (3.0, False)])
+def test_a_frame_older_than_a_quarter_interval_is_skipped_for_the_next(age_ms: float, waits: bool) -> None:
+    """7 ms of a 20 ms interval: waiting (at most 13 + 10 ms) returns a frame 13 ms fresher; 3 ms: taken at once."""
+    src = StaleLiveSource(4, age=age_ms / 1e3)
+    stats = run_pipeline(FakeSegmenter(), src, [])
+    assert stats.frames == 4
+    assert (stats.fresh_waits >= 4) if waits else (stats.fresh_waits == 0 and src.waits == [])
 
 
 def test_live_source_measures_its_frame_interval() -> None:
