@@ -64,10 +64,10 @@ def describe(model: str, backend: str = "auto", device: str = "cpu") -> dict[str
         info = seg.info
         details = info.pop("backend_details")
         meta = seg.meta.to_dict()
-        size = seg.path.stat().st_size
-    return {
+        files = [seg.path] + ([seg.path.with_suffix(".bin")] if seg.path.suffix.lower() == ".xml" else [])
+    out = {
         "model": info["model"],
-        "size_bytes": size,
+        "size_bytes": sum(f.stat().st_size for f in files),  # an IR's weights (.bin) count too
         "sha256": sha256_file(info["model"]),
         "metadata": meta,
         "runtime": info,
@@ -75,6 +75,9 @@ def describe(model: str, backend: str = "auto", device: str = "cpu") -> dict[str
         "backend": {k: v for k, v in details.items() if k not in ("inputs", "outputs")},
         "environment": environment(),
     }
+    if len(files) > 1:
+        out["weights_sha256"] = sha256_file(files[1])
+    return out
 
 
 def _fmt_io(io: dict[str, Any]) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from edgeseg.cli import main
 
 
@@ -53,3 +55,16 @@ def test_info_errors_are_one_line(tmp_path, make_tiny_onnx, capsys):
     assert main(["info", str(plain.path)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no edgeseg metadata" in err[0]
+
+
+def test_info_counts_an_openvino_irs_weights():
+    pytest.importorskip("openvino", reason="OpenVINO not installed (pip install 'edgeseg[openvino]')")
+    from edgeseg.cli.info_cmd import describe
+    from edgeseg.runtime import zoo
+
+    if "camvid-unet-lite-s2.int8.ov" not in zoo.list_models():
+        pytest.skip("the OpenVINO INT8 flavour is not bundled")
+    xml = zoo.resolve("camvid-unet-lite-s2.int8.ov")
+    d = describe(str(xml))
+    assert d["size_bytes"] == xml.stat().st_size + xml.with_suffix(".bin").stat().st_size
+    assert len(d["weights_sha256"]) == 64
