@@ -12,6 +12,7 @@ import logging
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 from edgeseg.runtime.fileio import TEMP_NAME
 
@@ -60,6 +61,9 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     data = args.data or SYNTHETIC_DATA
     imgsz = parse_hw(args.imgsz) if args.imgsz else (240, 320)
+    source_uri = args.source or SYNTHETIC_CLIP
+    with open_source(source_uri):  # a missing or unreadable --source fails now, not after the training
+        pass
     t0 = time.perf_counter()
 
     _step(1, f"train {args.model} on {data} for {args.minutes:g} min")
@@ -78,7 +82,6 @@ def run(args: argparse.Namespace) -> int:
     print(exported.table())
 
     _step(3, "segment a driving clip with the torch-free runtime (INT8)")
-    source_uri = args.source or SYNTHETIC_CLIP
     video = out / "quickstart_overlay.mp4"
     # As 'edgeseg predict' runs a clip: --workers auto.
     workers, threads = plan_workers("auto", None, "onnxruntime", "cpu", args.frames, available_cpus())
@@ -89,6 +92,20 @@ def run(args: argparse.Namespace) -> int:
                              workers=workers)
     s = stats.to_dict()
 
+    _print_summary(result, exported, s, workers, video)
+    print(f"done in {(time.perf_counter() - t0) / 60:.1f} min. Next: edgeseg predict {exported.artifact} "
+          f"YOUR_VIDEO.mp4 --save out.mp4")
+    if args.json:
+        write_json(args.json, {"train": {"best": str(ckpt), "best_metrics": result.best_metrics,
+                                         "images_per_s": result.images_per_s, "epochs": result.epochs},
+                               "export": exported.to_dict(), "runtime": {**s, "workers": workers},
+                               "video": str(video), "minutes": (time.perf_counter() - t0) / 60})
+    return 0
+
+
+def _print_summary(result: Any, exported: Any, s: dict[str, Any], workers: int, video: Path) -> None:
+    """One row per step: what it measured and the file it left."""
+    ckpt = result.best_path
     rows = [("train", f"{result.epochs} epochs, {result.images_per_s:.1f} img/s, "
                       f"val mIoU {result.best_metrics.get('miou', float('nan')):.1f}", str(ckpt))]
     for r in exported.rows:
@@ -104,14 +121,6 @@ def run(args: argparse.Namespace) -> int:
     print()
     for stage, figure, path in rows:
         print(f"{stage:<{width}}  {figure}\n{'':<{width}}  -> {path}")
-    print(f"done in {(time.perf_counter() - t0) / 60:.1f} min. Next: edgeseg predict {exported.artifact} "
-          f"YOUR_VIDEO.mp4 --save out.mp4")
-    if args.json:
-        write_json(args.json, {"train": {"best": str(ckpt), "best_metrics": result.best_metrics,
-                                         "images_per_s": result.images_per_s, "epochs": result.epochs},
-                               "export": exported.to_dict(), "runtime": {**s, "workers": workers},
-                               "video": str(video), "minutes": (time.perf_counter() - t0) / 60})
-    return 0
 
 
 # fileio.atomic_path's hidden temporary name, at the start of a path component in a log line

@@ -79,3 +79,9 @@ def test_positive_options_are_checked_before_the_work(tmp_path, capsys) -> None:
     assert cli.main(["quickstart", "--minutes", "0", "--out", str(tmp_path / "q")]) == cli.EXIT_USAGE
     assert "--minutes 0 must be a positive training time" in capsys.readouterr().err
     assert not (tmp_path / "q").exists()
+
+
+def test_quickstart_checks_its_source_before_training(tmp_path, capsys) -> None:
+    rc = cli.main(["quickstart", "--source", str(tmp_path / "missing.mp4"), "--out", str(tmp_path / "q")])
+    assert rc != 0 and "missing.mp4 does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "q").exists()  # nothing trained
