@@ -336,7 +336,7 @@ def run_cameras(segmenter: Any, sources: Sequence[str | Source], sinks: Sequence
     _say_batching(segmenter, stats, batched, notify)
     runner = BatchRunner(segmenter, cameras, _opener(open_kw or {}), max_frames, batched)
     shared = Outputs(mosaic_sinks, result_sinks)
-    mosaic = Mosaic(len(cameras))
+    mosaic = Mosaic(len(cameras), [c.name for c in cameras])
     for cam, src in zip(cameras, sources, strict=True):
         if isinstance(src, str):
             runner.reopen(cam, first=True)

@@ -99,10 +99,12 @@ class Mosaic:
     """Tiles several cameras' images into one (for one window or one web stream).
 
     Cells are as large as the first camera's image (others are resized into theirs); the grid is
-    as square as possible: 2 cameras side by side, 3-4 in 2x2, 5-6 in 3x2.
+    as square as possible: 2 cameras side by side, 3-4 in 2x2, 5-6 in 3x2. With ``names``, each
+    cell carries its camera's name in its top-left corner, so tiles can be told apart.
     """
 
-    def __init__(self, cameras: int) -> None:
+    def __init__(self, cameras: int, names: Sequence[str] = ()) -> None:
+        self.names = list(names)
         self.cols = math.ceil(math.sqrt(cameras))
         self.rows = math.ceil(cameras / self.cols)
         self.cell: tuple[int, int] | None = None  # (h, w)
@@ -121,4 +123,15 @@ class Mosaic:
             r, c = divmod(i, self.cols)
             cell = self._canvas[r * ch:(r + 1) * ch, c * cw:(c + 1) * cw]  # (ch, cw, 3) view
             cell[:] = im if im.shape[:2] == (ch, cw) else cv2.resize(im, (cw, ch), interpolation=cv2.INTER_AREA)
+            if i < len(self.names):
+                _label(cell, self.names[i])
         return self._canvas
+
+
+def _label(cell: np.ndarray, text: str) -> None:
+    """``text`` in white on a dark box in the top-left corner of ``cell`` (drawn in place)."""
+    scale = max(0.4, cell.shape[0] / 720)
+    (w, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    pad = 4
+    cell[:h + base + 2 * pad, :w + 2 * pad] //= 3  # darken, not hide: the picture stays readable
+    cv2.putText(cell, text, (pad, pad + h), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)

@@ -242,3 +242,15 @@ def test_realtime_clips_that_end_end_the_run_instead_of_reopening(tiny_onnx: Pat
     cams = json.loads((tmp_path / "r.json").read_text())["cameras"]
     # Live: the newest frame wins, so a busy machine may skip a frame; never more than the clip holds.
     assert all(0 < c["frames"] <= 10 and c["reconnects"] == 0 for c in cams), cams
+
+
+def test_mosaic_tiles_carry_their_camera_names() -> None:
+    from edgeseg.runtime.render import Mosaic
+
+    grey = np.full((120, 160, 3), 128, np.uint8)
+    named = Mosaic(2, ["front", "rear"])([grey, grey]).copy()
+    plain = Mosaic(2)([grey, grey])
+    assert named.shape == plain.shape == (120, 320, 3)
+    for x in (0, 160):  # each cell's top-left corner is labelled; the rest of the picture is untouched
+        assert (named[:20, x:x + 40] != 128).any() and (plain[:20, x:x + 40] == 128).all()
+    assert (named[60:, :] == 128).all()
