@@ -18,7 +18,6 @@ options) and reused only when the hash matches, as the other flavours' range cac
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import shutil
@@ -39,7 +38,7 @@ from edgeseg.runtime.metadata import OUTPUT_CLASS_MAP, ModelMeta
 from .calibration import CalibrationReader, ImageSet, fill_batch, fixed_batch, preprocess
 from .gate import GateFailed, GateReport
 from .parity import _to_class_map, median_ms, score_maps
-from .quantize import images_sha256, prov_hash
+from .quantize import images_sha256, prov_hash, read_cache
 
 log = logging.getLogger("edgeseg.export")
 
@@ -151,21 +150,16 @@ def provenance(src: Path, meta: ModelMeta, size: tuple[int, int], images: Sequen
             "target": TARGET, "nncf": nncf.__version__, "openvino": ov.__version__.split("-")[0]}
 
 
-def load_cached(cache: Path, want: str) -> Any:
+def load_cached(cache: Path, want: str, prov: dict[str, Any] | None = None) -> Any:
     """The cached NNCF model for hash ``want``, or None (saying why when a cache exists but differs)."""
     xml = cache.with_suffix(".xml")
-    if not cache.is_file() or not xml.is_file() or not bin_path(xml).is_file():
+    if not xml.is_file() or not bin_path(xml).is_file():
         return None
-    try:
-        data = json.loads(cache.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        log.warning("calibration cache %s is unreadable; recalibrating", cache)
+    data = read_cache(cache, want, CACHE_FORMAT, "model_sha256", prov, what="OpenVINO calibration cache")
+    if data is None:
         return None
-    if not isinstance(data, dict) or data.get("format") != CACHE_FORMAT:
-        log.warning("%s is not an edgeseg OpenVINO calibration cache; recalibrating and overwriting it", cache)
-        return None
-    if data.get("hash") != want or data.get("model_sha256") != sha256_file(xml) + "+" + sha256_file(bin_path(xml)):
-        log.warning("calibration cache %s was made for another model, images or NNCF version; recalibrating", cache)
+    if data["model_sha256"] != sha256_file(xml) + "+" + sha256_file(bin_path(xml)):
+        log.warning("the model beside calibration cache %s was changed; recalibrating", cache)
         return None
     return import_openvino().Core().read_model(str(xml))
 
@@ -232,7 +226,7 @@ def quantize_for_openvino(model_in: str | os.PathLike, xml_out: str | os.PathLik
         cache = Path(cache_path) if cache_path else Path(tmp) / "calib.json"
         prov = provenance(src, meta, size, reader.images)
         digest = prov_hash(prov)
-        quantized = load_cached(cache, digest)
+        quantized = load_cached(cache, digest, prov)
         hit = quantized is not None
         if not hit:
             quantized = nncf_quantize(model, reader)

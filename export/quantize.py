@@ -195,25 +195,33 @@ def calibrate(pre_path: Path, reader: CalibrationReader, method: str, target: st
     return json.loads(json.dumps(ranges.to_dict(), cls=CalibrationCacheEncoder))
 
 
-def load_cache(path: Path, want_hash: str, prov: dict[str, Any] | None = None) -> dict | None:
-    """The cached ranges when ``path`` holds ranges for ``want_hash``; None (with a message) otherwise."""
+def read_cache(path: Path, want_hash: str, fmt: str, key: str, prov: dict[str, Any] | None = None,
+               what: str = "calibration cache") -> dict | None:
+    """The JSON of the cache at ``path`` when it is a ``fmt`` file holding ``key`` made under ``want_hash``;
+    None otherwise, with a warning that says why when a file is there (unreadable, another format, or
+    which provenance facts changed)."""
     if not path.is_file():
         return None
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
-        log.warning("calibration cache %s is unreadable; recalibrating", path)
+        log.warning("%s %s is unreadable; recalibrating", what, path)
         return None
-    if not isinstance(data, dict) or data.get("format") != CACHE_FORMAT or "ranges" not in data:
-        log.warning("%s is not an edgeseg calibration cache; recalibrating and overwriting it", path)
+    if not isinstance(data, dict) or data.get("format") != fmt or key not in data:
+        log.warning("%s is not an edgeseg %s; recalibrating and overwriting it", path, what)
         return None
     if data.get("hash") != want_hash:
         old = data.get("provenance") or {}
         changed = sorted(k for k in set(old) | set(prov or {}) if old.get(k) != (prov or {}).get(k))
-        log.warning("calibration cache %s was made for a different %s; recalibrating", path,
-                    ", ".join(changed) or "provenance")
+        log.warning("%s %s was made for a different %s; recalibrating", what, path, ", ".join(changed) or "provenance")
         return None
-    return data["ranges"]
+    return data
+
+
+def load_cache(path: Path, want_hash: str, prov: dict[str, Any] | None = None) -> dict | None:
+    """The cached ranges when ``path`` holds ranges for ``want_hash``; None (with a message) otherwise."""
+    data = read_cache(path, want_hash, CACHE_FORMAT, "ranges", prov)
+    return None if data is None else data["ranges"]
 
 
 def quantize_onnx(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, *,

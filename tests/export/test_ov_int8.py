@@ -130,3 +130,26 @@ def test_an_edgeseg_onnx_input_refuses_what_needs_the_checkpoint(exported, tmp_p
     assert main(["export", str(out.with_name("tiny.onnx")), "--out", str(tmp_path / "t"), *argv]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and not list(tmp_path.iterdir())
+
+
+def test_the_nncf_cache_is_reused_only_as_it_was_made(exported, tmp_path, caplog):
+    import shutil
+
+    from edgeseg.export.ov_int8 import load_cached
+
+    out, _ = exported
+    src = out.with_name("tiny.ov.calib.json")
+    for suffix in (".json", ".xml", ".bin"):
+        shutil.copyfile(src.with_suffix(suffix), tmp_path / f"c{suffix}")
+    cache = tmp_path / "c.json"
+    data = json.loads(cache.read_text())
+    assert load_cached(cache, data["hash"], data["provenance"]) is not None
+    with caplog.at_level("WARNING"):
+        assert load_cached(cache, "0" * 64, {**data["provenance"], "num_images": 99}) is None
+    assert "different num_images" in caplog.text
+    weights = bytearray((tmp_path / "c.bin").read_bytes())
+    weights[-1] ^= 0xFF
+    (tmp_path / "c.bin").write_bytes(bytes(weights))
+    with caplog.at_level("WARNING"):
+        assert load_cached(cache, data["hash"], data["provenance"]) is None
+    assert "was changed" in caplog.text
