@@ -33,7 +33,7 @@ from edgeseg.runtime.fileio import atomic_path, sha256_file, write_json
 from edgeseg.runtime.metadata import PRECISIONS
 from edgeseg.runtime.sizes import format_hw, parse_hw
 
-from .calibration import load_images
+from .calibration import ImageSet, load_images
 from .gate import GateFailed, quantize_with_gate
 from .onnx_io import DEFAULT_OPSET, check_opset, read_meta
 from .parity import EvalContext, check_parity, torch_reference
@@ -144,6 +144,21 @@ def _threads_from_kwargs(fn: Callable[..., ExportResult]) -> Callable[..., Expor
     return run
 
 
+@dataclass
+class _Run:
+    """What every step of one export shares: where artifacts go, the reference, the options."""
+
+    base: Path
+    ctx: EvalContext
+    result: ExportResult
+    fp32_path: Path
+    fp32_miou: float
+    max_miou_drop: float
+    keep_failed: bool
+    threads: int
+    progress: bool
+
+
 @_threads_from_kwargs
 def export_checkpoint(checkpoint: str | os.PathLike, *, fmt: str = "onnx", precision: str = "fp32",
                       imgsz: Any = None, dynamic: bool = False, batch: int = 1, calib: str | None = None,
@@ -164,30 +179,8 @@ def export_checkpoint(checkpoint: str | os.PathLike, *, fmt: str = "onnx", preci
 
     from .onnx_export import torch_to_onnx, with_output_stride
 
-    if fmt not in FORMATS:
-        raise unknown_name("format", fmt, FORMATS)
-    if precision not in PRECISIONS:
-        raise unknown_name("precision", precision, PRECISIONS)
-    check_choice("calibration method", calib_method, CALIB_METHODS)
-    target = int8_target or ("tensorrt" if fmt == "engine" else "ort")
-    check_choice("INT8 target", target, INT8_TARGETS)
-    if max_miou_drop < 0:
-        raise UsageError(f"--max-miou-drop {max_miou_drop} must be >= 0 (mIoU points)")
-    if calib_images < 1:
-        raise UsageError(f"--calib-images {calib_images} must be >= 1")
-    if val_images < 0:
-        raise UsageError(f"--val-images {val_images} must be at least 0 (0 = all images)")
-    if not workspace_gb > 0:
-        raise UsageError(f"--workspace {workspace_gb} must be a positive number of GB")
-    check_opset(opset)
-    check_pass_names(skip_passes)
-    if precision == "int8" and target == "openvino":
-        from .ov_int8 import check_export
-
-        check_export(fmt, calib_method)
-    elif fmt == "engine":
-        _require_tensorrt()
-
+    target = _check_options(fmt, precision, calib_method, int8_target, max_miou_drop, calib_images, val_images,
+                            workspace_gb, opset, skip_passes)
     ckpt = load_checkpoint(checkpoint)
     _check_exportable(ckpt, checkpoint)
     net = ckpt.build_model()  # built once: exported, and (cut the same way) the PyTorch reference
@@ -197,22 +190,10 @@ def export_checkpoint(checkpoint: str | os.PathLike, *, fmt: str = "onnx", preci
     result = ExportResult(checkpoint=str(checkpoint))
     started = time.perf_counter()
 
-    # 1. validation images and the PyTorch reference, computed once for every artifact.
-    val_source = data or (ckpt.dataset or {}).get("root")
-    if not val_source:
-        raise DatasetError(f"{checkpoint} records no dataset; pass --data DIR (a labelled dataset with a val split)")
-    _say(f"loading validation images from {val_source}", progress)
-    val = load_images(val_source, "val", val_images, need_labels=True, what="validation")
-    if val.classes is not None and len(val.classes) != ckpt.num_classes:
-        raise DatasetError(f"validation data {val_source} has {len(val.classes)} classes but {checkpoint} was "
-                           f"trained on {ckpt.num_classes}; pass the matching --data")
-    calib_source, calib_set = None, None
-    if precision == "int8":  # load before any long step: a bad --calib fails in seconds
-        calib_source = calib or (ckpt.dataset or {}).get("root")
-        if not calib_source:
-            raise DatasetError(f"{checkpoint} records no dataset to calibrate on; pass --calib DIR (images or a dataset)")
-        _say(f"loading {calib_images} calibration images from {calib_source}", progress)
-        calib_set = load_images(calib_source, "train", calib_images, what="calibration")
+    # 1. validation (and calibration) images before any long step: a bad folder fails in seconds.
+    val, val_source = _validation_images(ckpt, checkpoint, data, val_images, progress)
+    calib_set, calib_source = (_calibration_images(ckpt, checkpoint, calib, calib_images, progress)
+                               if precision == "int8" else (None, None))
 
     # 2. FP32 ONNX (always: FP16 and INT8 are derived from it). Each artifact is written and checked
     # under a temporary name beside its own and takes that name only once it passed (or is kept):
@@ -239,84 +220,155 @@ def export_checkpoint(checkpoint: str | os.PathLike, *, fmt: str = "onnx", preci
     if not fp32_ok:
         return _fail(result, f"FP32 ONNX {fp32_path.name} agrees with PyTorch on only {agree:.3f} % of pixels "
                              f"(need {MIN_FP32_AGREEMENT} %); report in {fp32_row['report']}")
-    fp32_miou = fp32_row["parity"]["metrics"]["miou"]
+    run = _Run(base=base, ctx=ctx, result=result, fp32_path=fp32_path,
+               fp32_miou=fp32_row["parity"]["metrics"]["miou"], max_miou_drop=max_miou_drop,
+               keep_failed=keep_failed, threads=threads, progress=progress)
 
-    # 3. the precision asked for.
+    # 3. the precision asked for, then 4. a TensorRT engine from the ONNX of that precision.
     onnx_for_engine = fp32_path
     if precision == "fp16":
-        from .fp16 import convert_fp16
-
-        path = artifact_path(base, "fp16")
-        _say(f"converting to {path.name}", progress)
-        with atomic_path(path) as cand:
-            convert_fp16(fp32_path, cand)
-            row = _check(cand, path, ctx, threads, progress)
-            drop = fp32_miou - row["parity"]["metrics"]["miou"]
-            ok = drop <= max_miou_drop
-            _finish(row, ok, keep_failed, "" if ok else f"mIoU drop {drop:.2f} > {max_miou_drop:g}", result,
-                    candidate=cand)
-        if not ok:
-            return _fail(result, f"FP16 model {path.name} drops {drop:.2f} mIoU points below FP32 "
-                                 f"(limit {max_miou_drop:g}); report in {row['report']}")
-        onnx_for_engine = path
+        onnx_for_engine = _fp16_step(run)
     elif precision == "int8" and target == "openvino":
-        from .ov_int8 import export_openvino_int8
-
-        path = artifact_path(base, "int8", int8_target=target)
-        _say(f"quantizing to {path.name} (NNCF, target openvino, {len(calib_set)} images)", progress)
-        row, why = export_openvino_int8(fp32_path, path, calib=calib_set, val=val, ctx=ctx, fp32_miou=fp32_miou,
-                                        max_miou_drop=max_miou_drop, cache=base.with_name(f"{base.name}.ov.calib.json"),
-                                        threads=threads, keep_failed=keep_failed)
-        row["quantization"]["calib_source"] = str(calib_source)
-        _finish(row, not why, keep_failed, why, result)
-        if why:
-            return _fail(result, why)
+        _openvino_step(run, calib_set, calib_source, val)
     elif precision == "int8":
-        path = artifact_path(base, "int8", int8_target=target)
-        cache = base.with_name(f"{base.name}.calib.json") if target == "ort" else \
-            base.with_name(f"{base.name}.trt.calib.json")
-        _say(f"quantizing to {path.name} ({calib_method}, target {target}, {len(calib_set)} images)", progress)
-        with atomic_path(path) as failed_at:  # publishes a failed model only when it is kept
-            try:
-                qres, gate = quantize_with_gate(fp32_path, path, calib=calib_set, val=val, fp32_miou=fp32_miou,
-                                                max_miou_drop=max_miou_drop, method=calib_method, target=target,
-                                                cache_path=cache, threads=threads, failed_out=failed_at,
-                                                skip_passes=skip_passes)
-            except GateFailed as e:
-                row = _check(failed_at, path, ctx, threads, progress)
-                row["quantization"] = {**e.result.to_dict(), "path": str(path), "calib_source": str(calib_source),
-                                       "calib_ids": list(calib_set.ids)}
-                row["gate"] = e.report.to_dict()
-                _finish(row, False, keep_failed, str(e), result, candidate=failed_at)
-                return _fail(result, str(e))
-            failed_at.unlink()  # passed: the gate has written `path` itself
-        _say(f"calibration cache {'reused' if qres.cache_hit else 'written'}: {cache.name}", progress)
-        if qres.changed("subpixel_bilinear_head"):
-            _say("the classifier and its bilinear x2 upsampling run quantized, as a sub-pixel convolution", progress)
-        if qres.head_in_float:
-            _say(f"kept in float by design: the classifier and what follows it ({len(qres.head_in_float)} nodes)",
-                 progress)
-        row = _check(path, path, ctx, threads, progress)
-        row["quantization"] = {**qres.to_dict(), "calib_source": str(calib_source), "calib_ids": list(calib_set.ids)}
-        row["gate"] = gate.to_dict()
-        _finish(row, True, True, "", result)
-        onnx_for_engine = path
-
-    # 4. TensorRT engine from the ONNX of that precision.
+        onnx_for_engine = _int8_step(run, calib_set, calib_source, val, target, calib_method, skip_passes)
     if fmt == "engine":
-        from .engine import onnx_to_engine
+        _engine_step(run, onnx_for_engine, precision, size, dynamic, batch, workspace_gb, checkpoint)
+    _say(f"done in {time.perf_counter() - started:.1f} s", progress)
+    return result
 
-        engine = artifact_path(base, precision, "engine")
-        _say(f"building TensorRT engine {engine.name} from {onnx_for_engine.name}", progress)
-        build = onnx_to_engine(onnx_for_engine, engine, precision=precision, imgsz=size, dynamic=dynamic,
-                               batch=batch, workspace_gb=workspace_gb, timing_cache=None, calibration=None,
-                               meta=read_meta(onnx_for_engine), checkpoint=checkpoint)
-        result.rows.append({"artifact": str(engine), "format": "engine", "precision": precision,
+
+def _check_options(fmt: str, precision: str, calib_method: str, int8_target: str | None, max_miou_drop: float,
+                   calib_images: int, val_images: int, workspace_gb: float, opset: int,
+                   skip_passes: Sequence[str]) -> str:
+    """Every option checked before any work; returns the INT8 target."""
+    if fmt not in FORMATS:
+        raise unknown_name("format", fmt, FORMATS)
+    if precision not in PRECISIONS:
+        raise unknown_name("precision", precision, PRECISIONS)
+    check_choice("calibration method", calib_method, CALIB_METHODS)
+    target = int8_target or ("tensorrt" if fmt == "engine" else "ort")
+    check_choice("INT8 target", target, INT8_TARGETS)
+    if max_miou_drop < 0:
+        raise UsageError(f"--max-miou-drop {max_miou_drop} must be >= 0 (mIoU points)")
+    if calib_images < 1:
+        raise UsageError(f"--calib-images {calib_images} must be >= 1")
+    if val_images < 0:
+        raise UsageError(f"--val-images {val_images} must be at least 0 (0 = all images)")
+    if not workspace_gb > 0:
+        raise UsageError(f"--workspace {workspace_gb} must be a positive number of GB")
+    check_opset(opset)
+    check_pass_names(skip_passes)
+    if precision == "int8" and target == "openvino":
+        from .ov_int8 import check_export
+
+        check_export(fmt, calib_method)
+    elif fmt == "engine":
+        _require_tensorrt()
+    return target
+
+
+def _validation_images(ckpt: Any, checkpoint: str | os.PathLike, data: str | None, val_images: int,
+                       progress: bool) -> tuple[ImageSet, str]:
+    val_source = data or (ckpt.dataset or {}).get("root")
+    if not val_source:
+        raise DatasetError(f"{checkpoint} records no dataset; pass --data DIR (a labelled dataset with a val split)")
+    _say(f"loading validation images from {val_source}", progress)
+    val = load_images(val_source, "val", val_images, need_labels=True, what="validation")
+    if val.classes is not None and len(val.classes) != ckpt.num_classes:
+        raise DatasetError(f"validation data {val_source} has {len(val.classes)} classes but {checkpoint} was "
+                           f"trained on {ckpt.num_classes}; pass the matching --data")
+    return val, val_source
+
+
+def _calibration_images(ckpt: Any, checkpoint: str | os.PathLike, calib: str | None, calib_images: int,
+                        progress: bool) -> tuple[ImageSet, str]:
+    calib_source = calib or (ckpt.dataset or {}).get("root")
+    if not calib_source:
+        raise DatasetError(f"{checkpoint} records no dataset to calibrate on; pass --calib DIR (images or a dataset)")
+    _say(f"loading {calib_images} calibration images from {calib_source}", progress)
+    return load_images(calib_source, "train", calib_images, what="calibration"), calib_source
+
+
+def _fp16_step(run: _Run) -> Path:
+    from .fp16 import convert_fp16
+
+    path = artifact_path(run.base, "fp16")
+    _say(f"converting to {path.name}", run.progress)
+    with atomic_path(path) as cand:
+        convert_fp16(run.fp32_path, cand)
+        row = _check(cand, path, run.ctx, run.threads, run.progress)
+        drop = run.fp32_miou - row["parity"]["metrics"]["miou"]
+        ok = drop <= run.max_miou_drop
+        _finish(row, ok, run.keep_failed, "" if ok else f"mIoU drop {drop:.2f} > {run.max_miou_drop:g}", run.result,
+                candidate=cand)
+    if not ok:
+        _fail(run.result, f"FP16 model {path.name} drops {drop:.2f} mIoU points below FP32 "
+                          f"(limit {run.max_miou_drop:g}); report in {row['report']}")
+    return path
+
+
+def _openvino_step(run: _Run, calib_set: ImageSet, calib_source: str, val: ImageSet) -> None:
+    from .ov_int8 import export_openvino_int8
+
+    path = artifact_path(run.base, "int8", int8_target="openvino")
+    _say(f"quantizing to {path.name} (NNCF, target openvino, {len(calib_set)} images)", run.progress)
+    row, why = export_openvino_int8(run.fp32_path, path, calib=calib_set, val=val, ctx=run.ctx,
+                                    fp32_miou=run.fp32_miou, max_miou_drop=run.max_miou_drop,
+                                    cache=run.base.with_name(f"{run.base.name}.ov.calib.json"), threads=run.threads,
+                                    keep_failed=run.keep_failed)
+    row["quantization"]["calib_source"] = str(calib_source)
+    _finish(row, not why, run.keep_failed, why, run.result)
+    if why:
+        _fail(run.result, why)
+
+
+def _int8_step(run: _Run, calib_set: ImageSet, calib_source: str, val: ImageSet, target: str, calib_method: str,
+               skip_passes: Sequence[str]) -> Path:
+    path = artifact_path(run.base, "int8", int8_target=target)
+    base = run.base
+    cache = base.with_name(f"{base.name}.calib.json") if target == "ort" else base.with_name(f"{base.name}.trt.calib.json")
+    _say(f"quantizing to {path.name} ({calib_method}, target {target}, {len(calib_set)} images)", run.progress)
+    with atomic_path(path) as failed_at:  # publishes a failed model only when it is kept
+        try:
+            qres, gate = quantize_with_gate(run.fp32_path, path, calib=calib_set, val=val, fp32_miou=run.fp32_miou,
+                                            max_miou_drop=run.max_miou_drop, method=calib_method, target=target,
+                                            cache_path=cache, threads=run.threads, failed_out=failed_at,
+                                            skip_passes=skip_passes)
+        except GateFailed as e:
+            row = _check(failed_at, path, run.ctx, run.threads, run.progress)
+            row["quantization"] = {**e.result.to_dict(), "path": str(path), "calib_source": str(calib_source),
+                                   "calib_ids": list(calib_set.ids)}
+            row["gate"] = e.report.to_dict()
+            _finish(row, False, run.keep_failed, str(e), run.result, candidate=failed_at)
+            _fail(run.result, str(e))
+        failed_at.unlink()  # passed: the gate has written `path` itself
+    _say(f"calibration cache {'reused' if qres.cache_hit else 'written'}: {cache.name}", run.progress)
+    if qres.changed("subpixel_bilinear_head"):
+        _say("the classifier and its bilinear x2 upsampling run quantized, as a sub-pixel convolution", run.progress)
+    if qres.head_in_float:
+        _say(f"kept in float by design: the classifier and what follows it ({len(qres.head_in_float)} nodes)",
+             run.progress)
+    row = _check(path, path, run.ctx, run.threads, run.progress)
+    row["quantization"] = {**qres.to_dict(), "calib_source": str(calib_source), "calib_ids": list(calib_set.ids)}
+    row["gate"] = gate.to_dict()
+    _finish(row, True, True, "", run.result)
+    return path
+
+
+def _engine_step(run: _Run, onnx_for_engine: Path, precision: str, size: tuple[int, int], dynamic: bool, batch: int,
+                 workspace_gb: float, checkpoint: str | os.PathLike) -> None:
+    from .engine import onnx_to_engine
+
+    engine = artifact_path(run.base, precision, "engine")
+    _say(f"building TensorRT engine {engine.name} from {onnx_for_engine.name}", run.progress)
+    build = onnx_to_engine(onnx_for_engine, engine, precision=precision, imgsz=size, dynamic=dynamic,
+                           batch=batch, workspace_gb=workspace_gb, timing_cache=None, calibration=None,
+                           meta=read_meta(onnx_for_engine), checkpoint=checkpoint)
+    run.result.rows.append({"artifact": str(engine), "format": "engine", "precision": precision,
                             "size_bytes": engine.stat().st_size if engine.exists() else 0,
                             "source_onnx": str(onnx_for_engine), "build": build, "status": "built",
                             "parity": None})
-    _say(f"done in {time.perf_counter() - started:.1f} s", progress)
-    return result
 
 
 @contextlib.contextmanager
