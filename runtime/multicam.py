@@ -143,10 +143,10 @@ class MultiStats:
             if c.state in ("lost", "opening"):
                 parts.append(f"{c.name} NO SIGNAL {s.outage_s_total:.0f} s")
                 continue
-            c2r = s.capture_to_render
-            p = f"{c.name} {s.recent_fps:.1f} fps"
-            if c2r.n:
-                p += f" p50 {c2r.percentile(50):.0f} p99 {c2r.percentile(99):.0f} ms"
+            f = s.live()
+            p = f"{c.name} {f['fps']:.1f} fps"
+            if f["latency_p50_ms"] is not None:
+                p += f" p50 {f['latency_p50_ms']:.0f} p99 {f['latency_p99_ms']:.0f} ms"
             if s.drops:
                 p += f" drops {s.drops}"
             if s.reconnects:

@@ -20,10 +20,11 @@ RENDERS = ("overlay", "mask", "side", None)
 
 def hud_lines(stats: PipelineStats) -> list[str]:
     """What the HUD and the status line say: one FPS figure (over the last frames), latency, drops."""
-    c2r, infer = stats.capture_to_render, stats.latency["infer"]
-    lines = [f"{stats.recent_fps:.1f} FPS",
-             f"infer {infer.percentile(50):.1f} ms" if infer.n else "infer -",
-             f"latency {c2r.percentile(50):.0f} ms (p99 {c2r.percentile(99):.0f})" if c2r.n else "latency -"]
+    f = stats.live()
+    lines = [f"{f['fps']:.1f} FPS",
+             f"infer {f['infer_ms']:.1f} ms" if f["infer_ms"] is not None else "infer -",
+             f"latency {f['latency_p50_ms']:.0f} ms (p99 {f['latency_p99_ms']:.0f})"
+             if f["latency_p50_ms"] is not None else "latency -"]
     if stats.drops:
         lines.append(f"dropped {stats.drops}")
     if stats.outage_s_total:

@@ -156,12 +156,20 @@ class PipelineStats:
         span = self._recent[-1] - self._recent[0]
         return (len(self._recent) - 1) / span if span > 0 else 0.0
 
+    def live(self) -> dict[str, float | None]:
+        """The figures every live display shows (HUD, status lines, the web view): the recent frame rate,
+        the model's p50 and capture-to-render p50/p99 in ms (None until measured)."""
+        c2r, infer = self.capture_to_render, self.latency["infer"]
+        return {"fps": self.recent_fps, "infer_ms": infer.percentile(50) if infer.n else None,
+                "latency_p50_ms": c2r.percentile(50) if c2r.n else None,
+                "latency_p99_ms": c2r.percentile(99) if c2r.n else None}
+
     def status_line(self) -> str:
-        c2r = self.capture_to_render
-        infer = self.latency["infer"]
-        parts = [f"{self.recent_fps or self.fps:.1f} fps",
-                 f"infer {infer.percentile(50):.1f} ms" if infer.n else "infer -",
-                 f"latency p50 {c2r.percentile(50):.0f} p99 {c2r.percentile(99):.0f} ms" if c2r.n else "latency -"]
+        f = self.live()
+        parts = [f"{f['fps'] or self.fps:.1f} fps",
+                 f"infer {f['infer_ms']:.1f} ms" if f["infer_ms"] is not None else "infer -",
+                 f"latency p50 {f['latency_p50_ms']:.0f} p99 {f['latency_p99_ms']:.0f} ms"
+                 if f["latency_p50_ms"] is not None else "latency -"]
         if self.drops:
             parts.append(f"drops {self.drops}")
         if self.reconnects:

@@ -248,13 +248,11 @@ def _live_figures(named_stats) -> dict:
     """What /stats.json serves: per camera FPS, latency, drops, outage."""
     cams = []
     for name, s in named_stats:
-        c2r, infer = s.capture_to_render, s.latency["infer"]
-        cams.append({"name": name, "fps": round(s.recent_fps, 2), "frames": s.frames, "drops": s.drops,
+        f = s.live()
+        cams.append({"name": name, "fps": round(f.pop("fps"), 2), "frames": s.frames, "drops": s.drops,
                      "reconnects": s.reconnects, "outage_s": round(s.outage_s_total, 1),
                      "no_signal": s.outage_since is not None,
-                     "infer_ms": round(infer.percentile(50), 1) if infer.n else None,
-                     "latency_p50_ms": round(c2r.percentile(50), 1) if c2r.n else None,
-                     "latency_p99_ms": round(c2r.percentile(99), 1) if c2r.n else None})
+                     **{k: None if v is None else round(v, 1) for k, v in f.items()}})
     return {"cameras": cams}
 
 

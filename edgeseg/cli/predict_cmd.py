@@ -398,12 +398,12 @@ def _progress(total: int | None, desc: str):
 
 def status_fields(stats: Any) -> dict[str, Any]:
     """The live status line's fields (the pipeline's statistics, rounded for reading)."""
-    fields: dict[str, Any] = {"fps": round(stats.recent_fps or stats.fps, 1)}
-    infer = stats.latency["infer"]
-    if infer.n:
-        fields["infer_ms"] = round(infer.percentile(50), 1)
-    if stats.capture_to_render.n:
-        fields["lat_p99_ms"] = round(stats.capture_to_render.percentile(99), 1)
+    f = stats.live()
+    fields: dict[str, Any] = {"fps": round(f["fps"] or stats.fps, 1)}
+    if f["infer_ms"] is not None:
+        fields["infer_ms"] = round(f["infer_ms"], 1)
+    if f["latency_p99_ms"] is not None:
+        fields["lat_p99_ms"] = round(f["latency_p99_ms"], 1)
     if stats.drops:
         fields["drops"] = stats.drops
     if stats.reconnects:
