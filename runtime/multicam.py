@@ -34,7 +34,7 @@ from .metadata import class_ids
 from .pipeline import Outputs, StopEvent, _finishing, _guard, postprocess, timed, wall_time
 from .render import RENDERS, Mosaic, Renderer, hud_lines
 from .ros2_messages import CAMERA_NAME, MAX_CAMERA_NAME
-from .runners import POLL_S, FrameRecord
+from .runners import POLL_S, FrameRecord, prepare_each
 from .sinks import Sink
 from .sources import Frame, FrameStatus, Source, open_source
 from .stats import PipelineStats
@@ -187,6 +187,7 @@ class BatchRunner:
         self.q_out: queue.Queue = queue.Queue(maxsize=2 * len(cameras) + 4)
         self.threads = [threading.Thread(target=self._loop, name="pipeline-batch", daemon=True)]
         self.read = dict.fromkeys((c.name for c in cameras), 0)
+        self.stats_of = {c.name: c.stats for c in cameras}
 
     def __enter__(self) -> BatchRunner:
         self.threads[0].start()  # the batch thread; openers start as they are made
@@ -298,13 +299,10 @@ class BatchRunner:
     def _infer(self, pre: Any, chunk: list[FrameRecord]) -> None:
         """ONE inference on the chunk's frames (padded to a fixed batch); timings shared out."""
         n = len(chunk)
-        batch = pre.reserve(max(self.slots or n, n))  # (N, 3, h, w) float32 or (N, h, w, 3) uint8
-        for i, rec in enumerate(chunk):
-            t = time.perf_counter()
-            pre.one(rec.frame.image, i)
-            rec.timings["preprocess_ms"] = (time.perf_counter() - t) * 1e3
-        for i in range(n, len(batch)):
-            batch[i] = batch[n - 1]
+        batch, times = prepare_each(pre, [rec.frame.image for rec in chunk], self.slots or n)
+        for rec, (wall_ms, cpu_ms) in zip(chunk, times, strict=True):
+            rec.timings["preprocess_ms"] = wall_ms
+            self.stats_of[rec.camera].add_cpu("preprocess", cpu_ms)
         t = time.perf_counter()
         out = self.seg.infer_prepared(batch)  # (N, C, h, w) logits or (N, h, w) class ids
         infer_ms = (time.perf_counter() - t) * 1e3 / n

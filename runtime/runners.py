@@ -76,19 +76,27 @@ class End:
     exc: BaseException | None = None
 
 
-def prepare(pre: Any, images: list[np.ndarray], slots: int, stats: PipelineStats) -> tuple[np.ndarray, float]:
+def prepare_each(pre: Any, images: list[np.ndarray], slots: int) -> tuple[np.ndarray, list[tuple[float, float]]]:
     """Pre-process ``images`` into ``pre``'s batch buffer of ``slots`` items (a fixed-batch model
-    gets the last image repeated as padding); the batch and the milliseconds it took. Its CPU
-    time goes into ``stats``."""
-    t, c = time.perf_counter(), time.thread_time()
+    gets the last image repeated as padding); the batch and each image's (wall ms, CPU ms)."""
     n = len(images)
     batch = pre.reserve(max(slots, n))  # (N, 3, h, w) float32 or (N, h, w, 3) uint8
+    times = []
     for i, image in enumerate(images):
+        t, c = time.perf_counter(), time.thread_time()
         pre.one(image, i)
+        times.append(((time.perf_counter() - t) * 1e3, (time.thread_time() - c) * 1e3))
     for i in range(n, len(batch)):
         batch[i] = batch[n - 1]
-    stats.add_cpu("preprocess", (time.thread_time() - c) * 1e3)
-    return batch, (time.perf_counter() - t) * 1e3
+    return batch, times
+
+
+def prepare(pre: Any, images: list[np.ndarray], slots: int, stats: PipelineStats) -> tuple[np.ndarray, float]:
+    """:func:`prepare_each` for one camera: the batch and the milliseconds it took; the CPU time goes
+    into ``stats``."""
+    batch, times = prepare_each(pre, images, slots)
+    stats.add_cpu("preprocess", sum(c for _, c in times))
+    return batch, sum(w for w, _ in times)
 
 
 def batch_slots(segmenter: Any) -> int:

@@ -208,6 +208,8 @@ def test_cameras_of_different_sizes_share_one_mosaic(tiny_onnx: Path) -> None:
                                                "synthetic://?size=60x60&frames=5"], mosaic_sinks=[mosaic])
     assert [c.stats.frames for c in stats.cameras] == [5, 5, 5] and stats.stopped_by == "eos"
     assert mosaic.images and all(im.shape == (96, 128, 3) for im in mosaic.images)  # 2x2 cells of the first size
+    # each camera is charged the CPU time of its own frames' pre-processing, as a single camera is
+    assert all(c.stats.cpu_ms_per_frame()["preprocess"] > 0 for c in stats.cameras)
 
 
 @pytest.mark.parametrize("bad, words", [("missing.mp4", "source missing.mp4 does not exist"),
