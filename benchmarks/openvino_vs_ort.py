@@ -206,10 +206,11 @@ def main(argv: list[str] | None = None) -> int:
         int8_ov = {"ov_int8": out_dir / f"{stem}.int8.ov.xml"}
         int8 = {"ov_int8": make_int8(fp32, int8_ov["ov_int8"], args.data, args.calib_images, args.val_images,
                                      args.max_miou_drop, thread_counts[0])}
-        s = args.int8_output_stride
+        s, cut_fp32 = args.int8_output_stride, {}
         if s > 1:
             cut = out_dir / f"{stem}-s{s}.onnx"
             save_onnx(to_output_stride(load_onnx(fp32), s), cut)
+            cut_fp32[f"ov_fp32_s{s}"] = cut  # the cut alone, in float: how much of the gain is the cut's
             int8_ov[f"ov_int8_s{s}"] = out_dir / f"{stem}-s{s}.int8.ov.xml"
             int8[f"ov_int8_s{s}"] = make_int8(cut, int8_ov[f"ov_int8_s{s}"], args.data, args.calib_images,
                                               args.val_images, args.max_miou_drop, thread_counts[0])
@@ -220,11 +221,14 @@ def main(argv: list[str] | None = None) -> int:
         timing, ratios, load, e2e, precision = {}, {}, {}, {}, None
         for t in thread_counts:
             runners = backends(fp32, int8_ov, ort_int8, t)
+            runners.update({k: OpenVinoBackend(v, "CPU", threads=t) for k, v in cut_fp32.items()})
             precision = runners["ov_fp32"].describe().get("inference_precision_hint")
             timing[t] = interleave(runners, _inputs(runners, frame), args.runs, args.rounds)
             p = {k: v["p50_ms"] for k, v in timing[t].items()}
             ratios[t] = {"ov_fp32_vs_ort_fp32": round(p["ov_fp32"] / p["ort_fp32"], 3),
                          "ov_fp32_f32_vs_ort_fp32": round(p["ov_fp32_f32"] / p["ort_fp32"], 3)}
+            for name in cut_fp32:
+                ratios[t][f"ov_int8_s{s}_vs_{name}"] = round(p[f"ov_int8_s{s}"] / p[name], 3)
             for name in int8_ov:
                 ratios[t][f"{name}_vs_ov_fp32"] = round(p[name] / p["ov_fp32"], 3)
                 ratios[t][f"{name}_vs_ov_fp32_f32"] = round(p[name] / p["ov_fp32_f32"], 3)

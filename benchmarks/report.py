@@ -170,6 +170,7 @@ def parse_openvino_vs_ort(d: dict[str, Any]) -> str:
               "ov_fp32": f"OpenVINO FP32 (its default precision here: {d.get('openvino_default_precision')})",
               "ov_fp32_f32": "OpenVINO FP32 held to float32", "ov_int8": "OpenVINO INT8 flavour (NNCF)",
               "ov_int8_s2": "OpenVINO INT8 flavour (NNCF), output stride 2 (class map upsampled by the runtime)",
+              "ov_fp32_s2": "OpenVINO FP32 cut at output stride 2 (default precision; not shipped, for comparison)",
               "ort_int8_on_ort": "ONNX Runtime INT8 flavour on ONNX Runtime",
               "ort_int8_on_ov": "ONNX Runtime INT8 flavour on OpenVINO"}
     runners = list(d["latency"][threads[0]])
