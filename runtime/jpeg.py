@@ -117,7 +117,7 @@ def decode_jpeg(data: bytes, buffers: object | None = None, *, rgb: bool = False
                                           strict=True)  # (H, W, 3)
         except ValueError:
             pass  # a warning, or something libjpeg-turbo does not take (e.g. CMYK): OpenCV decides
-    return _decode_opencv(data, rgb, max_pixels)
+    return _decode_opencv(data, rgb, max_pixels, size_checked=size is not None)
 
 
 def read_image_file(path: Path, buffers: object | None = None, *, rgb: bool = False) -> np.ndarray | None:
@@ -135,12 +135,14 @@ def read_image_file(path: Path, buffers: object | None = None, *, rgb: bool = Fa
     return _decode_opencv(data, rgb)
 
 
-def _decode_opencv(data: bytes, rgb: bool, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray | None:
+def _decode_opencv(data: bytes, rgb: bool, max_pixels: int = MAX_IMAGE_PIXELS,
+                   size_checked: bool = False) -> np.ndarray | None:
     """Encoded image bytes -> (H, W, 3) uint8 BGR (RGB with ``rgb``) by OpenCV, or None (also
-    when the header declares more than ``max_pixels`` pixels: checked before decoding)."""
+    when the header declares more than ``max_pixels`` pixels: checked before decoding, unless
+    the caller already read the size from the header, ``size_checked``)."""
     from .image_size import too_many_pixels
 
-    if not data or too_many_pixels(data, max_pixels):
+    if not data or (not size_checked and too_many_pixels(data, max_pixels)):
         return None
     from .native_stderr import quiet_libjpeg
 
