@@ -192,7 +192,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             seq = 0
             while not owner._stopping.is_set():
-                seq, jpeg = owner.wait_frame(seq, timeout=0.5)
+                seq, jpeg = owner.wait_frame(seq, timeout=0.2)  # also how soon a viewer that left is noticed
                 if jpeg is None:
                     if _peer_gone(self.connection):  # writes would tell, but none may come for a while
                         break
