@@ -44,9 +44,10 @@ def has_edgeseg_meta(path: str | os.PathLike) -> bool:
 
 
 def resolve_input(name: str) -> Path:
-    """A path, or a bundled model's name (``camvid-unet-lite``)."""
-    p = Path(name)
-    return p if p.exists() or os.sep in name or "/" in name else zoo.resolve(name)
+    """An existing file, or a bundled model's name (``camvid-unet-lite``); else one line saying which is missing."""
+    from edgeseg.runtime.segmenter import resolve_model
+
+    return resolve_model(name)
 
 
 def _say(msg: str, progress: bool) -> None:
