@@ -10,7 +10,8 @@ it ends with on sequence SEQ. Only that final validation runs (unless the argume
 ``--val-every``): picking the best epoch on the held-out sequence would tune on it.
 
 ``--recipe NAME=ARGS`` (repeatable) adds one row of an ablation: ARGS go to ``edgeseg train``
-for that recipe only; arguments after ``--`` go to every recipe. Without ``--recipe`` there is
+for that recipe only; arguments after ``--`` (or in ``--train-args "..."``) go to every recipe.
+``--jobs N`` trains N folds at once (``--threads 1 --jobs 2`` on a 2-core machine). Without ``--recipe`` there is
 one recipe, ``default``. Writes ``cv.json`` and ``cv.md`` (per-fold and mean mIoU per recipe,
 per-class IoU, the command of every fold) into ``--out`` (and ``cv.json`` to ``--json OUT`` too);
 fold runs go to ``OUT/RECIPE/fold-SEQ``.
@@ -24,6 +25,7 @@ Seq05VD frames are in its test split, so they form a fold only where train/ or v
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import csv
 import json
 import re
@@ -146,14 +148,21 @@ def main() -> int:
     p.add_argument("--folds", default="", help="comma-separated sequences to hold out (default: all present)")
     p.add_argument("--sequences", default="", help="file-name prefixes of the sequences (default: CamVid's)")
     p.add_argument("--threads", type=int, default=0, help="torch threads per fold (0 = all cores)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="folds trained at once, each in its own process (with --threads 1: one per core)")
+    p.add_argument("--train-args", default="", metavar="ARGS",
+                   help="edgeseg train arguments for every recipe (as after --, in one quoted string)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/cv", help="folder for the fold runs, cv.json and cv.md")
     p.add_argument("--fresh", action="store_true",
                    help="retrain every fold (default: reuse finished folds, resume interrupted ones from last.pt)")
     p.add_argument("--json", default=None, metavar="OUT", help="also write cv.json's report here")
     args = p.parse_args(argv)
+    common = [*shlex.split(args.train_args), *common]
     if not args.minutes > 0:
         p.error("--minutes must be > 0")
+    if args.jobs < 1:
+        p.error("--jobs must be >= 1")
     recipes = [parse_recipe(r) for r in args.recipe] or [("default", [])]
     if len({n for n, _ in recipes}) != len(recipes):
         p.error("two --recipe options share a name; give each its own")
@@ -164,9 +173,12 @@ def main() -> int:
     if unknown:
         p.error(f"--folds {','.join(unknown)} not in {args.data}; sequences present: {', '.join(sorted(groups))}")
     out = Path(args.out)
+    runs = [(name, seq, [*common, *extra]) for name, extra in recipes for seq in folds]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:  # each fold is a process
+        done = list(pool.map(lambda r: run_fold(args, r[1], out / r[0] / f"fold-{r[1]}", r[2]), runs))
     rows = []
     for name, extra in recipes:
-        results = [run_fold(args, seq, out / name / f"fold-{seq}", [*common, *extra]) for seq in folds]
+        results = [res for (n, _, _), res in zip(runs, done, strict=True) if n == name]
         rows.append({"name": name, "args": extra, "folds": results, "summary": summarise(results)})
     report = {"model": args.model, "data": str(args.data), "minutes": args.minutes, "common_args": common,
               "frames": {s: len(groups[s]) for s in folds}, "recipes": rows}
