@@ -124,6 +124,8 @@ def export_edgeseg_onnx(onnx_in: str | os.PathLike, *, precision: str = "fp32", 
     base = base_path(source, out) if out else default_dir / base_path(source, None).name
     if cut is not None and not out:
         base = base.with_name(f"{base.name}-s{output_stride}")
+    if cut is not None and artifact_path(base, "fp32").resolve() == source.resolve():
+        raise UsageError(f"--out {out} would overwrite the input {source}; choose another name")
     size = meta.input_size or DEFAULT_IMGSZ
     val_set, calib_set = _images(source, meta, data, calib, val, precision, calib_images, val_images, progress)
     started = time.perf_counter()
@@ -135,8 +137,6 @@ def export_edgeseg_onnx(onnx_in: str | os.PathLike, *, precision: str = "fp32", 
     fp32_path, ctx = source, EvalContext(images=val_set, meta=meta, size=size, reference=full)
     if cut is not None:
         fp32_path = artifact_path(base, "fp32")
-        if fp32_path.resolve() == source.resolve():
-            raise UsageError(f"--out {out} would overwrite the input {source}; choose another name")
         _say(f"writing {fp32_path.name} (output stride {output_stride})", progress)
         with atomic_path(fp32_path) as cand:
             onnx.save(cut, str(cand))
