@@ -47,6 +47,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--holdout-sequence", default="", metavar="SEQ",
                    help="train on the other sequences of train+val and validate on sequence SEQ "
                         "(file-name prefix, e.g. 0016E5): leave-one-sequence-out validation")
+    p.add_argument("--train-split", default="train", metavar="SPLIT[+SPLIT]",
+                   help="split(s) to train on (default train); train+val trains the final model on both with a "
+                        "schedule chosen by --holdout-sequence cross-validation (val mIoU then scores seen images)")
     p.add_argument("--sequences", default="", metavar="A,B,..",
                    help="file-name prefixes that name the sequences (default: CamVid's; 'auto': up to the first '_')")
     p.add_argument("--imgsz", default="360x480", help="training crop HxW (validation runs at native size)")
@@ -108,6 +111,7 @@ def config_from_args(args: argparse.Namespace):
         amp=not args.no_amp, workers=args.workers, threads=args.threads, cache=not args.no_cache,
         seed=args.seed, max_steps=args.max_steps, time_budget_min=args.time_budget, val_every=args.val_every,
         val_max_images=args.val_images, init_weights=args.weights, holdout_sequence=args.holdout_sequence,
+        train_split=args.train_split,
         sequences=tuple(s for s in args.sequences.split(",") if s.strip()),
         augment=parse_augment(args.augment))
 
@@ -137,13 +141,16 @@ def _resume_fields(args: argparse.Namespace) -> tuple[str, ...]:
 
 def run(args: argparse.Namespace) -> int:
     from edgeseg.models import list_models
-    from edgeseg.runtime.errors import unknown_name
+    from edgeseg.runtime.errors import UsageError, unknown_name
     from edgeseg.runtime.fileio import write_json
     from edgeseg.train.trainer import train
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s",
                         stream=sys.stderr)
     cfg = config_from_args(args)
+    if cfg.holdout_sequence and cfg.train_split != "train":
+        raise UsageError("--holdout-sequence already trains on train+val minus the held-out sequence; "
+                         "drop --train-split")
     if cfg.model not in list_models():
         raise unknown_name("model", cfg.model, list_models())
     fields = _resume_fields(args) if args.resume else ()

@@ -188,6 +188,18 @@ def _load_datasets(cfg: TrainConfig) -> tuple[Any, Any]:
         train_ds, val_ds = load_holdout(cfg.data, cfg.holdout_sequence, (cfg.train_split, cfg.val_split),
                                         layout=cfg.layout, prefixes=parse_sequences(cfg.sequences),
                                         cache=cfg.cache)
+    elif "+" in cfg.train_split:  # e.g. train+val: the final model, on a schedule chosen by cross-validation
+        from edgeseg.data.sequences import concat
+
+        splits = [s for s in cfg.train_split.split("+") if s]
+        train_ds = concat([build_dataset(cfg.data, s, layout=cfg.layout) for s in splits], cfg.train_split)
+        if cfg.cache:
+            train_ds.preload()
+        val_ds = build_dataset(cfg.data, cfg.val_split, layout=cfg.layout, cache=cfg.cache)
+        if cfg.val_split in splits:
+            log.warning("training on %s: the %s mIoU scores images the model trains on, not how it does on "
+                        "unseen ones (that is what --holdout-sequence cross-validation is for)",
+                        cfg.train_split, cfg.val_split)
     else:
         train_ds = build_dataset(cfg.data, cfg.train_split, layout=cfg.layout, cache=cfg.cache)
         val_ds = build_dataset(cfg.data, cfg.val_split, layout=cfg.layout, cache=cfg.cache)

@@ -64,3 +64,17 @@ def test_cv_script_reuses_finished_folds_into_an_ablation_table(tmp_path):
     assert report["recipes"][0]["summary"]["mean_per_class_iou"] == {"Sky": 90.0, "Pole": None}
     table = (tmp_path / "cv" / "cv.md").read_text()
     assert "| aug | --augment shadow | 44.00 | **44.00** |" in table
+
+
+def test_cv_script_trains_folds_side_by_side_with_shared_train_args(tmp_path):
+    root = dt.camvid_sequence_tree(tmp_path / "camvid")
+    out = tmp_path / "cv"
+    argv = [sys.executable, SCRIPT, "--data", str(root), "--minutes", "0.05", "--folds", "0006R0", "--threads", "1",
+            "--jobs", "2", "--epochs", "1", "--out", str(out), "--recipe", "a=", "--recipe", "b=--scale 1-1",
+            "--train-args=--imgsz 12x16 --batch 2 --workers 0"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads((out / "cv.json").read_text())
+    assert [r["name"] for r in report["recipes"]] == ["a", "b"]  # in the order given, whichever finished first
+    assert report["common_args"] == ["--imgsz", "12x16", "--batch", "2", "--workers", "0"]
+    assert all((out / name / "fold-0006R0" / "summary.json").is_file() for name in ("a", "b"))

@@ -179,11 +179,25 @@ def test_cli_train_and_val_end_to_end(tmp_path, capsys):
     assert "mIoU" in text and "void ignored" in text
 
 
+def test_cli_trains_a_final_model_on_train_and_val(tmp_path, capsys, caplog):
+    from tests.testkit import data_trees as dt
+
+    root = dt.camvid_sequence_tree(tmp_path / "camvid")
+    code = main(["train", "--data", str(root), "--train-split", "train+val", "--imgsz", "12x16", "--batch", "2",
+                 "--max-steps", "2", "--workers", "0", "--out", str(tmp_path / "final"), "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    assert "scores images the model trains on" in caplog.text
+    ckpt = load_checkpoint(tmp_path / "final" / "last.pt")
+    assert ckpt.train_config["train_split"] == "train+val"
+
+
 @pytest.mark.parametrize("argv,expected", [
     (["train", "--model", "unet_lit", "--data", DATA], "did you mean 'unet_lite'"),
     (["train", "--data", "/nonexistent/dataset", "--max-steps", "1"], "/nonexistent/dataset"),
     (["train", "--data", DATA, "--imgsz", "64x", "--max-steps", "1"], "--imgsz"),
     (["train", "--data", DATA, "--optimizer", "adam"], "unknown optimizer"),
+    (["train", "--data", DATA, "--train-split", "train+val", "--holdout-sequence", "0006R0"], "drop --train-split"),
+    (["train", "--data", DATA, "--train-split", "train+nope", "--max-steps", "1"], "nope"),
     (["val", "/nonexistent/best.pt"], "does not exist"),
     (["val", "/nonexistent/best.pt", "--max-images", "-1"], "--max-images -1 must be at least 0"),
     (["val", "/nonexistent/best.pt", "--threads", "0"], "--threads 0 must be at least 1"),
