@@ -23,7 +23,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -300,12 +300,12 @@ def quantize_onnx(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, *,
         ort_method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                       "percentile": CalibrationMethod.Percentile}[method]
         try:
-            _quiet_quant_logs()
-            quantize_static(str(pre_path), str(q_path), calibration_data_reader=None,
-                            calibration_cache_path=str(ort_cache), quant_format=QuantFormat.QDQ,
-                            per_channel=per_channel, activation_type=act_type, weight_type=QuantType.QInt8,
-                            calibrate_method=ort_method, nodes_to_exclude=in_float,
-                            extra_options=extra)
+            with _quiet_quant_logs():
+                quantize_static(str(pre_path), str(q_path), calibration_data_reader=None,
+                                calibration_cache_path=str(ort_cache), quant_format=QuantFormat.QDQ,
+                                per_channel=per_channel, activation_type=act_type, weight_type=QuantType.QInt8,
+                                calibrate_method=ort_method, nodes_to_exclude=in_float,
+                                extra_options=extra)
         except Exception as e:
             raise ExportError(f"INT8 quantization of {onnx_in} failed ({str(e).strip().splitlines()[0][:200]})"
                               ) from None
@@ -414,9 +414,17 @@ def _array_id(a: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()[:16]
 
 
-def _quiet_quant_logs() -> None:
-    # quantize_static logs a "consider pre-processing" warning we already did; keep output clean.
-    logging.getLogger().setLevel(max(logging.getLogger().level, logging.ERROR))
+@contextlib.contextmanager
+def _quiet_quant_logs() -> Iterator[None]:
+    """quantize_static logs a "consider pre-processing" warning (done already) on the root logger: raise
+    the root level for the call only, so the application's own warnings are not silenced afterwards."""
+    root = logging.getLogger()
+    before = root.level
+    root.setLevel(max(before, logging.ERROR))
+    try:
+        yield
+    finally:
+        root.setLevel(before)
 
 
 # -- per-node sensitivity and the accuracy gate ---------------------------------------------------

@@ -272,3 +272,20 @@ def test_failed_gate_leaves_the_earlier_model_byte_identical(fp32_onnx, tmp_path
     assert len(scored) == 2 and all(p != out for p in scored)
     assert out.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.int8.onnx", "m.onnx"]  # no half-done candidates
+
+
+def test_quantizing_leaves_the_applications_log_level_alone(tmp_path):
+    """ONNX Runtime's quantizer warns on the root logger; edgeseg quiets it for the call only."""
+    import logging
+
+    from edgeseg.export.quantize import _quiet_quant_logs
+
+    root = logging.getLogger()
+    before = root.level
+    root.setLevel(logging.INFO)
+    try:
+        with _quiet_quant_logs():
+            assert root.level == logging.ERROR
+        assert root.level == logging.INFO
+    finally:
+        root.setLevel(before)

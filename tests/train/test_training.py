@@ -182,6 +182,7 @@ def test_cli_train_and_val_end_to_end(tmp_path, capsys):
 def test_cli_trains_a_final_model_on_train_and_val(tmp_path, capsys, caplog):
     from tests.testkit import data_trees as dt
 
+    caplog.set_level("INFO")
     root = dt.camvid_sequence_tree(tmp_path / "camvid")
     code = main(["train", "--data", str(root), "--train-split", "train+val", "--imgsz", "12x16", "--batch", "2",
                  "--max-steps", "2", "--workers", "0", "--out", str(tmp_path / "final"), "--quiet"])
