@@ -173,7 +173,8 @@ def main() -> int:
     if unknown:
         p.error(f"--folds {','.join(unknown)} not in {args.data}; sequences present: {', '.join(sorted(groups))}")
     out = Path(args.out)
-    runs = [(name, seq, [*common, *extra]) for name, extra in recipes for seq in folds]
+    # fold by fold, every recipe on it: a run stopped early still compares the recipes on the same folds
+    runs = [(name, seq, [*common, *extra]) for seq in folds for name, extra in recipes]
     with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:  # each fold is a process
         done = list(pool.map(lambda r: run_fold(args, r[1], out / r[0] / f"fold-{r[1]}", r[2]), runs))
     rows = []
