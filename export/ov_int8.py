@@ -30,7 +30,13 @@ from typing import Any
 import numpy as np
 
 from edgeseg import __version__
-from edgeseg.runtime.backends.ov import OpenVinoBackend, import_openvino, read_props, write_props
+from edgeseg.runtime.backends.ov import (
+    WEIGHTS_HASH_KEY,
+    OpenVinoBackend,
+    import_openvino,
+    read_props,
+    write_props,
+)
 from edgeseg.runtime.errors import BackendUnavailableError, ExportError, ModelFormatError, UsageError
 from edgeseg.runtime.fileio import sha256_file, write_json
 from edgeseg.runtime.metadata import OUTPUT_CLASS_MAP, ModelMeta
@@ -82,7 +88,8 @@ def bin_path(xml: str | os.PathLike) -> Path:
 def save_ir(model: Any, xml: str | os.PathLike, meta: ModelMeta) -> Path:
     """Write ``model`` as IR (``.xml`` + ``.bin``) carrying ``meta``; the pair appears only when complete.
 
-    Both files are written in a private folder beside ``xml`` and renamed into place, the weights first.
+    Both files are written in a private folder beside ``xml`` and renamed into place, the weights first;
+    the .xml records the .bin's sha256, so a crash between the renames is caught when the pair is loaded.
     """
     ov = import_openvino()
     xml = Path(xml)
@@ -90,6 +97,11 @@ def save_ir(model: Any, xml: str | os.PathLike, meta: ModelMeta) -> Path:
     with tempfile.TemporaryDirectory(prefix=f".{xml.name}.", dir=xml.parent) as tmp:
         staged = Path(tmp) / xml.name
         ov.save_model(model, str(staged), compress_to_fp16=False)  # weights stay as NNCF left them
+        weights = sha256_file(bin_path(staged))
+        model.set_rt_info(weights, WEIGHTS_HASH_KEY)  # the .xml names its .bin (checked at load)
+        ov.save_model(model, str(staged), compress_to_fp16=False)
+        if sha256_file(bin_path(staged)) != weights:
+            raise ExportError(f"OpenVINO wrote different weights for {xml.name} twice; nothing was written")
         os.replace(bin_path(staged), bin_path(xml))
         os.replace(staged, xml)
     return xml

@@ -38,6 +38,9 @@ log = logging.getLogger("edgeseg.runtime")
 INSTALL_HINT = "pip install 'edgeseg[openvino]'"
 RT_INFO_SECTION = "edgeseg"  # where an edgeseg IR keeps its metadata (ModelMeta.to_props keys, without prefix)
 ONNX_RT_INFO_SECTION = "framework"  # where OpenVINO's ONNX reader puts metadata_props
+# An edgeseg IR's .xml records its .bin's sha256 here: the pair is written as two renames, and a .bin from
+# another write (an interrupted export, a mixed copy) would otherwise load silently with the wrong weights.
+WEIGHTS_HASH_KEY = ["edgeseg_files", "weights_sha256"]
 SUFFIXES = (".onnx", ".xml")
 HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT"}
 META_DEVICES = ("AUTO", "MULTI", "HETERO")  # virtual devices that pick among the real ones
@@ -111,6 +114,18 @@ def read_props(model: Any) -> dict[str, str]:
     return props
 
 
+def check_weights(model: Any, xml: Path) -> None:
+    """ModelFormatError when an IR's .xml records a weights hash its .bin does not have."""
+    if xml.suffix.lower() != ".xml" or not model.has_rt_info(WEIGHTS_HASH_KEY):
+        return
+    from ..fileio import sha256_file
+
+    if sha256_file(xml.with_suffix(".bin")) != model.get_rt_info(WEIGHTS_HASH_KEY).astype(str):
+        raise ModelFormatError(f"{xml.with_suffix('.bin').name} does not belong to {xml.name}: its weights differ "
+                               "from those the .xml was written with (an interrupted export or a mixed copy); "
+                               "copy the .xml and .bin of one export together, or export again")
+
+
 def write_props(model: Any, meta: ModelMeta) -> None:
     """Store ``meta`` in an ``openvino.Model``'s rt_info (saved with the IR by ``openvino.save_model``)."""
     for key, value in meta.to_props().items():
@@ -159,6 +174,7 @@ class OpenVinoBackend(Backend):
             first = first_line(e)
             raise ModelFormatError(f"{self.path} is not a model OpenVINO can read ({first}); "
                                    "re-export it with 'edgeseg export'") from None
+        check_weights(model, self.path)
         if len(model.inputs) != 1:
             raise ModelFormatError(f"{self.path} has {len(model.inputs)} inputs; an edgeseg model takes one image batch")
         self.input_shape = _dims(model.inputs[0])

@@ -153,3 +153,22 @@ def test_the_nncf_cache_is_reused_only_as_it_was_made(exported, tmp_path, caplog
     with caplog.at_level("WARNING"):
         assert load_cached(cache, data["hash"], data["provenance"]) is None
     assert "was changed" in caplog.text
+
+
+def test_an_ir_whose_bin_is_not_its_own_is_refused_at_load(exported, tmp_path):
+    """The pair is written as two renames: a .bin from another write must not load silently."""
+    import shutil
+
+    from edgeseg.runtime.errors import ModelFormatError
+
+    out, _ = exported
+    xml = out.with_name("tiny.int8.ov.xml")
+    shutil.copyfile(xml, tmp_path / "m.xml")
+    weights = bytearray(bin_path(xml).read_bytes())
+    weights[len(weights) // 2] ^= 0xFF  # same size, other weights: as a crash between the renames would leave
+    (tmp_path / "m.bin").write_bytes(bytes(weights))
+    with pytest.raises(ModelFormatError, match="m.bin does not belong to m.xml"):
+        Segmenter(tmp_path / "m.xml", threads=1)
+    shutil.copyfile(bin_path(xml), tmp_path / "m.bin")
+    with Segmenter(tmp_path / "m.xml", threads=1) as seg:  # its own weights load
+        assert seg.meta.int8_target == "openvino"
