@@ -278,6 +278,10 @@ def quantize_onnx(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, *,
         ranges = load_cache(cache, digest, prov) if cache else None
         hit = ranges is not None
         if ranges is None:
+            if isinstance(calib, ImageSet):  # NaN outputs would become NaN ranges, then a broken model
+                from .gate import check_finite_outputs  # gate imports this module
+
+                check_finite_outputs(onnx_in, calib, size)
             log.info("calibrating %s on %d images (%s, target %s)", Path(onnx_in).name, len(reader.images),
                      method, target)
             ranges = calibrate(pre_path, reader, method, target, work)
