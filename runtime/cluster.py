@@ -37,6 +37,7 @@ SPREAD_WAIT_S = 10.0
 RESTART_WAIT_S = 60.0  # how long a run waits for a restarted actor when none is left
 MAX_ATTEMPTS = 3  # tries per file when the worker holding it dies
 POLL_S = 0.5
+HELLO_RETRY_S = 0.5  # how soon to ask again an actor Ray said is still restarting
 RAY_CLIENT_PORT = 10001
 MAX_ACTORS = 1024
 
@@ -215,6 +216,9 @@ class _Scheduler:
         self.none_up_since: float | None = None
         self.first_up: float | None = None
         self.first_failure = ""
+        self.hello_later: list[tuple[float, _Actor]] = []  # (when, actor): hellos to send again
+        # Raised for a call to an actor Ray is restarting (e.g. after a --file-timeout kill): not a death.
+        self.unavailable = getattr(ray.exceptions, "ActorUnavailableError", ())
 
     def loop(self, stop: threading.Event) -> ClusterRun:
         while self.queue or any(kind == "run" for kind, *_ in self.pending.values()):
@@ -222,8 +226,12 @@ class _Scheduler:
                 self.run.stopped = True
                 break
             self._assign()
+            self._send_due_hellos()
             self._check_alive()
             self._check_deadlines()
+            if not self.pending:  # every actor is between two hellos (restarting)
+                time.sleep(HELLO_RETRY_S / 5)
+                continue
             ready, _ = self.ray.wait(list(self.pending), num_returns=1, timeout=POLL_S)
             for ref in ready:
                 self._collect(ref)
@@ -269,6 +277,9 @@ class _Scheduler:
                 self._record(job, attempt, actor, "failed", f"took longer than {self.file_timeout_s:g} s "
                              "(--file-timeout); its worker was restarted")
                 return
+            if job is None and isinstance(e, self.unavailable):  # still restarting: ask again shortly
+                self.hello_later.append((time.monotonic() + HELLO_RETRY_S, actor))
+                return
             self._actor_died(actor, job, attempt, e)
             return
         except self.ray.exceptions.RayError as e:  # failed outside process_file (e.g. cannot pickle)
@@ -303,6 +314,12 @@ class _Scheduler:
         if actor.deaths <= self.max_attempts:
             self.pending[actor.handle.hello.remote()] = ("hello", actor, None, 0)
 
+    def _send_due_hellos(self) -> None:
+        now = time.monotonic()
+        for _, actor in [h for h in self.hello_later if h[0] <= now]:
+            self.pending[actor.handle.hello.remote()] = ("hello", actor, None, 0)
+        self.hello_later = [h for h in self.hello_later if h[0] > now]
+
     def _record(self, job: Job, attempt: int, actor: _Actor, status: str, error: str) -> None:
         rec = {"input": str(job.input), "output": str(job.output), "frames": 0, "fps": 0.0, "status": status,
                "error": error, "node": actor.node, "attempts": attempt}
@@ -316,7 +333,7 @@ class _Scheduler:
         now = time.monotonic()
         self.none_up_since = self.none_up_since or now
         limit = ACTOR_START_TIMEOUT_S if not self.run.records else self.restart_wait_s
-        waiting = any(kind == "hello" for kind, *_ in self.pending.values())
+        waiting = any(kind == "hello" for kind, *_ in self.pending.values()) or bool(self.hello_later)
         if now - self.none_up_since > limit or not waiting:
             self.lost_nodes()
             why = f" (last failure: {self.first_failure})" if self.first_failure else ""
