@@ -61,17 +61,24 @@ class LatencyHistogram:
         return h
 
     def percentile(self, q: float) -> float:
+        return self.percentiles(q)[0]
+
+    def percentiles(self, *qs: float) -> list[float]:
+        """Several percentiles from one pass over the bins (live displays ask for a few every frame)."""
         if self.n == 0:
-            return float("nan")
+            return [float("nan")] * len(qs)
         cum = np.cumsum(self.counts)  # (BINS,)
-        i = int(np.searchsorted(cum, q / 100.0 * self.n, side="left"))
-        return min(self.LO_MS * self.RATIO ** (i + 0.5), self.max) if i else self.LO_MS
+        out = []
+        for q in qs:
+            i = int(np.searchsorted(cum, q / 100.0 * self.n, side="left"))
+            out.append(min(self.LO_MS * self.RATIO ** (i + 0.5), self.max) if i else self.LO_MS)
+        return out
 
     def summary(self) -> dict[str, float]:
         if self.n == 0:
             return {"p50": None, "p90": None, "p99": None, "mean": None, "max": None, "n": 0}
-        return {"p50": round(self.percentile(50), 3), "p90": round(self.percentile(90), 3),
-                "p99": round(self.percentile(99), 3), "mean": round(self.total / self.n, 3),
+        p50, p90, p99 = self.percentiles(50, 90, 99)
+        return {"p50": round(p50, 3), "p90": round(p90, 3), "p99": round(p99, 3), "mean": round(self.total / self.n, 3),
                 "max": round(self.max, 3), "n": self.n}
 
 
@@ -160,9 +167,9 @@ class PipelineStats:
         """The figures every live display shows (HUD, status lines, the web view): the recent frame rate,
         the model's p50 and capture-to-render p50/p99 in ms (None until measured)."""
         c2r, infer = self.capture_to_render, self.latency["infer"]
+        p50, p99 = c2r.percentiles(50, 99) if c2r.n else (None, None)
         return {"fps": self.recent_fps, "infer_ms": infer.percentile(50) if infer.n else None,
-                "latency_p50_ms": c2r.percentile(50) if c2r.n else None,
-                "latency_p99_ms": c2r.percentile(99) if c2r.n else None}
+                "latency_p50_ms": p50, "latency_p99_ms": p99}
 
     def status_line(self) -> str:
         f = self.live()
