@@ -13,38 +13,19 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import onnx
 from onnx import numpy_helper
 
 from edgeseg.runtime.errors import ModelFormatError, UsageError
 
 from .onnx_io import get_meta, set_meta
+from .passes.base import GraphIndex, attr, const_scales
 
 
-def _const(g: onnx.GraphProto, name: str) -> np.ndarray | None:
-    for t in g.initializer:
-        if t.name == name:
-            return numpy_helper.to_array(t)
-    for n in g.node:
-        if n.op_type == "Constant" and name in n.output:
-            return numpy_helper.to_array(n.attribute[0].t) if n.attribute and n.attribute[0].name == "value" else None
-    return None
-
-
-def _set_const(g: onnx.GraphProto, name: str, value: np.ndarray) -> str:
-    """A new initializer holding ``value`` (the old one may be shared); returns its name."""
-    new = f"{name}_coarse"
-    g.initializer.append(numpy_helper.from_array(value, new))
-    return new
-
-
-def _head_resize(g: onnx.GraphProto, out: str) -> tuple[onnx.NodeProto, onnx.NodeProto | None]:
-    producer = {o: n for n in g.node for o in n.output}
-    node = producer.get(out)
-    crop = None
+def _head_resize(index: GraphIndex, out: str) -> tuple[onnx.NodeProto, onnx.NodeProto | None]:
+    node, crop = index.producer.get(out), None
     if node is not None and node.op_type == "Slice":
-        crop, node = node, producer.get(node.input[0])
+        crop, node = node, index.producer.get(node.input[0])
     if node is None or node.op_type != "Resize":
         raise ModelFormatError("the graph does not end in the head's upsampling (Resize, then an optional crop), "
                                "so it cannot be cut to a coarser output stride; export the checkpoint with "
@@ -52,14 +33,20 @@ def _head_resize(g: onnx.GraphProto, out: str) -> tuple[onnx.NodeProto, onnx.Nod
     return node, crop
 
 
-def _resize_factor(g: onnx.GraphProto, resize: onnx.NodeProto) -> int:
-    mode = next((a.s.decode() for a in resize.attribute if a.name == "mode"), "nearest")
-    scales = _const(g, resize.input[2]) if len(resize.input) > 2 and resize.input[2] else None
-    if mode != "linear" or scales is None or scales.size != 4 or tuple(scales[:2]) != (1, 1) \
+def _resize_factor(index: GraphIndex, resize: onnx.NodeProto) -> int:
+    scales = const_scales(resize, index.inits)
+    if attr(resize, "mode", "nearest") != "linear" or scales is None or len(scales) != 4 or scales[:2] != (1, 1) \
             or scales[2] != scales[3] or scales[2] < 2 or scales[2] != int(scales[2]):
         raise ModelFormatError("the head's upsampling is not a bilinear Resize by a whole factor on H and W "
                                "(scales 1, 1, s, s); export the checkpoint with --output-stride instead")
     return int(scales[2])
+
+
+def _crop_bounds(index: GraphIndex, crop: onnx.NodeProto) -> tuple[list[int], list[int]]:
+    if crop.input[1] not in index.inits or crop.input[2] not in index.inits:
+        raise ModelFormatError("the head's crop has computed bounds; export the checkpoint with --output-stride")
+    starts, ends = (numpy_helper.to_array(index.inits[crop.input[k]]).tolist() for k in (1, 2))
+    return starts, ends
 
 
 def to_output_stride(proto: onnx.ModelProto, stride: int) -> onnx.ModelProto:
@@ -73,19 +60,20 @@ def to_output_stride(proto: onnx.ModelProto, stride: int) -> onnx.ModelProto:
     g = out.graph
     if len(g.output) != 1:
         raise ModelFormatError(f"expected one output (the logits), found {len(g.output)}")
-    resize, crop = _head_resize(g, g.output[0].name)
-    factor = _resize_factor(g, resize)
+    index = GraphIndex(out)
+    resize, crop = _head_resize(index, g.output[0].name)
+    factor = _resize_factor(index, resize)
     if stride != factor:
         raise UsageError(f"--output-stride {stride} does not fit this model: its head upsamples x{factor}, so "
                          f"use --output-stride 1 or {factor}")
     coarse = resize.input[0]
+    old_consts = set(resize.input)
     if crop is not None:  # crop at the coarse stride: starts floor, ends ceil (the padded border stays out)
-        starts, ends = _const(g, crop.input[1]), _const(g, crop.input[2])
-        if starts is None or ends is None:
-            raise ModelFormatError("the head's crop has computed bounds; export the checkpoint with --output-stride")
-        crop.input[1] = _set_const(g, crop.input[1], (starts // stride).astype(starts.dtype))
-        crop.input[2] = _set_const(g, crop.input[2], np.array([math.ceil(int(e) / stride) if e < 2 ** 62 else e
-                                                               for e in ends], dtype=ends.dtype))
+        starts, ends = _crop_bounds(index, crop)
+        old_consts |= {crop.input[1], crop.input[2]}
+        crop.input[1] = index.int64(f"{crop.input[1]}_coarse", [v // stride for v in starts])
+        crop.input[2] = index.int64(f"{crop.input[2]}_coarse",
+                                    [math.ceil(v / stride) if v < 2 ** 62 else v for v in ends])
         crop.input[0] = coarse
         g.node.remove(resize)
     else:  # the Resize made the graph output: its input takes the output's name
@@ -101,9 +89,7 @@ def to_output_stride(proto: onnx.ModelProto, stride: int) -> onnx.ModelProto:
         else:
             d.dim_param = f"{d.dim_param or 'dim'}_s{stride}"
     del g.value_info[:]
-    used = {i for n in g.node for i in n.input}
-    for t in [t for t in g.initializer if t.name not in used]:
-        g.initializer.remove(t)
+    index.drop_initializers(old_consts)
     set_meta(out, meta.with_(output_stride=stride,
                              extra={**meta.extra, "output_stride_from": "onnx graph cut"}))
     onnx.checker.check_model(out)
