@@ -23,7 +23,13 @@ from edgeseg.runtime.fileio import atomic_path
 
 from .calibration import CalibrationReader, ImageSet, fill_batch, preprocess
 from .parity import class_maps, latency_ms, ort_session, score_maps, session_batch
-from .quantize import QuantizeResult, node_sensitivity, preprocess_for_quant, quantize_onnx
+from .quantize import (  # noqa: F401 - check_finite_outputs is part of the gate's API
+    QuantizeResult,
+    check_finite_outputs,
+    node_sensitivity,
+    preprocess_for_quant,
+    quantize_onnx,
+)
 
 log = logging.getLogger("edgeseg.export")
 
@@ -139,25 +145,6 @@ def quantize_with_gate(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, 
         f"({report.int8_miou:.2f} vs {fp32_miou:.2f}; limit {max_miou_drop:g}) even with "
         f"{len(report.nodes_in_float)} sensitive nodes in float; try --calib-method percentile, more "
         "--calib-images, --precision fp16, or a larger --max-miou-drop", report, res)
-
-
-def check_finite_outputs(onnx_path: str | os.PathLike, images: ImageSet, size: tuple[int, int] | None,
-                         threads: int = 0) -> None:
-    """ExportError naming the first image on which the float model's outputs are NaN or infinite."""
-    import numpy as np
-
-    from .onnx_io import read_meta
-
-    meta = read_meta(onnx_path)
-    sess = ort_session(onnx_path, threads)
-    name, batch = sess.get_inputs()[0].name, session_batch(sess)
-    for i, image in enumerate(images.images):
-        x = fill_batch(preprocess([image], meta, size or image.shape[:2]), batch)
-        out = sess.run(None, {name: x})[0]
-        if out.dtype.kind == "f" and not np.isfinite(out[:1]).all():
-            raise ExportError(f"{Path(onnx_path).name} gives NaN or infinite outputs on calibration image "
-                              f"{images.ids[i]} ({images.source}); check the model's weights and --mean/--std; "
-                              "nothing was written")
 
 
 def _publish(res: QuantizeResult, dest: str | os.PathLike) -> QuantizeResult:

@@ -36,7 +36,7 @@ from edgeseg.runtime.errors import ExportError, unknown_name
 from edgeseg.runtime.fileio import write_json
 from edgeseg.runtime.metadata import ModelMeta
 
-from .calibration import CalibrationReader, ImageSet
+from .calibration import CalibrationReader, ImageSet, fill_batch, preprocess
 from .onnx_io import get_meta, load_onnx, save_onnx, set_meta
 from .passes import PassContext, PassRecord, input_normalizer, passes_meta, run_stage, with_role
 from .passes.fold_input_normalization import ROLE_RAW_CAST
@@ -109,6 +109,24 @@ def images_sha256(images: Sequence[np.ndarray]) -> str:
         h.update(f"{a.dtype.str}{a.shape};".encode())
         h.update(a)
     return h.hexdigest()
+
+
+def check_finite_outputs(onnx_path: str | os.PathLike, images: ImageSet, size: tuple[int, int] | None,
+                         threads: int = 0) -> None:
+    """ExportError naming the first image on which the float model's outputs are NaN or infinite."""
+    from . import onnx_io
+    from .parity import ort_session, session_batch
+
+    meta = onnx_io.read_meta(onnx_path)
+    sess = ort_session(onnx_path, threads)
+    name, batch = sess.get_inputs()[0].name, session_batch(sess)
+    for i, image in enumerate(images.images):
+        x = fill_batch(preprocess([image], meta, size or image.shape[:2]), batch)
+        out = sess.run(None, {name: x})[0]
+        if out.dtype.kind == "f" and not np.isfinite(out[:1]).all():
+            raise ExportError(f"{Path(onnx_path).name} gives NaN or infinite outputs on calibration image "
+                              f"{images.ids[i]} ({images.source}); check the model's weights and --mean/--std; "
+                              "nothing was written")
 
 
 def provenance(pre: onnx.ModelProto, meta: ModelMeta, size: tuple[int, int], images: Sequence[np.ndarray],
@@ -279,8 +297,6 @@ def quantize_onnx(onnx_in: str | os.PathLike, onnx_out: str | os.PathLike, *,
         hit = ranges is not None
         if ranges is None:
             if isinstance(calib, ImageSet):  # NaN outputs would become NaN ranges, then a broken model
-                from .gate import check_finite_outputs  # gate imports this module
-
                 check_finite_outputs(onnx_in, calib, size)
             log.info("calibrating %s on %d images (%s, target %s)", Path(onnx_in).name, len(reader.images),
                      method, target)
